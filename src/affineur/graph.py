@@ -1,0 +1,311 @@
+"""The lock: a graph of every package, version, source hash and typed edge.
+
+This module is pure data and graph algorithms: no network, no file system beyond
+(de)serialising bytes. ``lock/<collection>/<variant>/graph.json`` is the
+:func:`dumps` of a :class:`Graph`; its format is ``schemas/graph.schema.json``.
+
+Node keys are ``name==version`` (canonical name), as in fromager's graph, and the
+root of the graph is the node with the empty key whose edges are the collection's
+top-level requirements. Several versions of one package may be nodes at once
+(two build environments may need different setuptools); the install closure of
+the collection holds one version of each name.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, NewType, get_args
+
+from packaging.utils import canonicalize_name
+
+from affineur.errors import AffineurError
+
+__all__ = [
+    "BUILD_REQ_TYPES",
+    "ROOT",
+    "Edge",
+    "FileRef",
+    "Graph",
+    "Node",
+    "NodeKey",
+    "ReqType",
+    "build_order",
+    "dumps",
+    "find_build_cycle",
+    "install_closure",
+    "loads",
+    "node_key",
+]
+
+NodeKey = NewType("NodeKey", str)
+ReqType = Literal["toplevel", "install", "build-system", "build-backend", "build-sdist"]
+BUILD_REQ_TYPES: frozenset[str] = frozenset({"build-system", "build-backend", "build-sdist"})
+ROOT = NodeKey("")
+GRAPH_FORMAT = 1
+
+
+def node_key(name: str, version: str) -> NodeKey:
+    return NodeKey(f"{canonicalize_name(name)}=={version}")
+
+
+@dataclass(frozen=True, order=True)
+class Edge:
+    """A requirement of one node resolved to another node.
+
+    ``req`` keeps the requirement exactly as its author wrote it (markers and
+    extras included), so a reviewer of a lock diff sees why the edge exists.
+    """
+
+    key: NodeKey
+    req_type: ReqType
+    req: str
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """A distribution file by name and hash, never by URL.
+
+    Without a URL the lock works unchanged against any mirror: the file is found
+    again through the configured index by its name and checked against the hash.
+    """
+
+    filename: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    version: str
+    sdist: FileRef | None = None
+    wheel: FileRef | None = None
+    prebuilt: bool = False
+    build_backend: str | None = None
+    edges: tuple[Edge, ...] = ()
+    build_env: tuple[NodeKey, ...] = ()
+
+    @property
+    def key(self) -> NodeKey:
+        return node_key(self.name, self.version)
+
+    def edges_of(self, *req_types: str) -> tuple[Edge, ...]:
+        return tuple(e for e in self.edges if e.req_type in req_types)
+
+
+@dataclass(frozen=True)
+class Graph:
+    """One collection locked for one variant."""
+
+    collection: str
+    variant: str
+    input_hash: str
+    target: Mapping[str, str]
+    toplevel: tuple[Edge, ...]
+    nodes: Mapping[NodeKey, Node]
+    discovery: str = "wheels"
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def node(self, key: str) -> Node:
+        try:
+            return self.nodes[NodeKey(key)]
+        except KeyError:
+            raise AffineurError(f"{key} is not in the lock", stage="lock") from None
+
+    def versions_of(self, name: str) -> list[str]:
+        canonical = canonicalize_name(name)
+        return sorted(n.version for n in self.nodes.values() if n.name == canonical)
+
+
+def install_closure(graph: Graph) -> list[NodeKey]:
+    """Keys reachable from the top-level requirements through install edges only."""
+    seen: set[NodeKey] = set()
+    stack = [e.key for e in graph.toplevel]
+    while stack:
+        key = stack.pop()
+        if key in seen:
+            continue
+        seen.add(key)
+        stack.extend(e.key for e in graph.nodes[key].edges_of("install"))
+    return sorted(seen)
+
+
+def _build_deps(node: Node) -> tuple[NodeKey, ...]:
+    # A prebuilt node is taken as an upstream wheel: it needs nothing built first.
+    return () if node.prebuilt else node.build_env
+
+
+def find_build_cycle(nodes: Mapping[NodeKey, Node]) -> list[NodeKey] | None:
+    """A build-time cycle as a path ``[a, b, a]``, or None.
+
+    The relation is "must be built before": every member of a node's build
+    environment. Iterative DFS so that deep build chains cannot hit the
+    recursion limit.
+    """
+    state: dict[NodeKey, int] = {}  # 1 = on the current path, 2 = finished
+    for start in sorted(nodes):
+        if start in state:
+            continue
+        path: list[NodeKey] = [start]
+        iters = [iter(sorted(_build_deps(nodes[start])))]
+        state[start] = 1
+        while iters:
+            nxt = next(iters[-1], None)
+            if nxt is None:
+                state[path.pop()] = 2
+                iters.pop()
+                continue
+            if nxt not in nodes:
+                continue
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt]
+            if nxt not in state:
+                state[nxt] = 1
+                path.append(nxt)
+                iters.append(iter(sorted(_build_deps(nodes[nxt]))))
+    return None
+
+
+def build_order(nodes: Mapping[NodeKey, Node]) -> list[NodeKey]:
+    """Every node after its whole build environment; ties broken by key for stable bytes."""
+    cycle = find_build_cycle(nodes)
+    if cycle:
+        raise AffineurError(
+            "build-time cycle: " + " -> ".join(cycle),
+            stage="cycle",
+            hint=cycle_hint(cycle),
+        )
+    waiting = {k: {d for d in _build_deps(n) if d in nodes} for k, n in nodes.items()}
+    users: dict[NodeKey, list[NodeKey]] = {k: [] for k in nodes}
+    for key, deps in waiting.items():
+        for dep in deps:
+            users[dep].append(key)
+    ready = [k for k, deps in waiting.items() if not deps]
+    heapq.heapify(ready)
+    order: list[NodeKey] = []
+    while ready:
+        key = heapq.heappop(ready)
+        order.append(key)
+        for user in users[key]:
+            waiting[user].discard(key)
+            if not waiting[user]:
+                heapq.heappush(ready, user)
+    return order
+
+
+def cycle_hint(cycle: Sequence[str]) -> str:
+    first = cycle[0].split("==")[0]
+    second = cycle[1].split("==")[0] if len(cycle) > 1 else first
+    return (
+        f"break it with 'prebuilt: true' in overrides/{first}.yaml (take the upstream wheel), "
+        f"or remove the requirement with 'build_requires: {{remove: [{second}]}}' "
+        f"in overrides/{first}.yaml"
+    )
+
+
+# --- serialisation ---------------------------------------------------------
+
+
+def _edge_json(edge: Edge) -> dict[str, str]:
+    return {"key": edge.key, "req": edge.req, "req_type": edge.req_type}
+
+
+def _file_json(ref: FileRef | None) -> dict[str, str] | None:
+    return None if ref is None else {"filename": ref.filename, "sha256": ref.sha256}
+
+
+def to_data(graph: Graph) -> dict[str, Any]:
+    nodes: dict[str, Any] = {ROOT: {"edges": [_edge_json(e) for e in sorted(graph.toplevel)]}}
+    for key in sorted(graph.nodes):
+        n = graph.nodes[key]
+        data: dict[str, Any] = {
+            "name": n.name,
+            "version": n.version,
+            "prebuilt": n.prebuilt,
+            "edges": [_edge_json(e) for e in sorted(n.edges)],
+            "build_env": sorted(n.build_env),
+        }
+        if n.sdist is not None:
+            data["sdist"] = _file_json(n.sdist)
+        if n.wheel is not None:
+            data["wheel"] = _file_json(n.wheel)
+        if n.build_backend is not None:
+            data["build_backend"] = n.build_backend
+        nodes[key] = data
+    return {
+        "format": GRAPH_FORMAT,
+        "collection": graph.collection,
+        "variant": graph.variant,
+        "input_hash": graph.input_hash,
+        "discovery": graph.discovery,
+        "target": dict(sorted(graph.target.items())),
+        "meta": dict(graph.meta),
+        "nodes": nodes,
+    }
+
+
+def dumps(graph: Graph) -> bytes:
+    """Deterministic bytes: the same graph always serialises identically, so a
+    re-lock that changes nothing leaves git with nothing to show."""
+    return (json.dumps(to_data(graph), indent=2, sort_keys=True) + "\n").encode()
+
+
+def _edges(raw: Iterable[Mapping[str, str]]) -> tuple[Edge, ...]:
+    out = []
+    for e in raw:
+        req_type = e["req_type"]
+        if req_type not in get_args(ReqType):
+            raise AffineurError(f"unknown req_type {req_type!r}", stage="lock")
+        out.append(Edge(NodeKey(e["key"]), req_type, e["req"]))  # type: ignore[arg-type]
+    return tuple(out)
+
+
+def _file(raw: Mapping[str, str] | None) -> FileRef | None:
+    return None if raw is None else FileRef(raw["filename"], raw["sha256"])
+
+
+def from_data(data: Mapping[str, Any]) -> Graph:
+    raw_nodes = dict(data["nodes"])
+    root = raw_nodes.pop(ROOT, {"edges": []})
+    nodes: dict[NodeKey, Node] = {}
+    for key, n in raw_nodes.items():
+        node = Node(
+            name=n["name"],
+            version=n["version"],
+            sdist=_file(n.get("sdist")),
+            wheel=_file(n.get("wheel")),
+            prebuilt=n.get("prebuilt", False),
+            build_backend=n.get("build_backend"),
+            edges=_edges(n.get("edges", ())),
+            build_env=tuple(NodeKey(k) for k in n.get("build_env", ())),
+        )
+        if node.key != key:
+            raise AffineurError(f"node {key!r} holds {node.key!r}", stage="lock")
+        nodes[NodeKey(key)] = node
+    graph = Graph(
+        collection=data["collection"],
+        variant=data["variant"],
+        input_hash=data["input_hash"],
+        target=dict(data["target"]),
+        toplevel=_edges(root["edges"]),
+        nodes=nodes,
+        discovery=data.get("discovery", "wheels"),
+        meta=dict(data.get("meta", {})),
+    )
+    dangling = sorted(
+        {e.key for n in [*nodes.values()] for e in n.edges if e.key not in nodes}
+        | {k for n in nodes.values() for k in n.build_env if k not in nodes}
+        | {e.key for e in graph.toplevel if e.key not in nodes}
+    )
+    if dangling:
+        raise AffineurError(
+            "the lock refers to packages it does not hold", stage="lock", causes=dangling
+        )
+    return graph
+
+
+def loads(raw: bytes | str) -> Graph:
+    """Parse graph.json bytes (schema validation is the caller's, who knows the file name)."""
+    return from_data(json.loads(raw))
