@@ -277,8 +277,11 @@ def _parse_toml(text: str, file: str) -> tuple[object, Lines, list[AffineurError
         found = _TOML_POSITION.search(message)
         line = int(found.group(1)) if found else None
         message = _TOML_POSITION.sub("", message)
-        return None, {}, [AffineurError(f"invalid TOML: {message}", file=file, line=line,
-                                        stage="config")]  # fmt: skip
+        return (
+            None,
+            {},
+            [AffineurError(f"invalid TOML: {message}", file=file, line=line, stage="config")],
+        )
     return data, _toml_lines(text), []
 
 
@@ -324,9 +327,18 @@ def _parse_yaml(text: str, file: str) -> tuple[object, Lines, list[AffineurError
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         detail = " ".join(str(part) for part in (exc.context, exc.problem) if part)
-        return None, {}, [AffineurError(f"invalid YAML: {detail}", file=file,
-                                        line=mark.line + 1 if mark else None,
-                                        stage="config")]  # fmt: skip
+        return (
+            None,
+            {},
+            [
+                AffineurError(
+                    f"invalid YAML: {detail}",
+                    file=file,
+                    line=mark.line + 1 if mark else None,
+                    stage="config",
+                )
+            ],
+        )
     except yaml.YAMLError as exc:
         return None, {}, [AffineurError(f"invalid YAML: {exc}", file=file, stage="config")]
     finally:
@@ -339,9 +351,12 @@ def _parse_yaml(text: str, file: str) -> tuple[object, Lines, list[AffineurError
 
 
 def _yaml_lines(
-    node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], problems: list[AffineurError],
+    node: yaml.Node,
+    path: KeyPath,
+    lines: dict[KeyPath, int],
+    problems: list[AffineurError],
     file: str,
-) -> None:  # fmt: skip
+) -> None:
     """Record the line of every key and item; report what safe_load silently accepts.
 
     A repeated key would make YAML keep only the last value, and an unquoted key
@@ -354,13 +369,27 @@ def _yaml_lines(
             child = (*path, key)
             line = key_node.start_mark.line + 1
             if key_node.tag != "tag:yaml.org,2002:str":
-                problems.append(AffineurError(
-                    f"key {key!r} is not a string", hint="quote it", file=file,
-                    key_path=child, line=line, stage="config"))  # fmt: skip
+                problems.append(
+                    AffineurError(
+                        f"key {key!r} is not a string",
+                        hint="quote it",
+                        file=file,
+                        key_path=child,
+                        line=line,
+                        stage="config",
+                    )
+                )
             if key in seen:
-                problems.append(AffineurError(
-                    f"duplicate key {key!r}", hint="YAML keeps only the last one; merge them",
-                    file=file, key_path=child, line=line, stage="config"))  # fmt: skip
+                problems.append(
+                    AffineurError(
+                        f"duplicate key {key!r}",
+                        hint="YAML keeps only the last one; merge them",
+                        file=file,
+                        key_path=child,
+                        line=line,
+                        stage="config",
+                    )
+                )
             seen.add(key)
             lines.setdefault(child, line)
             _yaml_lines(value_node, child, lines, problems, file)

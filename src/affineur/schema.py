@@ -110,9 +110,15 @@ def schema_problems(
 ) -> list[AffineurError]:
     """Every way ``data`` breaks ``schemas/<schema_name>.schema.json``, in document order."""
     problems: list[AffineurError] = []
+    seen: set[tuple[KeyPath, str]] = set()
     for error in _validator(schema_name).iter_errors(data):
         path: KeyPath = tuple(error.absolute_path)
         for key_path, message, hint in _explain(error, path):
+            # jsonschema reports some keywords once per offending member while
+            # the explanation already covers all of them ("required").
+            if (key_path, message) in seen:
+                continue
+            seen.add((key_path, message))
             problems.append(
                 AffineurError(
                     message,
