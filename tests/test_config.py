@@ -443,3 +443,12 @@ def test_shipped_example_project_loads() -> None:
     cpu = project.variants["cpu"]
     assert cpu.python == "3.11"
     assert dict(cpu.resources) == {"cpu": 2.0, "memory_gb": 8.0}
+
+
+def test_unknown_key_in_a_toml_table_is_located(tmp_path: Path) -> None:
+    text = 'variants = ["cpu"]\nrequirements = ["a"]\n\n[options]\nprerelease = true\n'
+    error = load_error(tmp_path, {"collections/web.toml": text})
+    assert error.message == "unknown key 'prerelease'"
+    assert error.hint == "did you mean 'prereleases'?"
+    assert tuple(error.key_path) == ("options", "prerelease")
+    assert error.line == 5
