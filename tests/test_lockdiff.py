@@ -1,0 +1,115 @@
+"""Lock diffs: pairing versions, scopes, build environments, hash changes, rendering."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from affineur.graph import FileRef, NodeKey
+from affineur.lockdiff import (
+    BuildEnvChange,
+    VersionChange,
+    diff_graphs,
+    diff_locks,
+    pair_versions,
+    render_markdown,
+    render_text,
+)
+from tests.lockfactory import graph, pkg, web_graph
+
+
+def test_identical_locks_have_no_changes() -> None:
+    d = diff_graphs(web_graph(), web_graph())
+    assert not d.changed
+    assert render_text([d]) == ""
+    assert render_markdown([d]) == "No lock changes.\n"
+
+
+def test_upgrade_and_downgrade_in_install_closure() -> None:
+    d = diff_graphs(web_graph(), web_graph(requests="2.33.0", urllib3="1.26.19"))
+    assert d.versions == (
+        VersionChange("install", "requests", "2.32.3", "2.33.0"),
+        VersionChange("install", "urllib3", "2.2.1", "1.26.19"),
+    )
+    assert [c.kind for c in d.versions] == ["upgraded", "downgraded"]
+    assert d.hashes == ()
+
+
+def test_versions_compare_as_versions_not_strings() -> None:
+    d = diff_graphs(web_graph(requests="2.9.0"), web_graph(requests="2.10.0"))
+    assert d.versions[0].kind == "upgraded"
+
+
+def test_coexisting_versions_pair_with_their_nearest() -> None:
+    assert pair_versions(["69", "70"], ["69", "71"]) == [("70", "71")]
+    assert pair_versions(["60", "70"], ["71"]) == [("60", None), ("70", "71")]
+    assert pair_versions(["60"], ["59", "75"]) == [(None, "59"), ("60", "75")]
+    assert pair_versions(["1"], ["1"]) == []
+    assert pair_versions([], ["1", "2"]) == [(None, "1"), (None, "2")]
+
+
+def test_build_only_packages_are_their_own_scope() -> None:
+    old = web_graph()
+    nodes = dict(old.nodes)
+    del nodes[NodeKey("setuptools==69.5.1")]
+    nodes[NodeKey("setuptools==69.5.2")] = pkg("setuptools==69.5.2")
+    nodes[NodeKey("hatchling==1.25.0")] = pkg(
+        "hatchling==1.25.0", install=["packaging==24.1"], build=["setuptools==69.5.2"]
+    )
+    new = replace(old, nodes=nodes)
+    d = diff_graphs(old, new)
+    assert d.versions == (VersionChange("build", "setuptools", "69.5.1", "69.5.2"),)
+    assert d.build_envs == (
+        BuildEnvChange(
+            NodeKey("hatchling==1.25.0"),
+            added=(NodeKey("setuptools==69.5.2"),),
+            removed=(NodeKey("setuptools==69.5.1"),),
+        ),
+    )
+    text = render_text([d])
+    assert "build   upgraded   setuptools 69.5.1 -> 69.5.2" in text
+    assert "build-env  hatchling==1.25.0: +setuptools==69.5.2 -setuptools==69.5.1" in text
+
+
+def test_a_build_tool_becoming_a_runtime_dependency_shows_in_both_scopes() -> None:
+    old = web_graph()
+    nodes = dict(old.nodes)
+    nodes[NodeKey("idna==3.7")] = pkg(
+        "idna==3.7", install=["flit-core==3.9.0"], build=["flit-core==3.9.0"]
+    )
+    d = diff_graphs(old, replace(old, nodes=nodes))
+    assert VersionChange("install", "flit-core", None, "3.9.0") in d.versions
+    assert VersionChange("build", "flit-core", "3.9.0", None) in d.versions
+
+
+def test_same_version_different_hash_is_flagged() -> None:
+    old = web_graph()
+    nodes = dict(old.nodes)
+    bad = FileRef("idna-3.7.tar.gz", "f" * 64)
+    nodes[NodeKey("idna==3.7")] = replace(nodes[NodeKey("idna==3.7")], sdist=bad)
+    d = diff_graphs(old, replace(old, nodes=nodes))
+    assert d.versions == ()
+    assert len(d.hashes) == 1
+    assert d.hashes[0].key == "idna==3.7"
+    assert d.hashes[0].new == bad
+    assert "!! HASH CHANGED idna==3.7 sdist" in render_text([d])
+    md = render_markdown([d])
+    assert "[!CAUTION]" in md
+    assert "f" * 64 in md
+
+
+def test_added_and_removed_locks_and_requirements() -> None:
+    small = graph(pkg("idna==3.7"), top=["idna==3.7"], variant="cuda")
+    diffs = diff_locks({("web", "cuda"): small}, {("web", "cpu"): web_graph()})
+    assert [(d.variant, d.status) for d in diffs] == [("cpu", "added"), ("cuda", "removed")]
+    assert VersionChange("install", "requests", None, "2.32.3") in diffs[0].versions
+    assert diffs[0].toplevel_added == ("idna", "requests>=2")
+    assert diffs[1].versions == (VersionChange("install", "idna", "3.7", None),)
+
+
+def test_markdown_has_a_section_and_table_per_lock() -> None:
+    d = diff_graphs(web_graph(), web_graph(requests="2.33.0"))
+    md = render_markdown([d])
+    assert md.startswith("### `web` / `cpu`\n")
+    assert "**installed packages**" in md
+    assert "| upgraded | `requests` | 2.32.3 | 2.33.0 |" in md
+    assert "build-only" not in md
