@@ -130,6 +130,7 @@ class SdistStore:
             )
         # Verifying against the lock's hash inside the download keeps a wrong file
         # from ever landing in the store.
+        self.root.mkdir(parents=True, exist_ok=True)
         got = fetch.download(replace(found, sha256=expected), self.root)
         actual = self._hash(got)
         if actual != expected:
