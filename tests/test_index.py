@@ -427,6 +427,7 @@ def test_download_verifies_and_renames_atomically(server: Server, tmp_path: Path
     assert path == tmp_path / "dl" / "demo-1.0.tar.gz"
     assert path.read_bytes() == data
     assert sorted(p.name for p in path.parent.iterdir()) == ["demo-1.0.tar.gz"]
+    assert server.seen[0][1]["Accept-Encoding"] == "identity"
 
 
 def test_hash_mismatch_names_file_and_both_hashes_and_keeps_nothing(

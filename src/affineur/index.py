@@ -40,6 +40,7 @@ __all__ = [
     "ACCEPT",
     "DistFile",
     "IndexClient",
+    "make_file",
     "parse_html_page",
     "parse_json_page",
     "redact_url",
@@ -429,7 +430,7 @@ class IndexClient:
             if key in self._files:
                 return self._files[key]
         url = _project_url(index_url, name)
-        page = self._retrying(url, "index", lambda: self._page_once(url, ACCEPT))
+        page = self._retrying(url, "index", lambda: self._page_once(url, ACCEPT, "index"))
         files = None if page is None else _parse_page(page, name)
         with self._lock:
             self._files[key] = files
@@ -446,7 +447,7 @@ class IndexClient:
         if file.core_metadata is False:
             return None
         url = file.url + ".metadata"
-        page = self._retrying(url, "download", lambda: self._page_once(url, "*/*"))
+        page = self._retrying(url, "download", lambda: self._page_once(url, "*/*", "download"))
         if page is None:
             return None
         if file.core_metadata_sha256:
@@ -534,9 +535,9 @@ class IndexClient:
                 self.sleep(delay)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    def _page_once(self, url: str, accept: str) -> _Page | None:
+    def _page_once(self, url: str, accept: str, stage: Stage) -> _Page | None:
         """One GET of a small document, read whole; None when it does not exist."""
-        with self._request(url, accept, "index") as response:
+        with self._request(url, accept, stage) as response:
             if response.status_code in (404, 410):
                 return None
             try:
@@ -554,7 +555,12 @@ class IndexClient:
         """A streamed response with a final status: 2xx, 404 or 410; others raise."""
         try:
             response = self.session.get(
-                url, headers={"Accept": accept}, timeout=self.timeout, stream=True
+                url,
+                # identity: a server that gzips an archive on the fly would make
+                # the bytes we hash differ from the file's recorded hash.
+                headers={"Accept": accept, "Accept-Encoding": "identity"},
+                timeout=self.timeout,
+                stream=True,
             )
         except _TRANSIENT as exc:
             raise _Retryable(f"cannot connect ({type(exc).__name__})") from exc
