@@ -1,0 +1,114 @@
+"""Exporting the built install set: constraints with hashes and PEP 751 pylock.toml."""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from affineur.buildkey import BuildKey
+from affineur.cache import BuildCache
+from affineur.errors import AffineurError
+from affineur.export import (
+    ExportedWheel,
+    collect_wheels,
+    constraints_text,
+    pylock_text,
+    target_markers,
+)
+from affineur.graph import Graph, NodeKey
+from tests.lockfactory import web_graph
+
+
+def fake_keys(graph: Graph) -> dict[NodeKey, BuildKey]:
+    return {k: BuildKey(hashlib.sha256(k.encode()).hexdigest()) for k in graph.nodes}
+
+
+def fill_cache(cache: BuildCache, graph: Graph, keys: dict[NodeKey, BuildKey]) -> None:
+    for key, node in graph.nodes.items():
+        filename = f"{node.name.replace('-', '_')}-{node.version}-py3-none-any.whl"
+        with cache.staging(keys[key]) as staging:
+            (staging / filename).write_bytes(f"wheel of {key}".encode())
+            cache.commit(keys[key], staging, {"wheel": filename})
+
+
+def test_collect_hashes_our_wheels_of_the_install_set_only(tmp_path: Path) -> None:
+    g = web_graph()
+    keys = fake_keys(g)
+    cache = BuildCache(tmp_path / "cache")
+    fill_cache(cache, g, keys)
+    wheels = collect_wheels(g, keys, cache)
+    assert [(w.name, w.version) for w in wheels] == [
+        ("idna", "3.7"),
+        ("requests", "2.32.3"),
+        ("urllib3", "2.2.1"),
+    ]
+    assert wheels[0].sha256 == hashlib.sha256(b"wheel of idna==3.7").hexdigest()
+    assert wheels[0].filename == "idna-3.7-py3-none-any.whl"
+    assert wheels[0].size == len(b"wheel of idna==3.7")
+
+
+def test_missing_wheels_are_listed_with_the_fix(tmp_path: Path) -> None:
+    g = web_graph()
+    keys = fake_keys(g)
+    cache = BuildCache(tmp_path / "cache")
+    fill_cache(cache, g, keys)
+    for key in ("idna==3.7", "urllib3==2.2.1"):
+        (cache.root / keys[NodeKey(key)] / "record.json").unlink()
+    with pytest.raises(AffineurError) as info:
+        collect_wheels(g, keys, cache)
+    assert list(info.value.causes) == ["idna==3.7", "urllib3==2.2.1"]
+    assert info.value.hint is not None and "doit" in info.value.hint
+
+
+WHEELS = [
+    ExportedWheel("idna", "3.7", "idna-3.7-py3-none-any.whl", "a" * 64, 10),
+    ExportedWheel("requests", "2.32.3", "requests-2.32.3-py3-none-any.whl", "b" * 64, 20),
+]
+
+
+def test_constraints_lines() -> None:
+    text = constraints_text(WHEELS, header="web/cpu\nbuilt by affineur")
+    assert text.splitlines() == [
+        "# web/cpu",
+        "# built by affineur",
+        f"idna==3.7 --hash=sha256:{'a' * 64}",
+        f"requests==2.32.3 --hash=sha256:{'b' * 64}",
+    ]
+
+
+def test_pylock_is_valid_toml_with_the_required_keys() -> None:
+    text = pylock_text(
+        WHEELS,
+        locate=lambda w: {"path": f"dist/web/cpu/files/{w.filename}"},
+        environment=target_markers({"python_version": "3.11", "sys_platform": "linux"}),
+    )
+    data = tomllib.loads(text)
+    assert data["lock-version"] == "1.0"
+    assert data["created-by"] == "affineur"
+    assert data["environments"] == ["python_version == '3.11' and sys_platform == 'linux'"]
+    assert [p["name"] for p in data["packages"]] == ["idna", "requests"]
+    wheel = data["packages"][1]["wheels"][0]
+    assert wheel == {
+        "name": "requests-2.32.3-py3-none-any.whl",
+        "path": "dist/web/cpu/files/requests-2.32.3-py3-none-any.whl",
+        "size": 20,
+        "hashes": {"sha256": "b" * 64},
+    }
+    assert data["packages"][1]["version"] == "2.32.3"
+
+
+def test_pylock_with_an_index_url() -> None:
+    data = tomllib.loads(
+        pylock_text(
+            WHEELS[:1],
+            locate=lambda w: {"url": f"https://wheels.example/files/{w.filename}"},
+            index="https://wheels.example/simple/",
+        )
+    )
+    package = data["packages"][0]
+    assert package["index"] == "https://wheels.example/simple/"
+    assert package["wheels"][0]["url"] == "https://wheels.example/files/idna-3.7-py3-none-any.whl"
+    assert "environments" not in data
