@@ -1,0 +1,34 @@
+"""Shared pytest fixtures. Each block belongs to one part of the test harness."""
+
+from __future__ import annotations
+
+# --- fake ecosystem (tests/ecosystem) ---------------------------------------------------
+from collections.abc import Iterator
+
+import pytest
+
+from tests.ecosystem import BuiltRelease, FakeIndex, build_catalog, standard_catalog
+
+
+@pytest.fixture(scope="session")
+def fake_catalog_releases(tmp_path_factory: pytest.TempPathFactory) -> list[BuiltRelease]:
+    """The standard catalog's sdists and wheels, built once per session (bytes are fixed)."""
+    return build_catalog(standard_catalog(), tmp_path_factory.mktemp("fake-catalog"))
+
+
+@pytest.fixture
+def fake_index(fake_catalog_releases: list[BuiltRelease]) -> Iterator[FakeIndex]:
+    """A running index serving the standard catalog; fresh (log, failures, content) per test."""
+    with FakeIndex() as index:
+        index.add(*fake_catalog_releases)
+        yield index
+
+
+@pytest.fixture
+def empty_fake_index() -> Iterator[FakeIndex]:
+    """A running index with nothing on it: ``.add(FakeProject(...))`` a custom catalog."""
+    with FakeIndex() as index:
+        yield index
+
+
+# --- end of fake ecosystem fixtures -----------------------------------------------------
