@@ -1,0 +1,103 @@
+"""add/remove edit collections in place, keep comments, and never write an invalid file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from affineur.collections_edit import add_requirement, remove_requirement
+from affineur.config import load_project
+from affineur.errors import AffineurError
+from tests.lockfactory import COLLECTION, write_project
+
+OTHER = """\
+variants = ["cpu"]
+requirements = ["idna>=3", "flask"]  # inline array stays inline
+"""
+
+
+def web(root: Path) -> str:
+    return (root / "collections" / "web.toml").read_text()
+
+
+def test_add_appends_and_keeps_comments(tmp_path: Path) -> None:
+    write_project(tmp_path)
+    edit = add_requirement(tmp_path, "web", "urllib3<3")
+    assert edit.describe() == "web: + urllib3<3"
+    assert web(tmp_path) == COLLECTION.replace('    "idna",\n', '    "idna",\n    "urllib3<3",\n')
+    assert load_project(tmp_path).collections["web"].requirements[-1] == "urllib3<3"
+
+
+def test_add_replaces_the_same_name_where_it_stands(tmp_path: Path) -> None:
+    write_project(tmp_path)
+    edit = add_requirement(tmp_path, "web", "Requests[socks]>=2.31")
+    assert edit.replaced == ("requests>=2",)
+    assert edit.describe() == "web: requests>=2 -> Requests[socks]>=2.31"
+    assert '    "Requests[socks]>=2.31",  # the client everyone uses\n' in web(tmp_path)
+    assert web(tmp_path).count("equests") == 1
+
+
+def test_add_invalid_requirement_touches_nothing(tmp_path: Path) -> None:
+    write_project(tmp_path)
+    with pytest.raises(AffineurError, match="not a valid requirement"):
+        add_requirement(tmp_path, "web", "requests >>> 2")
+    assert web(tmp_path) == COLLECTION
+
+
+def test_add_to_unknown_collection_lists_the_known_ones(tmp_path: Path) -> None:
+    write_project(tmp_path)
+    with pytest.raises(AffineurError) as info:
+        add_requirement(tmp_path, "wbe", "x")
+    assert info.value.hint == "collections: web"
+
+
+def test_a_change_that_breaks_the_project_is_not_written(tmp_path: Path) -> None:
+    # the edit is validated by loading the whole project, which knows no variant 'gpu'
+    write_project(
+        tmp_path, files={"collections/web.toml": "variants = ['gpu']\nrequirements = ['a']\n"}
+    )
+    before = web(tmp_path)
+    with pytest.raises(AffineurError) as info:
+        add_requirement(tmp_path, "web", "b")
+    assert info.value.file == str(tmp_path / "collections" / "web.toml")
+    assert "gpu" in info.value.message
+    assert web(tmp_path) == before
+    assert list((tmp_path / "collections").iterdir()) == [tmp_path / "collections" / "web.toml"]
+
+
+def test_remove_from_one_collection(tmp_path: Path) -> None:
+    write_project(tmp_path, files={"collections/other.toml": OTHER})
+    edits = remove_requirement(tmp_path, "IDNA", "web")
+    assert [e.describe() for e in edits] == ["web: - idna"]
+    assert '"idna"' not in web(tmp_path)
+    assert "# the client everyone uses" in web(tmp_path)
+    assert (tmp_path / "collections" / "other.toml").read_text() == OTHER
+
+
+def test_remove_everywhere(tmp_path: Path) -> None:
+    write_project(tmp_path, files={"collections/other.toml": OTHER})
+    edits = remove_requirement(tmp_path, "idna")
+    assert [e.describe() for e in edits] == ["other: - idna>=3", "web: - idna"]
+    assert (tmp_path / "collections" / "other.toml").read_text() == (
+        'variants = ["cpu"]\nrequirements = ["flask"]  # inline array stays inline\n'
+    )
+
+
+def test_remove_absent_name_names_the_collection(tmp_path: Path) -> None:
+    write_project(tmp_path)
+    with pytest.raises(AffineurError, match="flask is not a requirement of collection 'web'"):
+        remove_requirement(tmp_path, "flask", "web")
+    with pytest.raises(AffineurError, match="not a requirement of any collection"):
+        remove_requirement(tmp_path, "flask")
+
+
+def test_removing_the_last_requirement_is_refused_by_validation(tmp_path: Path) -> None:
+    write_project(
+        tmp_path, files={"collections/web.toml": "variants = ['cpu']\nrequirements = ['a']\n"}
+    )
+    before = web(tmp_path)
+    with pytest.raises(AffineurError) as info:
+        remove_requirement(tmp_path, "a", "web")
+    assert info.value.stage == "config"
+    assert web(tmp_path) == before
