@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from packaging.metadata import Metadata
+from packaging.requirements import Requirement
 from pyproject_hooks import BuildBackendHookCaller
 
 from tests.ecosystem import (
@@ -31,6 +32,7 @@ from tests.ecosystem import (
     TEST_FLAG,
     FakeIndex,
     FakeProject,
+    normalize,
     run_pip,
     standard_catalog,
     wheel_metadata,
@@ -142,7 +144,7 @@ def hooks(source: Path, env: dict[str, str]) -> BuildBackendHookCaller:
         )
 
     _, backend, backend_path = FakeProject("x", "1").build_system()
-    return BuildBackendHookCaller(source, backend, backend_path, runner=runner)
+    return BuildBackendHookCaller(str(source), backend, backend_path, runner=runner)
 
 
 def test_hooks_report_dynamic_requires_metadata_env_and_config_settings(tmp_path: Path) -> None:
@@ -360,14 +362,38 @@ def test_pip_builds_app_from_source_through_the_build_tool_chain(
     fake_index: FakeIndex, tmp_path: Path
 ) -> None:
     target = tmp_path / "target"
-    args = ["install", "--no-binary", ":all:", "--target", str(target), "app"]
+    args = ["install", "--no-binary", ":all:", "--target", str(target), "app", "env-reader"]
     result = run_pip(args, index_url=fake_index.url, env={TEST_FLAG: "x"})
     assert result.returncode == 0, result.stdout + result.stderr
     installed = {p.name for p in target.iterdir() if not p.name.endswith(".dist-info")}
     # lib-b sits behind a false marker; build tools stay in the build environments.
-    assert installed == {"app", "lib_a", "lib_fast", "lib_c"}
+    assert installed == {"app", "lib_a", "lib_fast", "lib_c", "env_reader"}
     built = json.loads((target / "app" / "_build_env.json").read_text())
     assert built["origin"] == "built"
+    seen = json.loads((target / "env_reader" / "_build_env.json").read_text())
+    assert seen["env"] == {TEST_FLAG: "x"}
     fetched = {r.path.split("/")[2] for r in fake_index.requests if r.path.startswith("/files/")}
     assert {"chain-backend", "chain-helper", "chain-base", "fakebuild-core"} <= fetched
     assert "lib-b" not in fetched
+
+
+# --- the catalog --------------------------------------------------------------------------
+
+
+def test_catalog_is_self_contained_and_documented() -> None:
+    catalog = standard_catalog()
+    releases = [(p.canonical_name, p.version) for p in catalog]
+    assert len(releases) == len(set(releases))
+    assert all(p.summary for p in catalog)
+    names = {p.canonical_name for p in catalog}
+    for project in catalog:
+        named = [
+            *project.requires,
+            *project.build_requires,
+            *project.wheel_requires,
+            *project.sdist_requires,
+            *(req for reqs in project.extras.values() for req in reqs),
+        ]
+        # Hermetic: everything a build or install could ask for is served by the index.
+        missing = {normalize(Requirement(r).name) for r in named} - names
+        assert not missing, (project.name, missing)

@@ -31,6 +31,9 @@ def clean_pip_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
         PIP_NO_INPUT="1",
         PIP_NO_CACHE_DIR="1",
     )
+    # A proxy configured for the machine must never see requests meant for 127.0.0.1.
+    bypass = ",".join(filter(None, [env.get("NO_PROXY"), "127.0.0.1", "localhost"]))
+    env["NO_PROXY"] = env["no_proxy"] = bypass
     env.update(extra or {})
     return env
 

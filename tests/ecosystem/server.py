@@ -9,10 +9,10 @@ tests, and releases can be added or replaced while it runs.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import html
 import json
-import re
 import socket
 import struct
 import tempfile
@@ -24,6 +24,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal
 from urllib.parse import parse_qs, urlsplit
+
+from packaging.version import Version
 
 from tests.ecosystem.projects import FakeProject, normalize
 from tests.ecosystem.sdist import BuiltRelease, build_release, wheel_metadata
@@ -200,7 +202,7 @@ class FakeIndex:
             files = self._state.files.get(canonical, {})
             for filename, entry in list(files.items()):
                 if entry.version == version:
-                    files[filename] = IndexFile(**{**entry.__dict__, "yanked": reason})
+                    files[filename] = dataclasses.replace(entry, yanked=reason)
 
     def projects(self) -> list[str]:
         return sorted(self._snapshot())
@@ -295,12 +297,6 @@ def _negotiate(accept: str | None, query_format: str | None) -> str:
     return best
 
 
-def _version_key(version: str) -> tuple[tuple[int, ...], str]:
-    # Good enough to order the catalog's versions without importing packaging here.
-    numbers = tuple(int(n) for n in re.findall(r"\d+", version.split("rc")[0]))
-    return numbers, version
-
-
 class _Page:
     """Renders the simple API for one index state (pure: no sockets)."""
 
@@ -327,7 +323,7 @@ class _Page:
         payload = {
             "meta": {"api-version": "1.1"},
             "name": project,
-            "versions": sorted({e.version for e in entries}, key=_version_key),
+            "versions": sorted({e.version for e in entries}, key=Version),
             "files": [self.file_json(e) for e in entries],
         }
         return _json(payload)
