@@ -79,9 +79,11 @@ class BuildEnvironment:
                 f"cannot create a virtual environment at {path}: {exc}", stage="build-env"
             ) from exc
         interpreter = path / "bin" / "python"
+        # Not -S: it is site.py that makes a venv's interpreter see the venv's
+        # prefix; without it sysconfig would answer for the base interpreter.
         try:
             done = subprocess.run(
-                [str(interpreter), "-I", "-S", "-c", _QUERY],
+                [str(interpreter), "-I", "-c", _QUERY],
                 check=True,
                 capture_output=True,
                 text=True,
