@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from affineur.check import check_project
+from affineur.cli import main
 from affineur.config import load_project
 from affineur.graph import Graph
 from affineur.lock import input_hash
@@ -120,3 +121,15 @@ def test_bad_config_still_validates_locks(tmp_path: Path) -> None:
     assert not report.ok
     assert any("requirement" in p for p in report.config_problems)
     assert [s.state for s in report.locks] == ["unchecked"]
+
+
+@pytest.mark.usefixtures("offline")
+def test_check_command_exit_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good_project(tmp_path)
+    assert main(["--root", str(tmp_path), "check"]) == 0
+    assert capsys.readouterr().out.endswith("ok        web/cpu: 8 packages, 3 installed\n")
+    (tmp_path / "variants" / "cpu.yaml").write_text("python: '3.12'\n")
+    assert main(["--root", str(tmp_path), "check"]) == 2
+    captured = capsys.readouterr()
+    assert "stale     web/cpu" in captured.out
+    assert captured.err.startswith("error: 1 problem(s) in config or locks\n  stale     web/cpu")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from affineur.cli import main
 from affineur.collections_edit import add_requirement, remove_requirement
 from affineur.config import load_project
 from affineur.errors import AffineurError
@@ -101,3 +102,14 @@ def test_removing_the_last_requirement_is_refused_by_validation(tmp_path: Path) 
         remove_requirement(tmp_path, "a", "web")
     assert info.value.stage == "config"
     assert web(tmp_path) == before
+
+
+def test_add_and_remove_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_project(tmp_path, files={"collections/other.toml": OTHER})
+    root = ["--root", str(tmp_path)]
+    assert main([*root, "add", "idna>=3.7", "--collection", "web"]) == 0
+    assert capsys.readouterr().out == "web: idna -> idna>=3.7\n"
+    assert main([*root, "remove", "idna"]) == 0
+    assert capsys.readouterr().out == "other: - idna>=3\nweb: - idna>=3.7\n"
+    assert main([*root, "remove", "idna", "--collection", "web"]) == 2
+    assert "idna is not a requirement of collection 'web'" in capsys.readouterr().err

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from affineur.cli import main
 from affineur.errors import AffineurError
 from affineur.explain import format_path, tree_lines, why
-from tests.lockfactory import graph, pkg, web_graph
+from tests.lockfactory import graph, pkg, web_graph, write_project
 
 
 def test_why_lists_install_and_build_paths_shortest_first() -> None:
@@ -101,3 +104,32 @@ def test_tree_is_cycle_safe() -> None:
         top=["a==1"],
     )
     assert tree_lines(g) == ["web/cpu", "  a==1", "    b==1", "      a==1 (cycle)"]
+
+
+# --- affineur why / tree ----------------------------------------------------------
+
+
+def test_why_and_tree_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_project(tmp_path, [web_graph()])
+    assert main(["--root", str(tmp_path), "why", "hatchling"]) == 0
+    assert capsys.readouterr().out == (
+        "requests==2.32.3 (top-level: requests>=2) ==install==> urllib3==2.2.1"
+        " ==build-system==> hatchling==1.25.0\n"
+    )
+    assert main(["--root", str(tmp_path), "tree", "--edges", "install"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "web/cpu"
+
+
+def test_why_across_locks_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cuda = graph(pkg("idna==3.6"), top=["idna==3.6"], variant="cuda")
+    write_project(tmp_path, [web_graph(), cuda])
+    assert main(["--root", str(tmp_path), "why", "idna"]) == 0
+    out = capsys.readouterr().out
+    assert "web/cpu:\n" in out
+    assert "web/cuda:\nidna==3.6 (top-level: idna)\n" in out
+    assert main(["--root", str(tmp_path), "tree"]) == 2
+    assert (
+        "choose one with --collection and --variant: web/cpu, web/cuda" in capsys.readouterr().err
+    )
+    assert main(["--root", str(tmp_path), "why", "urlib3", "--variant", "cpu"]) == 2
+    assert "did you mean 'urllib3'?" in capsys.readouterr().err

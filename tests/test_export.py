@@ -10,6 +10,7 @@ import pytest
 
 from affineur.buildkey import BuildKey
 from affineur.cache import BuildCache
+from affineur.cli import main
 from affineur.errors import AffineurError
 from affineur.export import (
     ExportedWheel,
@@ -19,7 +20,7 @@ from affineur.export import (
     target_markers,
 )
 from affineur.graph import Graph, NodeKey
-from tests.lockfactory import web_graph
+from tests.lockfactory import web_graph, write_project
 
 
 def fake_keys(graph: Graph) -> dict[NodeKey, BuildKey]:
@@ -112,3 +113,68 @@ def test_pylock_with_an_index_url() -> None:
     assert package["index"] == "https://wheels.example/simple/"
     assert package["wheels"][0]["url"] == "https://wheels.example/files/idna-3.7-py3-none-any.whl"
     assert "environments" not in data
+
+
+# --- affineur export --------------------------------------------------------------
+
+
+def built_project(root: Path) -> Path:
+    """A project whose web/cpu lock has all its wheels in build/cache at the engine's keys."""
+    from affineur.progress import NullReporter
+    from affineur.tasks import Engine
+
+    write_project(root, [web_graph()])
+    (lv,) = Engine(root, reporter=NullReporter()).locked
+    fill_cache(BuildCache(root / "build" / "cache"), lv.graph, dict(lv.keys))
+    return root
+
+
+def test_export_constraints_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = built_project(tmp_path)
+    args = ["--root", str(root), "export", "--collection", "web", "--variant", "cpu"]
+    assert main(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    idna = hashlib.sha256(b"wheel of idna==3.7").hexdigest()
+    assert f"idna==3.7 --hash=sha256:{idna}" in lines
+    assert [line.split("==")[0] for line in lines if not line.startswith("#")] == [
+        "idna",
+        "requests",
+        "urllib3",
+    ]
+
+
+def test_export_pylock_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = built_project(tmp_path)
+    out = root / "deploy" / "pylock.toml"
+    args = ["--root", str(root), "export", "--format", "pylock", "--collection", "web"]
+    assert main([*args, "--variant", "cpu", "-o", str(out)]) == 0
+    data = tomllib.loads(out.read_text())
+    assert {"lock-version", "created-by", "packages"} <= data.keys()
+    assert data["environments"] == ["python_version == '3.11' and sys_platform == 'linux'"]
+    for package in data["packages"]:
+        assert {"name", "version", "wheels"} <= package.keys()
+        (wheel,) = package["wheels"]
+        assert wheel["path"] == f"../dist/web/cpu/files/{wheel['name']}"
+        assert len(wheel["hashes"]["sha256"]) == 64
+    url = "https://wheels.example/web/cpu/simple/"
+    capsys.readouterr()  # the "wrote" line of the first export
+    assert main([*args, "--variant", "cpu", "--index-url", url]) == 0
+    data = tomllib.loads(capsys.readouterr().out)
+    assert data["packages"][0]["index"] == url
+    assert data["packages"][0]["wheels"][0]["url"] == (
+        "https://wheels.example/web/cpu/files/idna-3.7-py3-none-any.whl"
+    )
+    assert main([*args, "--variant", "cpu", "-o", str(root / "lock.toml")]) == 2
+    assert "pylock.toml or pylock.<name>.toml" in capsys.readouterr().err
+
+
+def test_export_before_building_says_run_doit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_project(tmp_path, [web_graph()])
+    args = ["--root", str(tmp_path), "export", "--collection", "web", "--variant", "cpu"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "3 wheel(s) of web/cpu are not built yet" in err
+    assert "  requests==2.32.3" in err
+    assert "hint: run doit" in err

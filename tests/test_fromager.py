@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from affineur.cli import main
 from affineur.config import load_project
 from affineur.errors import AffineurError
 from affineur.fromager import collection_text, import_fromager, parse_fromager
@@ -109,3 +110,19 @@ def test_broken_graph_reports_every_problem() -> None:
     assert "oops: expected a 'name==version' node object" in causes
     with pytest.raises(AffineurError, match="not a fromager graph"):
         parse_fromager([], file="graph.json")
+
+
+def test_import_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = write_project(tmp_path / "p")
+    source = tmp_path / "graph.json"
+    source.write_text(json.dumps(FROMAGER))
+    assert main(["--root", str(root), "import-fromager", str(source), "--collection", "fm"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == (
+        "wrote collections/fm.toml: 2 requirements, 2 pinned to fromager's versions, for cpu"
+    )
+    assert out[-1].startswith("fromager records no hashes, so no lock was written")
+    assert load_project(root).collections["fm"].variants == ("cpu",)
+    source.write_text("{")
+    assert main(["--root", str(root), "import-fromager", str(source), "--collection", "x"]) == 2
+    assert "cannot read the fromager graph" in capsys.readouterr().err

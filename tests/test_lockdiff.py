@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
+import pytest
+
+from affineur.cli import main
 from affineur.graph import FileRef, NodeKey
 from affineur.lockdiff import (
     BuildEnvChange,
@@ -14,7 +18,7 @@ from affineur.lockdiff import (
     render_markdown,
     render_text,
 )
-from tests.lockfactory import graph, pkg, web_graph
+from tests.lockfactory import commit_all, git, graph, pkg, web_graph, write_lock, write_project
 
 
 def test_identical_locks_have_no_changes() -> None:
@@ -113,3 +117,50 @@ def test_markdown_has_a_section_and_table_per_lock() -> None:
     assert "**installed packages**" in md
     assert "| upgraded | `requests` | 2.32.3 | 2.33.0 |" in md
     assert "build-only" not in md
+
+
+# --- affineur diff ----------------------------------------------------------------
+
+
+def run(root: Path, *args: str) -> int:
+    return main(["--root", str(root), "diff", *args])
+
+
+def test_diff_head_against_work_tree(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_project(tmp_path, [web_graph()])
+    commit_all(tmp_path)
+    assert run(tmp_path) == 0
+    assert capsys.readouterr().out == ""
+    write_lock(tmp_path, web_graph(requests="2.33.0"))
+    assert run(tmp_path) == 1
+    assert capsys.readouterr().out == ("web/cpu\n  install upgraded   requests 2.32.3 -> 2.33.0\n")
+
+
+def test_diff_between_revisions_and_folders(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The project is a subfolder of its repository: git paths must be taken relative to it.
+    repo = tmp_path / "repo"
+    proj = write_project(repo / "proj", [web_graph()])
+    commit_all(repo)
+    git(repo, "branch", "base")
+    write_lock(proj, web_graph(urllib3="2.2.2"))
+    commit_all(repo, "bump urllib3")
+    assert run(proj, "base") == 1  # base against the work tree
+    assert "urllib3 2.2.1 -> 2.2.2" in capsys.readouterr().out
+    assert run(proj, "HEAD~1", "HEAD", "--format", "markdown") == 1
+    assert "| upgraded | `urllib3` | 2.2.1 | 2.2.2 |" in capsys.readouterr().out
+    assert run(proj, "HEAD", "HEAD") == 0
+    other = write_project(tmp_path / "other", [web_graph()])
+    assert run(proj, str(other), str(proj)) == 1
+    assert "urllib3" in capsys.readouterr().out
+
+
+def test_diff_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_project(tmp_path, [web_graph()])
+    commit_all(tmp_path)
+    assert run(tmp_path, "no-such-rev") == 2
+    assert "neither a folder holding lock/ nor a git revision" in capsys.readouterr().err
+    (tmp_path / "lock" / "web" / "cpu" / "graph.json").write_text("{")
+    assert run(tmp_path) == 2
+    assert "not valid JSON" in capsys.readouterr().err

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from affineur.cli import main
 from affineur.errors import AffineurError
 from affineur.render import dot_to_svg, to_dot, to_mermaid
-from tests.lockfactory import graph, pkg, web_graph
+from tests.lockfactory import graph, pkg, web_graph, write_project
 
 
 def test_dot_draws_install_solid_and_build_dashed() -> None:
@@ -97,3 +98,26 @@ def test_svg_reports_a_graphviz_failure(monkeypatch: pytest.MonkeyPatch, tmp_pat
     with pytest.raises(AffineurError) as info:
         dot_to_svg("digraph {")
     assert list(info.value.causes) == ["syntax error in line 1"]
+
+
+# --- affineur graph ---------------------------------------------------------------
+
+
+def test_graph_command_writes_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_project(tmp_path, [web_graph()])
+    out = tmp_path / "web.mmd"
+    assert main(["--root", str(tmp_path), "graph", "--format", "mermaid", "-o", str(out)]) == 0
+    assert out.read_text() == to_mermaid(web_graph())
+    assert main(["--root", str(tmp_path), "graph", "--edges", "install"]) == 0
+    assert capsys.readouterr().out.endswith(to_dot(web_graph(), edges="install"))
+
+
+def test_graph_svg_without_graphviz_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_project(tmp_path / "p", [web_graph()])
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert main(["--root", str(tmp_path / "p"), "graph", "--format", "svg"]) == 2
+    err = capsys.readouterr().err
+    assert "'dot' program is not installed" in err
+    assert "hint: install graphviz, or use --format dot" in err
