@@ -276,7 +276,9 @@ def _describe_conflict(
 
 
 def resolve(
-    source: CandidateSource, request: ResolveRequest, reporter: BaseReporter[_Req, _Cand, str] | None = None
+    source: CandidateSource,
+    request: ResolveRequest,
+    reporter: BaseReporter[_Req, _Cand, str] | None = None,
 ) -> Resolution:
     """Resolve ``request.requirements`` into one version per project, jointly."""
     provider = _Provider(source, request)

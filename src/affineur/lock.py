@@ -1,0 +1,522 @@
+"""Stage 1: lock a collection for a variant into ``lock/<collection>/<variant>/``.
+
+The steps, in order:
+
+1. resolve the collection's install closure jointly (one version per project);
+2. for every package, and recursively for every build requirement, discover its
+   build requirements and resolve its whole build environment as one set,
+   preferring versions already in the graph;
+3. refuse build-time cycles up front, with the path and the setting that breaks it;
+4. write graph.json and build-order.json as deterministic bytes.
+
+The previous lock (and the locks of the collection's other variants) are
+preferences, so a re-lock changes nothing it does not have to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import yaml
+from packaging.requirements import Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import Version
+
+from affineur import graph as g
+from affineur.config import Collection, Project, Variant, project_input_files, target_environment
+from affineur.discovery import BuildRequirements, Discoverer
+from affineur.errors import AffineurError
+from affineur.index import DistFile, IndexClient
+from affineur.metadata import requires_dist, static_requires_dist
+from affineur.progress import NullReporter, Reporter
+from affineur.resolver import Resolution, ResolveRequest, VersionInfo, resolve
+from affineur.schema import validate
+from affineur.sdist import SdistStore, read_pkg_info, sha256_file
+from affineur.settings import Settings, effective_settings
+from affineur.upstream import UpstreamWheels
+
+__all__ = [
+    "LockPaths",
+    "Locker",
+    "input_hash",
+    "lock_is_fresh",
+    "read_lock",
+    "write_lock",
+]
+
+LOCK_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class LockPaths:
+    graph: Path
+    build_order: Path
+
+    @classmethod
+    def of(cls, root: Path, collection: str, variant: str) -> LockPaths:
+        base = root / "lock" / collection / variant
+        return cls(base / "graph.json", base / "build-order.json")
+
+
+def input_hash(project: Project, collection: Collection, variant: Variant) -> str:
+    """A hash of every file the lock is made from.
+
+    File bytes, not parsed values: cheap enough for the no-op path of ``doit`` and
+    obviously complete. A comment edit costs a re-lock that changes no byte of the lock.
+    """
+    digest = hashlib.sha256(f"affineur-lock-{LOCK_FORMAT}\n".encode())
+    wanted = {collection.file, *_variant_files(project, variant)}
+    for path in project_input_files(project.root):
+        rel = path.relative_to(project.root).as_posix()
+        if rel.startswith(("collections/", "variants/")) and path not in wanted:
+            continue  # other collections and variants do not shape this lock
+        digest.update(f"{rel}\n{hashlib.sha256(path.read_bytes()).hexdigest()}\n".encode())
+    return digest.hexdigest()
+
+
+def _variant_files(project: Project, variant: Variant) -> list[Path]:
+    """The variant's file and those of every variant it extends."""
+    files: list[Path] = []
+    current: str | None = variant.name
+    while current is not None and current in project.variants:
+        path = Path(project.variants[current].file)
+        if path in files:
+            break  # config loading reports extends loops; never spin here
+        files.append(path)
+        raw = yaml.safe_load(path.read_text()) or {}
+        current = raw.get("extends") if isinstance(raw, dict) else None
+    return files
+
+
+def read_lock(path: Path) -> g.Graph | None:
+    if not path.exists():
+        return None
+    raw = path.read_bytes()
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise AffineurError(
+            f"not valid JSON ({exc})",
+            file=str(path),
+            stage="lock",
+            hint="restore it from git, or delete it and run 'doit lock'",
+        ) from None
+    validate(data, "graph", file=str(path))
+    return g.from_data(data)
+
+
+def lock_is_fresh(project: Project, collection: Collection, variant: Variant) -> bool:
+    path = LockPaths.of(project.root, collection.name, variant.name).graph
+    try:
+        with path.open("rb") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return False
+    return bool(data.get("input_hash") == input_hash(project, collection, variant))
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    if path.exists() and path.read_bytes() == data:
+        return  # leave the mtime alone too: nothing changed
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def write_lock(graph: g.Graph, paths: LockPaths) -> None:
+    """Validate, then write both files; a failure leaves the previous lock intact."""
+    data = g.to_data(graph)
+    validate(data, "graph", file=str(paths.graph))
+    order = g.build_order(graph.nodes)
+    order_data = [
+        {
+            "key": k,
+            "name": graph.nodes[k].name,
+            "version": graph.nodes[k].version,
+            "prebuilt": graph.nodes[k].prebuilt,
+        }
+        for k in order
+    ]
+    _atomic_write(paths.graph, g.dumps(graph))
+    _atomic_write(paths.build_order, (json.dumps(order_data, indent=2) + "\n").encode())
+
+
+# --- the candidate source for the resolver ----------------------------------
+
+
+def _preferred_sdist(files: Iterable[DistFile]) -> DistFile | None:
+    sdists = [f for f in files if f.kind == "sdist"]
+    # .tar.gz is the standard sdist format (PEP 625); .zip only when it is all there is.
+    sdists.sort(key=lambda f: (not f.filename.endswith(".tar.gz"), f.filename))
+    return sdists[0] if sdists else None
+
+
+@dataclass
+class _Package:
+    """What the locker learned about one name==version."""
+
+    name: NormalizedName
+    version: Version
+    settings: Settings
+    sdist: g.FileRef | None = None
+    sdist_path: Path | None = None
+    wheel: g.FileRef | None = None
+    requires: list[str] | None = None
+    build: BuildRequirements | None = None
+
+
+@dataclass
+class Locker:
+    """Locks one collection for one variant."""
+
+    project: Project
+    collection: Collection
+    variant: Variant
+    client: IndexClient
+    workdir: Path
+    reporter: Reporter = field(default_factory=NullReporter)
+    previous: Sequence[g.Graph] = ()
+    upgrade: frozenset[str] | bool = frozenset()
+
+    def __post_init__(self) -> None:
+        self.environment = target_environment(self.variant)
+        self.python = Version(self.environment["python_full_version"])
+        self.store = SdistStore(self.workdir / "sdists")
+        self.upstream = UpstreamWheels(self.client, self.workdir / "upstream-wheels")
+        self.discoverer = Discoverer(
+            self.workdir / "discovery",
+            wheels=self.upstream.fetch,
+            timeout=self.variant.timeout,
+        )
+        self.packages: dict[tuple[NormalizedName, Version], _Package] = {}
+        self.constraints = tuple(self.collection.constraints)
+        self.preferred = self._preferences()
+
+    # --- preferences --------------------------------------------------------
+
+    def _preferences(self) -> dict[NormalizedName, Version]:
+        """Versions to keep: the previous lock first, then the other variants'."""
+        preferred: dict[NormalizedName, Version] = {}
+        for graph in self.previous:
+            for key in g.install_closure(graph):
+                node = graph.nodes[key]
+                name = canonicalize_name(node.name)
+                if self.upgrade is True or (self.upgrade and name in self.upgrade):
+                    continue
+                preferred.setdefault(name, Version(node.version))
+        return preferred
+
+    def settings_for(self, name: str, version: Version | None) -> Settings:
+        return effective_settings(
+            variant=self.variant,
+            override=self.project.overrides.get(canonicalize_name(name)),
+            version=None if version is None else str(version),
+        )
+
+    # --- CandidateSource ----------------------------------------------------
+
+    def versions(self, name: NormalizedName) -> list[VersionInfo]:
+        files = self.client.project_files(name)
+        prebuilt = self.settings_for(name, None).prebuilt
+        by_version: dict[Version, list[DistFile]] = {}
+        for f in files:
+            if f.version is None or not self._python_ok(f):
+                continue
+            if prebuilt:
+                if f.kind == "wheel" and self.upstream.wheel_file(name, f.version) is f:
+                    by_version.setdefault(f.version, []).append(f)
+            elif f.kind == "sdist":
+                by_version.setdefault(f.version, []).append(f)
+        return [
+            VersionInfo(v, yanked=all(bool(f.yanked) for f in fs)) for v, fs in by_version.items()
+        ]
+
+    def _python_ok(self, f: DistFile) -> bool:
+        if not f.requires_python:
+            return True
+        try:
+            return SpecifierSet(f.requires_python).contains(self.python, prereleases=True)
+        except InvalidSpecifier:
+            return False
+
+    def package(self, name: NormalizedName, version: Version) -> _Package:
+        key = (name, version)
+        if key not in self.packages:
+            self.packages[key] = _Package(name, version, self.settings_for(name, version))
+        return self.packages[key]
+
+    def dependencies(self, name: NormalizedName, version: Version) -> list[str]:
+        pkg = self.package(name, version)
+        if pkg.requires is None:
+            pkg.requires = self._requires(pkg)
+        return pkg.requires
+
+    def _requires(self, pkg: _Package) -> list[str]:
+        files = [f for f in self.client.project_files(pkg.name) if f.version == pkg.version]
+        if pkg.settings.prebuilt:
+            wheel = self.upstream.wheel_file(pkg.name, pkg.version)
+            if wheel is None:
+                raise AffineurError(
+                    "prebuilt, but no upstream wheel fits this interpreter",
+                    package=pkg.name,
+                    version=str(pkg.version),
+                    stage="resolve",
+                )
+            path = self.upstream.fetch(pkg.name, pkg.version)
+            pkg.wheel = g.FileRef(wheel.filename, wheel.sha256 or sha256_file(path))
+            from affineur.wheelfile import read_metadata
+
+            return [str(v) for v in read_metadata(path).get_all("Requires-Dist") or []]
+        self._fetch_sdist(pkg, files)
+        assert pkg.sdist_path is not None
+        pkg_info = read_pkg_info(pkg.sdist_path)
+        if pkg_info is not None:
+            static = static_requires_dist(pkg_info)
+            if static is not None:
+                return static
+        for f in files:
+            if f.kind == "wheel" and f.core_metadata is not False and not f.yanked:
+                raw = self.client.core_metadata(f)
+                if raw is not None:
+                    self.reporter.detail(f"{pkg.name}=={pkg.version}: metadata from {f.filename}")
+                    return requires_dist(raw)
+        self.reporter.detail(f"{pkg.name}=={pkg.version}: metadata from the build backend")
+        build = self._build_requirements(pkg)
+        raw_meta = self.discoverer.prepare_metadata(
+            pkg.sdist_path,
+            pkg.sdist.sha256 if pkg.sdist else "",
+            pkg.settings,
+            build,
+            self._resolve_build_pins(pkg),
+            self._log(pkg),
+        )
+        if raw_meta is None:
+            raise AffineurError(
+                "no static metadata, no wheel metadata, and the backend has no "
+                "prepare_metadata_for_build_wheel hook",
+                package=pkg.name,
+                version=str(pkg.version),
+                stage="resolve",
+            )
+        return requires_dist(raw_meta)
+
+    def _fetch_sdist(self, pkg: _Package, files: Sequence[DistFile]) -> None:
+        if pkg.sdist_path is not None:
+            return
+        sdist = _preferred_sdist(files)
+        if sdist is None:
+            raise AffineurError(
+                "no sdist on the index",
+                package=pkg.name,
+                version=str(pkg.version),
+                stage="download",
+                hint="mark it 'prebuilt: true' or give a 'download_source'",
+            )
+        path = self.store.path(sdist.filename)
+        if not path.exists():
+            self.reporter.message(f"download {sdist.filename}")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.client.download(sdist, path.parent)
+        sha = sdist.sha256 or sha256_file(path)
+        pkg.sdist_path = self.store.ensure(pkg.name, sdist.filename, sha, self.client)
+        pkg.sdist = g.FileRef(sdist.filename, sha)
+
+    def _log(self, pkg: _Package) -> Path:
+        path = self.workdir / "logs" / "lock" / self.variant.name / f"{pkg.name}-{pkg.version}.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    # --- build environments -------------------------------------------------
+
+    def _build_request(self, pkg: _Package, requirements: Sequence[str]) -> ResolveRequest:
+        preferred = dict(self.preferred)
+        for (name, version), other in self.packages.items():
+            if other.requires is not None:
+                preferred.setdefault(name, version)
+        return ResolveRequest(
+            requirements=requirements,
+            environment=self.environment,
+            constraints=(*self.constraints, *pkg.settings.constraints),
+            preferred=preferred,
+            allow_prereleases=self.collection.prereleases,
+            constraint_origin=f"{self.collection.file} and overrides/{pkg.name}.yaml",
+        )
+
+    def _resolve_build_pins(self, pkg: _Package):  # type: ignore[no-untyped-def]
+        def run(requirements: Sequence[str]) -> Mapping[NormalizedName, Version]:
+            if not requirements:
+                return {}
+            return resolve(self, self._build_request(pkg, requirements)).versions
+
+        return run
+
+    def _build_requirements(self, pkg: _Package) -> BuildRequirements:
+        if pkg.build is None:
+            assert pkg.sdist_path is not None and pkg.sdist is not None
+            self.reporter.message(f"discover build requirements of {pkg.name}=={pkg.version}")
+            pkg.build = self.discoverer.requirements(
+                pkg.name,
+                pkg.version,
+                pkg.sdist_path,
+                pkg.sdist.sha256,
+                pkg.settings,
+                self._resolve_build_pins(pkg),
+                self._log(pkg),
+            )
+        return pkg.build
+
+    # --- the whole lock -----------------------------------------------------
+
+    def run(self) -> g.Graph:
+        self.reporter.message(
+            f"lock {self.collection.name} for {self.variant.name}: resolving "
+            f"{', '.join(self.collection.requirements)}"
+        )
+        install = resolve(
+            self,
+            ResolveRequest(
+                requirements=self.collection.requirements,
+                environment=self.environment,
+                constraints=self.constraints,
+                preferred=self.preferred,
+                allow_prereleases=self.collection.prereleases,
+                constraint_origin=str(self.collection.file),
+            ),
+        )
+        nodes: dict[g.NodeKey, g.Node] = {}
+        toplevel = tuple(self._edges(install, None, "toplevel"))
+        queue: list[g.NodeKey] = []
+        self._add_nodes(install, nodes, queue)
+        while queue:
+            key = queue.pop(0)
+            node = nodes[key]
+            if node.prebuilt:
+                continue
+            pkg = self.package(canonicalize_name(node.name), Version(node.version))
+            build = self._build_requirements(pkg)
+            requirements = build.all()
+            if not requirements:
+                continue
+            env = resolve(self, self._build_request(pkg, requirements))
+            self._add_nodes(env, nodes, queue)
+            edges = []
+            typed: tuple[tuple[g.ReqType, tuple[str, ...]], ...] = (
+                ("build-system", build.build_system),
+                ("build-backend", build.build_backend),
+                ("build-sdist", build.build_sdist),
+            )
+            for req_type, reqs in typed:
+                for text in reqs:
+                    name = canonicalize_name(Requirement(text).name)
+                    if name in env.versions:
+                        edges.append(
+                            g.Edge(g.node_key(name, str(env.versions[name])), req_type, text)
+                        )
+            nodes[key] = replace(
+                node,
+                edges=tuple(sorted({*node.edges, *edges})),
+                build_env=tuple(sorted(g.node_key(n, str(v)) for n, v in env.versions.items())),
+                build_backend=build.build_backend_name,
+            )
+        cycle = g.find_build_cycle(nodes)
+        if cycle:
+            raise AffineurError(
+                "build-time cycle: " + " -> ".join(cycle),
+                stage="cycle",
+                hint=g.cycle_hint(cycle),
+            )
+        self.reporter.message(
+            f"locked {self.collection.name} for {self.variant.name}: {len(nodes)} packages, "
+            f"{len(g.install_closure(g.Graph('', '', '', {}, toplevel, nodes)))} installed"
+        )
+        return g.Graph(
+            collection=self.collection.name,
+            variant=self.variant.name,
+            input_hash=input_hash(self.project, self.collection, self.variant),
+            target=self.environment,
+            toplevel=toplevel,
+            nodes=nodes,
+            discovery=self.variant.discovery,
+        )
+
+    def _edges(
+        self, res: Resolution, parent: NormalizedName | None, req_type: g.ReqType
+    ) -> list[g.Edge]:
+        return [
+            g.Edge(g.node_key(d.name, str(d.version)), req_type, d.req)
+            for d in res.requirements_of(parent)
+        ]
+
+    def _add_nodes(
+        self, res: Resolution, nodes: dict[g.NodeKey, g.Node], queue: list[g.NodeKey]
+    ) -> None:
+        for name, version in sorted(res.versions.items()):
+            key = g.node_key(name, str(version))
+            edges = self._edges(res, name, "install")
+            if key in nodes:
+                old = nodes[key]
+                nodes[key] = replace(old, edges=tuple(sorted({*old.edges, *edges})))
+                continue
+            pkg = self.package(name, version)
+            self.dependencies(name, version)  # fills sdist/wheel refs
+            nodes[key] = g.Node(
+                name=name,
+                version=str(version),
+                sdist=pkg.sdist,
+                wheel=pkg.wheel,
+                prebuilt=pkg.settings.prebuilt,
+                edges=tuple(sorted(edges)),
+            )
+            queue.append(key)
+
+
+def previous_locks(project: Project, collection: Collection, variant: Variant) -> list[g.Graph]:
+    """This variant's own previous lock first, then the collection's other variants'."""
+    graphs = []
+    for name in [variant.name, *(v for v in collection.variants if v != variant.name)]:
+        found = read_lock(LockPaths.of(project.root, collection.name, name).graph)
+        if found is not None:
+            graphs.append(found)
+    return graphs
+
+
+def stale_locks(project: Project) -> list[tuple[Collection, Variant]]:
+    return [
+        (c, project.variants[v])
+        for c in project.collections.values()
+        for v in c.variants
+        if not lock_is_fresh(project, c, project.variants[v])
+    ]
+
+
+def lock(
+    project: Project,
+    collection: Collection,
+    variant: Variant,
+    *,
+    client: IndexClient,
+    workdir: Path,
+    reporter: Reporter | None = None,
+    upgrade: frozenset[str] | bool = frozenset(),
+) -> LockPaths:
+    """Lock one collection for one variant and write it; the entry point for doit and the CLI."""
+    paths = LockPaths.of(project.root, collection.name, variant.name)
+    locker = Locker(
+        project,
+        collection,
+        variant,
+        client,
+        workdir,
+        reporter=reporter or NullReporter(),
+        previous=previous_locks(project, collection, variant),
+        upgrade=upgrade,
+    )
+    write_lock(locker.run(), paths)
+    return paths
