@@ -1,0 +1,202 @@
+"""What a build backend can reach: the filtered environment and the network namespace."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from affineur import isolation
+from affineur.buildenv import BuildEnvironment
+from affineur.errors import AffineurError
+from affineur.hooks import HookCaller, read_build_system
+from affineur.isolation import (
+    build_environment_variables,
+    isolate_command,
+    network_isolation_available,
+)
+from tests.test_hooks import make_project
+
+SECRET = "s3cr3t-value-that-must-not-leak"
+
+PARENT = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "LANG": "C.UTF-8",
+    "LC_ALL": "C.UTF-8",
+    "CFLAGS": "-O2",
+    "CMAKE_GENERATOR": "Ninja",
+    "CARGO_HOME": "/opt/cargo",
+    "GITHUB_TOKEN": SECRET,
+    "AWS_SECRET_ACCESS_KEY": SECRET,
+    "CI_JOB_PASSWORD": SECRET,
+    "CMAKE_AUTH_TOKEN": SECRET,
+    "DEPLOY_KEY": SECRET,
+    "NETRC": "/home/me/.netrc",
+    "PIP_INDEX_URL": f"https://user:{SECRET}@mirror.invalid/simple",
+    "HTTPS_PROXY": f"http://user:{SECRET}@proxy.invalid:3128",
+    "http_proxy": "http://proxy.invalid:3128",
+    "no_proxy": "localhost",
+    "SSH_AUTH_SOCK": "/tmp/agent.sock",
+    "UNKNOWN_TOOL_SETTING": "dropped",
+    "HOME": "/home/me",
+    "SOURCE_DATE_EPOCH": "1",
+}
+
+
+def variables(tmp_path: Path, **extra: str) -> dict[str, str]:
+    return build_environment_variables(
+        base=PARENT,
+        extra=extra,
+        source_date_epoch=1700000000,
+        home=tmp_path / "home",
+        tmpdir=tmp_path / "tmp",
+    )
+
+
+def test_allowlist_keeps_build_settings_and_drops_the_rest(tmp_path: Path) -> None:
+    env = variables(tmp_path)
+    assert env == {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "CFLAGS": "-O2",
+        "CMAKE_GENERATOR": "Ninja",
+        "CARGO_HOME": "/opt/cargo",
+        "http_proxy": "http://proxy.invalid:3128",
+        "no_proxy": "localhost",
+        "SOURCE_DATE_EPOCH": "1700000000",
+        "HOME": str(tmp_path / "home"),
+        "TMPDIR": str(tmp_path / "tmp"),
+        "PYTHONHASHSEED": "0",
+        "PYTHONNOUSERSITE": "1",
+        "PIP_NO_INDEX": "1",
+        "PIP_CONFIG_FILE": os.devnull,
+    }
+
+
+def test_configured_env_goes_on_top_but_not_over_the_sealing_layer(tmp_path: Path) -> None:
+    env = variables(tmp_path, CFLAGS="-O3", MY_FLAG="1", HOME="/elsewhere", PIP_NO_INDEX="0")
+    assert env["CFLAGS"] == "-O3"
+    assert env["MY_FLAG"] == "1"
+    assert env["HOME"] == str(tmp_path / "home")
+    assert env["PIP_NO_INDEX"] == "1"
+
+
+def test_isolate_command_prefixes_only_without_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(isolation, "_isolation_prefix", lambda: ("/bin/unshare", "--net"))
+    assert isolate_command(["python", "x"], network=True) == ["python", "x"]
+    assert isolate_command(["python", "x"], network=False) == [
+        "/bin/unshare",
+        "--net",
+        "python",
+        "x",
+    ]
+
+
+def test_isolation_unavailable_is_an_error_with_the_way_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(isolation, "_isolation_prefix", lambda: None)
+    assert isolate_command(["python"], network=True) == ["python"]
+    with pytest.raises(AffineurError) as info:
+        isolate_command(["python"], network=False)
+    assert info.value.stage == "isolation"
+    assert "network_isolation: false" in (info.value.hint or "")
+
+
+def test_probe_without_unshare_reports_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    isolation._isolation_prefix.cache_clear()
+    monkeypatch.setattr(isolation.shutil, "which", lambda name: None)
+    try:
+        assert network_isolation_available() is False
+    finally:
+        isolation._isolation_prefix.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory: pytest.TempPathFactory) -> BuildEnvironment:
+    return BuildEnvironment.create(tmp_path_factory.mktemp("venv") / "env")
+
+
+def caller(project: Path, venv: BuildEnvironment, env: dict[str, str], network: bool) -> HookCaller:
+    return HookCaller(
+        project,
+        read_build_system(project),
+        python=str(venv.python),
+        env=env,
+        log=project.parent / "build.log",
+        network=network,
+        timeout=60,
+    )
+
+
+def test_secrets_in_the_parent_never_reach_a_backend(
+    tmp_path: Path, venv: BuildEnvironment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Also in this process's own environment: the hook must not inherit it.
+    monkeypatch.setenv("AFFINEUR_TEST_TOKEN", SECRET)
+    (tmp_path / "home").mkdir()
+    (tmp_path / "tmp").mkdir()
+    env = variables(tmp_path)
+    env["PATH"] = os.environ["PATH"]
+    project = make_project(tmp_path / "p")
+    wheel = caller(project, venv, env, network=True).build_wheel(tmp_path / "out")
+    with zipfile.ZipFile(wheel) as archive:
+        seen = json.loads(archive.read("toy/env.json"))
+    assert not [name for name, value in seen.items() if SECRET in value]
+    assert "AFFINEUR_TEST_TOKEN" not in seen and "GITHUB_TOKEN" not in seen
+    assert seen["HOME"] == str(tmp_path / "home")
+    assert seen["SOURCE_DATE_EPOCH"] == "1700000000"
+    assert seen["PIP_NO_INDEX"] == "1"
+    assert seen["CFLAGS"] == "-O2"
+    assert SECRET not in (tmp_path / "build.log").read_text()
+
+
+@pytest.fixture
+def listening_port() -> Iterator[int]:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(5)
+        yield server.getsockname()[1]
+
+
+needs_isolation = pytest.mark.skipif(
+    not network_isolation_available(), reason="unshare --net does not work here"
+)
+
+
+@needs_isolation
+def test_isolated_backend_cannot_connect(
+    tmp_path: Path, venv: BuildEnvironment, listening_port: int
+) -> None:
+    project = make_project(tmp_path / "p", action="connect", port=listening_port)
+    env = {"PATH": os.environ["PATH"]}
+    with pytest.raises(AffineurError) as info:
+        caller(project, venv, env, network=False).build_wheel(tmp_path / "out")
+    assert info.value.stage == "build"
+    # Not even loopback is up in the new namespace.
+    assert info.value.causes[-1] == "OSError: [Errno 101] Network is unreachable"
+
+
+@needs_isolation
+def test_backend_with_network_can_connect(
+    tmp_path: Path, venv: BuildEnvironment, listening_port: int
+) -> None:
+    project = make_project(tmp_path / "p", action="connect", port=listening_port)
+    env = {"PATH": os.environ["PATH"]}
+    wheel = caller(project, venv, env, network=True).build_wheel(tmp_path / "out")
+    assert wheel.is_file()
+    assert "connected" in (tmp_path / "build.log").read_text()
+
+
+@needs_isolation
+def test_isolated_hooks_still_work(tmp_path: Path, venv: BuildEnvironment) -> None:
+    project = make_project(tmp_path / "p", requires_wheel=["cython"])
+    hooks = caller(project, venv, {"PATH": os.environ["PATH"]}, network=False)
+    assert hooks.get_requires_for_build_wheel() == ["cython"]
+    assert hooks.build_wheel(tmp_path / "out").is_file()
