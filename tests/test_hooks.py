@@ -63,6 +63,7 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
             print(f"compiler line {i}")
         raise RuntimeError("the toy build broke")
     if action == "sleep":
+        print("sleeping", flush=True)
         child = subprocess.Popen(["sleep", "60"])
         with open(CONF["pidfile"], "w") as f:
             f.write(str(child.pid))
@@ -297,6 +298,7 @@ def test_timeout_kills_the_whole_process_group(tmp_path: Path, venv: BuildEnviro
     with pytest.raises(AffineurError) as info:
         caller(project, venv, timeout=1.5).build_wheel(tmp_path / "out")
     assert info.value.stage == "timeout"
+    assert info.value.causes == ("sleeping",)
     assert time.monotonic() - started < 10
     child = int(pidfile.read_text())
     deadline = time.monotonic() + 5

@@ -297,6 +297,11 @@ class HookCaller:
             offset = out.tell()
         try:
             return getattr(self._hooks, hook)(**kwargs)
+        except AffineurError as exc:
+            # A timeout from the runner: what the hook printed last shows where it hung.
+            if not exc.causes:
+                exc.causes = _log_tail(self.log, offset)
+            raise
         except HookProcessFailed as exc:
             raise AffineurError(
                 f"the {hook} hook of {self.build_system.build_backend} failed ({exc})",
