@@ -13,7 +13,9 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import tomllib
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +26,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from pyproject_hooks import (
     BackendUnavailable,
     BuildBackendHookCaller,
+    BuildBackendWarning,
     HookMissing,
 )
 
@@ -43,6 +46,36 @@ __all__ = [
 # How much of the log a failure carries: enough for a compiler error and the
 # traceback that follows it, short enough for a terminal and a JSON report.
 LOG_TAIL_LINES = 30
+
+# pyproject-hooks re-emits the backend's warnings in *this* process with
+# warnings.warn_explicit, which would print them on our terminal, out of the
+# package's log. warnings.catch_warnings is process-global and not thread-safe
+# (builds run in threads), so instead each thread names the log it is hooking for
+# and one display function sends backend warnings there.
+_hook_log = threading.local()
+_show_other_warning = warnings.showwarning
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    log: Path | None = getattr(_hook_log, "path", None)
+    if log is None or not issubclass(category, BuildBackendWarning):
+        _show_other_warning(message, category, filename, lineno, file, line)
+        return
+    with log.open("a") as out:
+        out.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+def _route_backend_warnings() -> None:
+    if warnings.showwarning is not _show_warning:
+        warnings.showwarning = _show_warning
+    warnings.filterwarnings("always", category=BuildBackendWarning)
 
 
 @dataclass(frozen=True)
@@ -295,6 +328,8 @@ class HookCaller:
                 f"in {self.source_dir}\n".encode()
             )
             offset = out.tell()
+        _route_backend_warnings()
+        _hook_log.path = self.log
         try:
             return getattr(self._hooks, hook)(**kwargs)
         except AffineurError as exc:
@@ -325,6 +360,8 @@ class HookCaller:
                 hint=hint,
                 causes=tuple(exc.traceback.splitlines()[-LOG_TAIL_LINES:]),
             ) from None
+        finally:
+            _hook_log.path = None
 
     def _requirements(self, hook: str, config_settings: Mapping[str, Any] | None) -> list[str]:
         value = self._call(hook, "hook", {"config_settings": config_settings})
