@@ -403,6 +403,7 @@ class Locker:
             build = self._build_requirements(pkg)
             requirements = build.all()
             if not requirements:
+                nodes[key] = replace(node, build_backend=build.build_backend_name)
                 continue
             env = resolve(self, self._build_request(pkg, requirements))
             self._add_nodes(env, nodes, queue)
