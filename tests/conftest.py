@@ -32,3 +32,18 @@ def empty_fake_index() -> Iterator[FakeIndex]:
 
 
 # --- end of fake ecosystem fixtures -----------------------------------------------------
+
+
+# --- workspaces (tests/workspace.py) ------------------------------------------------------
+from pathlib import Path  # noqa: E402
+
+from tests.workspace import Workspace, make_workspace  # noqa: E402
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, fake_index: FakeIndex) -> Workspace:
+    """An affineur checkout whose only variant, ``cpu``, uses the fake index."""
+    return make_workspace(tmp_path / "checkout", fake_index)
+
+
+# --- end of workspaces --------------------------------------------------------------------

@@ -1,0 +1,165 @@
+"""`doit lock` end to end over the fake ecosystem."""
+
+from __future__ import annotations
+
+import json
+
+from tests.ecosystem import FakeProject
+from tests.workspace import Workspace, ok
+
+
+def build_env_of(ws: Workspace, key: str) -> list[str]:
+    return list(ws.nodes()[key]["build_env"])
+
+
+def edges_of(ws: Workspace, key: str, req_type: str) -> dict[str, str]:
+    return {e["key"]: e["req"] for e in ws.nodes()[key]["edges"] if e["req_type"] == req_type}
+
+
+def test_build_tool_chain_extras_and_markers(workspace: Workspace) -> None:
+    workspace.collection(["app"])
+    ok(workspace.doit("lock"))
+    nodes = workspace.nodes()
+    # Installed: app, lib-a with its 'fast' extra, lib-c (true marker); never lib-b.
+    assert {"app==1.0", "lib-a==1.0", "lib-fast==1.0", "lib-c==1.0"} <= set(nodes)
+    assert "lib-b==1.0" not in nodes
+    assert edges_of(workspace, "app==1.0", "install") == {
+        "lib-a==1.0": "lib-a[fast]>=1",
+        "lib-c==1.0": 'lib-c; sys_platform == "linux"',
+    }
+    # The chain: app is built with chain-backend, which is built with chain-helper,
+    # whose runtime dependency chain-base must be in chain-backend's environment.
+    assert build_env_of(workspace, "app==1.0") == ["chain-backend==1.0"]
+    assert build_env_of(workspace, "chain-backend==1.0") == ["chain-base==1.0", "chain-helper==1.0"]
+    assert edges_of(workspace, "chain-backend==1.0", "build-system") == {
+        "chain-helper==1.0": "chain-helper>=1"
+    }
+    assert nodes["lib-c==1.0"]["build_env"] == ["fakebuild-core==1.0"]
+    # Every sdist is pinned by name and hash, never by URL.
+    for node in nodes.values():
+        assert node["sdist"]["filename"].endswith(".tar.gz")
+        assert len(node["sdist"]["sha256"]) == 64
+    assert "http" not in (workspace.root / "lock/demo/cpu/graph.json").read_text()
+    order = [
+        e["key"]
+        for e in json.loads((workspace.root / "lock/demo/cpu/build-order.json").read_text())
+    ]
+    for key, node in nodes.items():
+        for dep in node["build_env"]:
+            assert order.index(dep) < order.index(key), (dep, key)
+
+
+def test_dynamic_build_requirements_are_typed_edges(workspace: Workspace) -> None:
+    workspace.collection(["dyn-requires", "dyn-sdist-requires"])
+    ok(workspace.doit("lock"))
+    assert edges_of(workspace, "dyn-requires==1.0", "build-backend") == {
+        "dyn-extra-tool==1.0": "dyn-extra-tool>=1"
+    }
+    assert edges_of(workspace, "dyn-sdist-requires==1.0", "build-sdist") == {
+        "dyn-sdist-tool==1.0": "dyn-sdist-tool>=1"
+    }
+    assert "dyn-extra-tool==1.0" in build_env_of(workspace, "dyn-requires==1.0")
+
+
+def test_yanked_requires_python_and_prereleases(workspace: Workspace) -> None:
+    workspace.collection(["multi"])
+    ok(workspace.doit("lock"))
+    # 1.1 is yanked, 2.0 needs Python >= 4, 2.1rc1 is a pre-release.
+    assert [k for k in workspace.nodes() if k.startswith("multi")] == ["multi==1.0"]
+    workspace.collection(["multi==1.1"])
+    ok(workspace.doit("lock"))
+    assert [k for k in workspace.nodes() if k.startswith("multi")] == ["multi==1.1"]
+
+
+def test_metadata_from_each_source(workspace: Workspace) -> None:
+    workspace.collection(["meta-static", "meta-dynamic-wheel", "meta-dynamic-hook"])
+    result = ok(workspace.affineur("-v", "lock"))
+    for name in ("meta-static", "meta-dynamic-wheel", "meta-dynamic-hook"):
+        assert edges_of(workspace, f"{name}==1.0", "install") == {"meta-dep==1.0": "meta-dep>=1"}
+    assert (
+        "meta-dynamic-wheel==1.0: metadata from meta_dynamic_wheel-1.0-py3-none-any.whl"
+        in result.stderr
+    )
+    assert "meta-dynamic-hook==1.0: metadata from the build backend" in result.stderr
+    metadata_files = [r.path for r in workspace.index.requests if r.path.endswith(".metadata")]
+    assert [p.rsplit("/", 1)[-1] for p in metadata_files] == [
+        "meta_dynamic_wheel-1.0-py3-none-any.whl.metadata"
+    ]
+
+
+def test_conflict_names_both_sides(workspace: Workspace) -> None:
+    workspace.collection(["conflict-x", "conflict-y"])
+    result = workspace.doit("lock")
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr + result.stdout
+    output = result.stdout + result.stderr
+    assert "shared<2 (required by conflict-x==1.0)" in output
+    assert "shared>=2 (required by conflict-y==1.0)" in output
+    assert not (workspace.root / "lock/demo/cpu/graph.json").exists()
+
+
+def test_cycle_is_reported_with_path_and_fix(workspace: Workspace) -> None:
+    workspace.collection(["cycle-a"])
+    result = workspace.affineur("lock")
+    assert result.returncode == 2
+    assert "build-time cycle: cycle-a==1.0 -> cycle-b==1.0 -> cycle-a==1.0" in result.stderr
+    assert "prebuilt: true" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_package_is_a_clear_error(workspace: Workspace) -> None:
+    workspace.collection(["no-such-package"])
+    result = workspace.affineur("lock")
+    assert result.returncode == 2
+    assert "no-such-package" in result.stderr and "no such project" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_relock_with_unchanged_inputs_uses_no_network_and_keeps_bytes(workspace: Workspace) -> None:
+    workspace.collection(["app"])
+    ok(workspace.doit("lock"))
+    before = (workspace.root / "lock/demo/cpu/graph.json").read_bytes()
+    workspace.index.clear_requests()
+    ok(workspace.doit("lock"))
+    assert workspace.index.requests == []
+    assert (workspace.root / "lock/demo/cpu/graph.json").read_bytes() == before
+    # A forced re-lock goes to the index but, with nothing new there, writes the same bytes.
+    ok(workspace.affineur("lock", "--force"))
+    assert (workspace.root / "lock/demo/cpu/graph.json").read_bytes() == before
+
+
+def test_upgrade_one_package_keeps_the_rest(workspace: Workspace) -> None:
+    workspace.collection(["lib-a", "meta-static"])
+    ok(workspace.doit("lock"))
+    workspace.index.add(FakeProject("lib-a", "1.5"), FakeProject("meta-dep", "1.5"))
+    # An input change re-locks, but the previous versions are preferred.
+    workspace.collection(["lib-a", "meta-static", "lib-fast"])
+    ok(workspace.doit("lock"))
+    assert {"lib-a==1.0", "meta-dep==1.0"} <= set(workspace.nodes())
+    ok(workspace.affineur("lock", "--upgrade", "lib-a"))
+    assert "lib-a==1.5" in workspace.nodes() and "meta-dep==1.0" in workspace.nodes()
+    ok(workspace.affineur("lock", "--upgrade-all"))
+    assert "meta-dep==1.5" in workspace.nodes()
+
+
+def test_second_variant_prefers_the_first_variants_versions(workspace: Workspace) -> None:
+    workspace.variant("gpu")
+    workspace.collection(["lib-a"], variants=("cpu",))
+    ok(workspace.doit("lock"))
+    workspace.index.add(FakeProject("lib-a", "1.5"))
+    workspace.collection(["lib-a"], variants=("cpu", "gpu"))
+    ok(workspace.doit("lock"))
+    assert "lib-a==1.0" in workspace.nodes(variant="gpu")
+
+
+def test_tampered_sdist_is_refused_with_both_hashes(workspace: Workspace) -> None:
+    workspace.collection(["lib-fast"])
+    ok(workspace.doit("lock"))
+    sdist = workspace.root / "build/sdists/lib_fast-1.0.tar.gz"
+    expected = workspace.nodes()["lib-fast==1.0"]["sdist"]["sha256"]
+    sdist.write_bytes(b"not the sdist")
+    result = workspace.doit("build")
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "lib_fast-1.0.tar.gz" in output and expected in output
+    assert "Traceback" not in output

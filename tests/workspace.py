@@ -1,0 +1,106 @@
+"""A throw-away affineur checkout wired to the fake index, driven like a user drives it.
+
+Tests write collections, variants and overrides into it, then run the real
+``dodo.py`` through ``python -m doit`` (and ``affineur`` through ``python -m
+affineur.cli``) in a subprocess, exactly as a user would in a terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.ecosystem import FakeIndex
+from tests.paths import REPO
+
+
+@dataclass
+class Workspace:
+    root: Path
+    index: FakeIndex
+
+    def write(self, relative: str, text: str) -> Path:
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
+
+    def collection(
+        self,
+        requirements: list[str],
+        *,
+        name: str = "demo",
+        variants: tuple[str, ...] = ("cpu",),
+        constraints: tuple[str, ...] = (),
+    ) -> Path:
+        return self.write(
+            f"collections/{name}.toml",
+            f"description = {name!r}\n"
+            f"variants = {json.dumps(list(variants))}\n"
+            f"requirements = {json.dumps(requirements)}\n"
+            f"constraints = {json.dumps(list(constraints))}\n",
+        )
+
+    def variant(self, name: str = "cpu", extra: str = "") -> Path:
+        return self.write(
+            f"variants/{name}.yaml",
+            f"description: {name}\nindexes: [{json.dumps(self.index.url)}]\n{extra}",
+        )
+
+    def environ(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "DOIT_"))}
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), str(REPO)])
+        env["PIP_CONFIG_FILE"] = os.devnull
+        env["NO_PROXY"] = "127.0.0.1,localhost"
+        env.update(extra or {})
+        return env
+
+    def run(self, *argv: str, env: dict[str, str] | None = None,
+            timeout: float = 600) -> subprocess.CompletedProcess[str]:  # fmt: skip
+        return subprocess.run(
+            [sys.executable, *argv],
+            cwd=self.root,
+            env=self.environ(env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def doit(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return self.run("-m", "doit", *args, env=env)
+
+    def affineur(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return self.run("-m", "affineur.cli", *args, env=env)
+
+    def graph(self, collection: str = "demo", variant: str = "cpu") -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(
+            (self.root / "lock" / collection / variant / "graph.json").read_text()
+        )
+        return data
+
+    def nodes(self, collection: str = "demo", variant: str = "cpu") -> dict[str, Any]:
+        return {k: v for k, v in self.graph(collection, variant)["nodes"].items() if k}
+
+
+def make_workspace(root: Path, index: FakeIndex) -> Workspace:
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "dodo.py", root / "dodo.py")
+    ws = Workspace(root, index)
+    ws.variant()
+    return ws
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result
