@@ -219,7 +219,9 @@ class Builder:
                 timeout=request.settings.timeout,
             )
             config = dict(request.settings.config_settings) or None
-            self._check_requires_drift(caller.get_requires_for_build_wheel(config), node)
+            self._check_requires_drift(
+                caller.get_requires_for_build_wheel(config), node, request.target
+            )
             out = work / "out"
             out.mkdir()
             wheel = caller.build_wheel(out, config)
@@ -256,9 +258,17 @@ class Builder:
         return root
 
     @staticmethod
-    def _check_requires_drift(found: Sequence[str], node: g.Node) -> None:
+    def _check_requires_drift(
+        found: Sequence[str], node: g.Node, target: Mapping[str, str]
+    ) -> None:
+        # Requirements whose markers exclude the target were never locked; they
+        # are not drift.
         locked = {str(Requirement(e.req)) for e in node.edges_of("build-backend")}
-        now = {str(Requirement(r)) for r in found}
+        now = set()
+        for text in found:
+            req = Requirement(text)
+            if req.marker is None or req.marker.evaluate({**target, "extra": ""}):
+                now.add(str(req))
         if now != locked:
             causes = [f"hook now asks for {r}" for r in sorted(now - locked)]
             causes += [
