@@ -329,7 +329,7 @@ class Engine:
                     "actions": [(guarded(self.publish), [lv])],
                     "task_dep": [f"build:{d}" for d in deps],
                     "targets": [str(dest / "simple" / "index.html")],
-                    "uptodate": [config_changed(sorted(lv.keys.values()))],
+                    "uptodate": [config_changed(" ".join(sorted(lv.keys.values())))],
                 }
 
         return self._loading(create)
@@ -341,3 +341,13 @@ class Engine:
             for name, amount in variant.resources.items():
                 out[name] = max(out.get(name, 0), float(amount))
         return out
+
+
+def doit_config(engine: Engine) -> dict[str, Any]:
+    """DOIT_CONFIG for the checkout: what plain ``doit`` runs, and where its state lives."""
+    return {
+        "default_tasks": ["lock", "build", "publish"],
+        "par_type": "thread",
+        "dep_file": str(engine.build_dir / ".doit.db"),
+        "backend": "json",
+    }

@@ -1,0 +1,36 @@
+"""doit entry point of this checkout: lock, build and publish every collection.
+
+    doit            re-lock what is stale, then build and publish everything
+    doit lock       re-lock stale collections only
+    doit list       every task;  doit info build:cpu:NAME-VERSION;  doit -n 2 for parallel builds
+
+The tasks themselves come from affineur.tasks; this file only points at the checkout.
+"""
+
+from pathlib import Path
+
+from affineur.tasks import Engine, doit_config
+
+ENGINE = Engine(Path(__file__).resolve().parent)
+
+DOIT_CONFIG = doit_config(ENGINE)
+
+
+def task_lock():
+    """Lock each collection for each of its variants (only when its inputs changed)."""
+    yield from ENGINE.lock_tasks()
+
+
+def task_download():
+    """Fetch each locked sdist and check it against the lock's sha256."""
+    yield from ENGINE.download_tasks()
+
+
+def task_build():
+    """Build each locked package from source into build/cache/<build-key>/."""
+    yield from ENGINE.build_tasks()
+
+
+def task_publish():
+    """Publish dist/<collection>/<variant>/simple/ from the cache."""
+    yield from ENGINE.publish_tasks()
