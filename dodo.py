@@ -9,11 +9,12 @@ The tasks themselves come from affineur.tasks; this file only points at the chec
 
 from pathlib import Path
 
-from affineur.tasks import Engine, doit_config
+from affineur.scheduler import doit_config
+from affineur.tasks import Engine
 
 ENGINE = Engine(Path(__file__).resolve().parent)
 
-DOIT_CONFIG = doit_config(ENGINE)
+DOIT_CONFIG = doit_config(ENGINE, default_tasks=["lock", "build", "publish"])
 
 
 def task_lock():

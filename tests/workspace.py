@@ -12,9 +12,12 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import tomlkit
 
 from tests.ecosystem import FakeIndex
 from tests.paths import REPO
@@ -96,6 +99,9 @@ class Workspace:
 def make_workspace(root: Path, index: FakeIndex) -> Workspace:
     root.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "dodo.py", root / "dodo.py")
+    # doit finds affineur's plugins in the pyproject.toml of the folder it starts in.
+    doit_table = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["doit"]
+    (root / "pyproject.toml").write_text(tomlkit.dumps({"tool": {"doit": doit_table}}))
     ws = Workspace(root, index)
     ws.variant()
     return ws

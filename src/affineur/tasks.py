@@ -15,6 +15,7 @@ Task groups::
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -37,16 +38,14 @@ from affineur.patches import find_patches, patch_hashes
 from affineur.pipconfig import default_index_url
 from affineur.progress import Reporter, StreamReporter
 from affineur.publish import publish_index
-from affineur.sdist import SdistStore
+from affineur.scheduler import run_command_active
+from affineur.sdist import Fetcher, SdistStore
 from affineur.settings import Settings, effective_settings
+from affineur.sources import UrlSource, source_url
 
-__all__ = ["RELOCK_STALE", "Engine", "TaskDict"]
+__all__ = ["Engine", "TaskDict"]
 
 TaskDict = dict[str, Any]
-
-# Set by affineur's doit `run` command: only a run may re-lock while loading, so
-# that `doit list` or `doit info` never touch the network.
-RELOCK_STALE = {"enabled": False}
 
 
 def failure(exc: AffineurError) -> TaskFailed:
@@ -227,8 +226,13 @@ class Engine:
                 },
             )
 
-    def download(self, lv: LockedVariant, ref: g.FileRef, name: str) -> None:
-        self.store.ensure(name, ref.filename, ref.sha256, self.client(lv.variant))
+    def download(self, lv: LockedVariant, node: g.Node, ref: g.FileRef) -> None:
+        template = None if node.prebuilt else self.settings(lv.variant, node).download_source
+        client = self.client(lv.variant)
+        fetcher: Fetcher = client
+        if template:
+            fetcher = UrlSource(client, source_url(template, node.name, node.version), node.name)
+        self.store.ensure(node.name, ref.filename, ref.sha256, fetcher)
 
     def publish(self, lv: LockedVariant) -> Path:
         wheels = {k: self.wheel_of(lv.keys[k]) for k in lv.graph.nodes}
@@ -241,7 +245,9 @@ class Engine:
 
     def _loading(self, creator: Callable[[], Iterator[TaskDict]]) -> Iterator[TaskDict]:
         try:
-            if RELOCK_STALE["enabled"]:
+            # Only a run re-locks while loading: `doit list` or `doit info` must stay
+            # read-only and never touch the network.
+            if run_command_active():
                 self.relock_stale()
             yield from creator()
         except AffineurError as exc:
@@ -277,7 +283,7 @@ class Engine:
                         "basename": "download",
                         "name": ref.filename,
                         "doc": f"download and verify {ref.filename}",
-                        "actions": [(guarded(self.download), [lv, ref, node.name])],
+                        "actions": [(guarded(self.download), [lv, node, ref])],
                         "targets": [str(self.store.path(ref.filename))],
                         "uptodate": [True],
                     }
@@ -335,19 +341,13 @@ class Engine:
         return self._loading(create)
 
     def capacities(self) -> dict[str, float]:
-        """The largest capacity any variant gives each resource (one machine runs them all)."""
-        out: dict[str, float] = {}
+        """The largest capacity any variant gives each resource (one machine runs them all).
+
+        Every build takes one ``cpu`` unless its settings say otherwise, so ``cpu``
+        defaults to this machine's processors.
+        """
+        out: dict[str, float] = {"cpu": float(os.cpu_count() or 1)}
         for variant in self.project.variants.values():
             for name, amount in variant.resources.items():
                 out[name] = max(out.get(name, 0), float(amount))
         return out
-
-
-def doit_config(engine: Engine) -> dict[str, Any]:
-    """DOIT_CONFIG for the checkout: what plain ``doit`` runs, and where its state lives."""
-    return {
-        "default_tasks": ["lock", "build", "publish"],
-        "par_type": "thread",
-        "dep_file": str(engine.build_dir / ".doit.db"),
-        "backend": "json",
-    }
