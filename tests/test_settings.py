@@ -215,11 +215,17 @@ def test_expand_env_substitutes_package_and_environment_variables() -> None:
     }
 
 
-def test_expand_env_uses_only_earlier_keys() -> None:
+def test_expand_env_may_use_any_other_key_whatever_its_order() -> None:
+    # Variant and package env are merged before expansion, so order carries no meaning.
+    expanded = expand_env({"A": "${B}-a", "B": "x"}, version="1", name="foo", base_env={})
+    assert expanded == {"A": "x-a", "B": "x"}
+    assert list(expanded) == ["A", "B"]
+
+
+def test_expand_env_refuses_a_loop() -> None:
     with pytest.raises(AffineurError) as info:
-        expand_env({"A": "${B}", "B": "x"}, version="1", name="foo", base_env={})
-    assert info.value.message == "unknown variable ${B} in '${B}'"
-    assert tuple(info.value.key_path) == ("env", "A")
+        expand_env({"A": "${B}", "B": "${A}"}, version="1", name="foo", base_env={})
+    assert info.value.message == "env values refer to each other in a loop: A, B"
 
 
 def test_expand_env_unknown_variable_names_the_key_and_suggests() -> None:

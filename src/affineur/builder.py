@@ -32,10 +32,10 @@ from affineur import graph as g
 from affineur.buildenv import BuildEnvironment
 from affineur.buildkey import BuildKey
 from affineur.cache import BuildCache, CacheEntry
-from affineur.discovery import apply_build_requires_override
 from affineur.errors import AffineurError
 from affineur.hooks import BuildSystem, HookCaller, read_build_system
 from affineur.isolation import build_environment_variables
+from affineur.pyproject import is_empty, override_requires, write_build_system
 from affineur.sdist import SdistStore, safe_extract
 from affineur.settings import Settings, expand_env
 from affineur.wheelfile import add_build_record, requires_dist, set_build_number
@@ -182,10 +182,12 @@ class Builder:
             )
             declared = read_build_system(source)
             build_system = BuildSystem(
-                requires=apply_build_requires_override(declared.requires, request.settings),
+                requires=override_requires(declared.requires, request.settings.build_requires),
                 build_backend=declared.build_backend,
                 backend_path=declared.backend_path,
             )
+            if not is_empty(request.settings.build_requires):
+                write_build_system(source, build_system)
             env = BuildEnvironment.create(work / "env")
             try:
                 env.install(request.env_wheels)
@@ -242,6 +244,7 @@ class Builder:
                     "variant": request.variant,
                     "source_date_epoch": epoch,
                 },
+                source_date_epoch=epoch,
             )
             build_number = len(request.settings.changelog)
             if build_number:
@@ -283,6 +286,8 @@ class Builder:
 
     @staticmethod
     def _apply_patches(patches: Sequence[Path], source: Path, log: Path) -> None:
+        # No fuzz: a patch whose context no longer matches must fail loudly, not
+        # land a few lines away in a new version of the source.
         for patch in patches:
             with log.open("a") as out:
                 out.write(f"=== patch {patch.name}\n")
@@ -292,6 +297,7 @@ class Builder:
                         "patch",
                         "-p1",
                         "--forward",
+                        "--fuzz=0",
                         "--batch",
                         "--no-backup-if-mismatch",
                         "-i",

@@ -27,6 +27,7 @@ from packaging.version import Version
 from affineur.buildenv import BuildEnvironment
 from affineur.hooks import BuildSystem, HookCaller, read_build_system
 from affineur.isolation import build_environment_variables
+from affineur.pyproject import override_requires
 from affineur.sdist import safe_extract
 from affineur.settings import Settings
 
@@ -56,24 +57,6 @@ class BuildRequirements:
 
 def _digest(data: object) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
-
-
-def apply_build_requires_override(requires: Sequence[str], settings: Settings) -> tuple[str, ...]:
-    """Apply ``build_requires: {add, remove, replace}`` to a requirement list."""
-    from packaging.requirements import Requirement
-    from packaging.utils import canonicalize_name
-
-    override = settings.build_requires
-    remove = {canonicalize_name(n) for n in override.remove}
-    replace = {canonicalize_name(k): v for k, v in override.replace.items()}
-    out: list[str] = []
-    for text in requires:
-        name = canonicalize_name(Requirement(text).name)
-        if name in remove:
-            continue
-        out.append(replace.get(name, text))
-    out.extend(override.add)
-    return tuple(dict.fromkeys(out))
 
 
 class Discoverer:
@@ -165,7 +148,7 @@ class Discoverer:
         source = self.source_tree(sdist, sha256, settings)
         declared = read_build_system(source)
         build_system = BuildSystem(
-            requires=apply_build_requires_override(declared.requires, settings),
+            requires=override_requires(declared.requires, settings.build_requires),
             build_backend=declared.build_backend,
             backend_path=declared.backend_path,
         )

@@ -39,6 +39,7 @@ from affineur.resolver import Resolution, ResolveRequest, VersionInfo, resolve
 from affineur.schema import validate
 from affineur.sdist import SdistStore, read_pkg_info, sha256_file
 from affineur.settings import Settings, effective_settings
+from affineur.sources import UrlSource, source_url
 from affineur.upstream import UpstreamWheels
 
 __all__ = [
@@ -196,7 +197,16 @@ class Locker:
             timeout=self.variant.timeout,
         )
         self.packages: dict[tuple[NormalizedName, Version], _Package] = {}
-        self.constraints = tuple(self.collection.constraints)
+        # Pins and constraints in any override shape every resolution of the lock,
+        # install and build alike, like the collection's own.
+        self.constraints = (
+            *self.collection.constraints,
+            *(
+                c
+                for o in sorted(self.project.overrides)
+                for c in self.settings_for(o, None).constraints
+            ),
+        )
         self.preferred = self._preferences()
 
     # --- preferences --------------------------------------------------------
@@ -224,12 +234,15 @@ class Locker:
 
     def versions(self, name: NormalizedName) -> list[VersionInfo]:
         files = self.client.project_files(name)
-        prebuilt = self.settings_for(name, None).prebuilt
+        settings = self.settings_for(name, None)
         by_version: dict[Version, list[DistFile]] = {}
         for f in files:
             if f.version is None or not self._python_ok(f):
                 continue
-            if prebuilt:
+            if settings.download_source and not settings.prebuilt:
+                # The sdist comes from elsewhere: any release the index knows counts.
+                by_version.setdefault(f.version, []).append(f)
+            elif settings.prebuilt:
                 if f.kind == "wheel" and self.upstream.wheel_file(name, f.version) is f:
                     by_version.setdefault(f.version, []).append(f)
             elif f.kind == "sdist":
@@ -310,6 +323,9 @@ class Locker:
     def _fetch_sdist(self, pkg: _Package, files: Sequence[DistFile]) -> None:
         if pkg.sdist_path is not None:
             return
+        if pkg.settings.download_source:
+            self._fetch_from_url(pkg, pkg.settings.download_source)
+            return
         sdist = _preferred_sdist(files)
         if sdist is None:
             raise AffineurError(
@@ -328,6 +344,27 @@ class Locker:
         pkg.sdist_path = self.store.ensure(pkg.name, sdist.filename, sha, self.client)
         pkg.sdist = g.FileRef(sdist.filename, sha)
 
+    def _fetch_from_url(self, pkg: _Package, template: str) -> None:
+        source = UrlSource(self.client, source_url(template, pkg.name, str(pkg.version)), pkg.name)
+        path = self.store.path(source.filename)
+        if not path.exists():
+            self.reporter.message(f"download {source.url}")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.client.download(source.file(), path.parent)
+        # No index vouches for this file: its hash is recorded on first download,
+        # and a later lock holds the file to the hash recorded then.
+        sha = self._previous_hash(pkg, source.filename) or sha256_file(path)
+        pkg.sdist_path = self.store.ensure(pkg.name, source.filename, sha, source)
+        pkg.sdist = g.FileRef(source.filename, sha)
+
+    def _previous_hash(self, pkg: _Package, filename: str) -> str | None:
+        key = g.node_key(pkg.name, str(pkg.version))
+        for graph in self.previous:
+            node = graph.nodes.get(key)
+            if node is not None and node.sdist is not None and node.sdist.filename == filename:
+                return node.sdist.sha256
+        return None
+
     def _log(self, pkg: _Package) -> Path:
         path = self.workdir / "logs" / "lock" / self.variant.name / f"{pkg.name}-{pkg.version}.log"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -343,10 +380,10 @@ class Locker:
         return ResolveRequest(
             requirements=requirements,
             environment=self.environment,
-            constraints=(*self.constraints, *pkg.settings.constraints),
+            constraints=self.constraints,
             preferred=preferred,
             allow_prereleases=self.collection.prereleases,
-            constraint_origin=f"{self.collection.file} and overrides/{pkg.name}.yaml",
+            constraint_origin=f"{self.collection.file} and overrides/",
         )
 
     def _resolve_build_pins(self, pkg: _Package):  # type: ignore[no-untyped-def]
@@ -387,7 +424,7 @@ class Locker:
                 constraints=self.constraints,
                 preferred=self.preferred,
                 allow_prereleases=self.collection.prereleases,
-                constraint_origin=str(self.collection.file),
+                constraint_origin=f"{self.collection.file} and overrides/",
             ),
         )
         nodes: dict[g.NodeKey, g.Node] = {}

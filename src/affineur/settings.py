@@ -238,17 +238,38 @@ def expand_template(
 def expand_env(
     env: Mapping[str, str], *, version: str, name: str, base_env: Mapping[str, str]
 ) -> dict[str, str]:
-    """Expand every value of ``env`` in order; later values may use earlier keys.
+    """Expand every value of ``env``; a value may use any other key of ``env``.
 
     ``${version}`` and ``${name}`` are the package's; other names come from the
-    keys of ``env`` expanded so far, then ``base_env``. ``PATH: "/opt/bin:${PATH}"``
-    therefore extends the base PATH rather than referring to itself.
+    other keys of ``env`` (expanded first, whatever their order: the variant's and
+    the package's env are merged before expansion, so file order means nothing),
+    then ``base_env``. A key that names itself (``PATH: "/opt/bin:${PATH}"``)
+    extends the base value rather than looping.
     """
+    pending = dict(env)
     expanded: dict[str, str] = {}
-    for key, template in env.items():
-        variables = {**base_env, **expanded, "version": version, "name": name}
-        try:
-            expanded[key] = expand_template(template, variables, key_path=("env", key))
-        except AffineurError as exc:
-            raise dataclasses.replace(exc, package=name, version=version) from None
-    return expanded
+    while pending:
+        ready = [
+            key
+            for key, template in pending.items()
+            if not any(ref != key and ref in pending for ref in _references(template))
+        ]
+        if not ready:
+            loop = ", ".join(sorted(pending))
+            raise AffineurError(
+                f"env values refer to each other in a loop: {loop}",
+                key_path=("env",),
+                package=name,
+                version=version,
+            )
+        for key in ready:
+            variables = {**base_env, **expanded, "version": version, "name": name}
+            try:
+                expanded[key] = expand_template(pending.pop(key), variables, key_path=("env", key))
+            except AffineurError as exc:
+                raise dataclasses.replace(exc, package=name, version=version) from None
+    return {key: expanded[key] for key in env}
+
+
+def _references(template: str) -> set[str]:
+    return set(re.findall(r"\$\{([^}]*)\}", template.replace("$$", "")))
