@@ -26,7 +26,7 @@ from tests.paths import REPO
 @dataclass
 class Workspace:
     root: Path
-    index: FakeIndex
+    index: FakeIndex | None
 
     def write(self, relative: str, text: str) -> Path:
         path = self.root / relative
@@ -51,16 +51,21 @@ class Workspace:
         )
 
     def variant(self, name: str = "cpu", extra: str = "") -> Path:
+        assert self.index is not None, "a workspace without a fake index writes its own variants"
         return self.write(
             f"variants/{name}.yaml",
             f"description: {name}\nindexes: [{json.dumps(self.index.url)}]\n{extra}",
         )
 
     def environ(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "DOIT_"))}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DOIT_")}
         env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), str(REPO)])
-        env["PIP_CONFIG_FILE"] = os.devnull
-        env["NO_PROXY"] = "127.0.0.1,localhost"
+        if self.index is not None:
+            # Only the fake index may be asked; without one, pip's configuration is
+            # how affineur finds the real index, as it would for a user.
+            env = {k: v for k, v in env.items() if not k.startswith("PIP_")}
+            env["PIP_CONFIG_FILE"] = os.devnull
+            env["NO_PROXY"] = "127.0.0.1,localhost"
         env.update(extra or {})
         return env
 
@@ -96,14 +101,15 @@ class Workspace:
         return {k: v for k, v in self.graph(collection, variant)["nodes"].items() if k}
 
 
-def make_workspace(root: Path, index: FakeIndex) -> Workspace:
+def make_workspace(root: Path, index: FakeIndex | None) -> Workspace:
     root.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "dodo.py", root / "dodo.py")
     # doit finds affineur's plugins in the pyproject.toml of the folder it starts in.
     doit_table = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["doit"]
     (root / "pyproject.toml").write_text(tomlkit.dumps({"tool": {"doit": doit_table}}))
     ws = Workspace(root, index)
-    ws.variant()
+    if index is not None:
+        ws.variant()
     return ws
 
 

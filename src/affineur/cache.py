@@ -79,16 +79,17 @@ class BuildCache:
         tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
         tmp.replace(staging / RECORD)
         final = self.root / key
-        if final.exists():
+        if final.exists() and not (final / RECORD).exists():
+            # A directory without its record is not an entry (damaged by hand or
+            # by a tool); the fresh result replaces it.
+            shutil.rmtree(final, ignore_errors=True)
+        try:
+            staging.rename(final)
+        except OSError:
+            if not (final / RECORD).exists():
+                raise
             # Another run finished the same key first; its result is equivalent.
             shutil.rmtree(staging, ignore_errors=True)
-        else:
-            try:
-                staging.rename(final)
-            except OSError:
-                if not final.exists():
-                    raise
-                shutil.rmtree(staging, ignore_errors=True)
         return self.entry(key)
 
     def discard_stale_staging(self) -> None:
