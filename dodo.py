@@ -3,18 +3,25 @@
     doit            re-lock what is stale, then build and publish everything
     doit lock       re-lock stale collections only
     doit list       every task;  doit info build:cpu:NAME-VERSION;  doit -n 2 for parallel builds
+    doit test_mode=1   keep going after failures; failed builds are replaced by the upstream
+                       wheel of the same version where one exists (also AFFINEUR_TEST_MODE=1)
+
+Every run writes build/reports/summary.md, summary.json and report.json.
 
 The tasks themselves come from affineur.tasks; this file only points at the checkout.
 """
 
 from pathlib import Path
 
+from affineur.doitreporter import report_config, test_mode_requested
 from affineur.scheduler import doit_config
 from affineur.tasks import Engine
 
-ENGINE = Engine(Path(__file__).resolve().parent)
+ENGINE = Engine(Path(__file__).resolve().parent, test_mode=test_mode_requested())
 
-DOIT_CONFIG = doit_config(ENGINE, default_tasks=["lock", "build", "publish"])
+DOIT_CONFIG = doit_config(
+    ENGINE, default_tasks=["lock", "build", "publish"], **report_config(ENGINE)
+)
 
 
 def task_lock():

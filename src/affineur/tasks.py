@@ -31,6 +31,7 @@ from affineur.builder import Builder, BuildRequest
 from affineur.buildkey import BuildInputs, BuildKey, build_keys
 from affineur.cache import BuildCache
 from affineur.config import Collection, Project, Variant, load_project
+from affineur.doitreporter import ActionFailed
 from affineur.errors import AffineurError
 from affineur.index import IndexClient
 from affineur.lock import LockPaths, lock, lock_is_fresh, read_lock
@@ -38,10 +39,12 @@ from affineur.patches import find_patches, patch_hashes
 from affineur.pipconfig import default_index_url
 from affineur.progress import Reporter, StreamReporter
 from affineur.publish import publish_index
+from affineur.reports import RunRecorder
 from affineur.scheduler import run_command_active
 from affineur.sdist import Fetcher, SdistStore
 from affineur.settings import Settings, effective_settings
 from affineur.sources import UrlSource, source_url
+from affineur.testmode import Attempts, refuse_substitutes, trusted
 
 __all__ = ["Engine", "TaskDict"]
 
@@ -53,7 +56,7 @@ def failure(exc: AffineurError) -> TaskFailed:
     lines += [f"  {c}" for c in exc.causes]
     if exc.hint:
         lines.append(f"hint: {exc.hint}")
-    return TaskFailed("\n".join(lines))
+    return ActionFailed("\n".join(lines), exc)
 
 
 def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -85,6 +88,9 @@ class Engine:
 
     root: Path
     reporter: Reporter = field(default_factory=StreamReporter)
+    test_mode: bool = False
+    """Keep going after failures, substituting upstream wheels (see affineur.testmode)."""
+    recorder: RunRecorder = field(default_factory=RunRecorder)
 
     @property
     def build_dir(self) -> Path:
@@ -105,6 +111,15 @@ class Engine:
     @cached_property
     def builder(self) -> Builder:
         return Builder(cache=self.cache, store=self.store, workdir=self.build_dir)
+
+    @cached_property
+    def attempts(self) -> Attempts:
+        return Attempts(
+            cache=self.cache,
+            recorder=self.recorder,
+            downloads=self.build_dir / "substitutes",
+            test_mode=self.test_mode,
+        )
 
     _clients: dict[tuple[str, ...], IndexClient] = field(default_factory=dict)
 
@@ -187,24 +202,33 @@ class Engine:
     def build(self, lv: LockedVariant, node_key: g.NodeKey) -> None:
         node = lv.graph.nodes[node_key]
         key = lv.keys[node_key]
-        if self.cache.get(key) is not None:
-            return
-        if node.prebuilt:
-            self._take_prebuilt(lv, node, key)
-            return
-        self.reporter.message(f"build {node.name}=={node.version} ({lv.variant.name})")
-        request = BuildRequest(
-            node=node,
+        with self.attempts.attempt(
             key=key,
+            name=node.name,
+            version=node.version,
             variant=lv.variant.name,
-            target=lv.graph.target,
-            settings=self.settings(lv.variant, node),
-            patches=find_patches(self.root, node.name, node.version, lv.variant.name),
-            env_wheels=[self.wheel_of(lv.keys[k]) for k in node.build_env],
-            network_isolation=lv.variant.network_isolation,
-        )
-        entry = self.builder.build(request, lv.graph)
-        self.reporter.message(f"built {entry.wheel.name}")
+            index=self.client(lv.variant),
+        ) as attempt:
+            if self.cache.get(key) is not None:
+                attempt.reused()
+                return
+            if node.prebuilt:
+                self._take_prebuilt(lv, node, key)
+                return
+            self.reporter.message(f"build {node.name}=={node.version} ({lv.variant.name})")
+            request = BuildRequest(
+                node=node,
+                key=key,
+                variant=lv.variant.name,
+                target=lv.graph.target,
+                settings=self.settings(lv.variant, node),
+                patches=find_patches(self.root, node.name, node.version, lv.variant.name),
+                env_wheels=[self.wheel_of(lv.keys[k]) for k in node.build_env],
+                network_isolation=lv.variant.network_isolation,
+            )
+            attempt.log = self.builder.failed_log(request)
+            entry = self.builder.build(request, lv.graph)
+            self.reporter.message(f"built {entry.wheel.name}")
 
     def _take_prebuilt(self, lv: LockedVariant, node: g.Node, key: BuildKey) -> None:
         assert node.wheel is not None
@@ -239,6 +263,7 @@ class Engine:
         dest = self.root / "dist" / lv.collection.name / lv.variant.name
         simple = publish_index(wheels, dest)
         self.reporter.message(f"published {len(wheels)} wheels to {simple}")
+        refuse_substitutes([self.cache.entry(lv.keys[k]) for k in lv.graph.nodes], str(simple))
         return simple
 
     # --- task creators ------------------------------------------------------
@@ -286,6 +311,7 @@ class Engine:
                         "actions": [(guarded(self.download), [lv, node, ref])],
                         "targets": [str(self.store.path(ref.filename))],
                         "uptodate": [True],
+                        "meta": {"package": {"name": node.name, "version": node.version}},
                     }
 
         return self._loading(create)
@@ -317,8 +343,19 @@ class Engine:
                         "file_dep": [str(self.store.path(ref.filename)), *map(str, patches)],
                         "task_dep": [f"build:{d}" for d in deps],
                         "targets": [str(self.cache.entry(lv.keys[key]).record_path)],
-                        "uptodate": [config_changed(lv.keys[key])],
-                        "meta": {"resources": {} if node.prebuilt else resources},
+                        "uptodate": [
+                            config_changed(lv.keys[key]),
+                            (trusted, [self.cache, lv.keys[key]]),
+                        ],
+                        "meta": {
+                            "resources": {} if node.prebuilt else resources,
+                            "package": {
+                                "name": node.name,
+                                "version": node.version,
+                                "variant": lv.variant.name,
+                                "key": lv.keys[key],
+                            },
+                        },
                     }
 
         return self._loading(create)
@@ -335,7 +372,10 @@ class Engine:
                     "actions": [(guarded(self.publish), [lv])],
                     "task_dep": [f"build:{d}" for d in deps],
                     "targets": [str(dest / "simple" / "index.html")],
-                    "uptodate": [config_changed(" ".join(sorted(lv.keys.values())))],
+                    "uptodate": [
+                        config_changed(" ".join(sorted(lv.keys.values()))),
+                        *[(trusted, [self.cache, k]) for k in sorted(set(lv.keys.values()))],
+                    ],
                 }
 
         return self._loading(create)
