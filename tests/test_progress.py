@@ -1,0 +1,143 @@
+"""The doit reporter: progress lines, a terminal status line, and reports at the end."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from pathlib import Path
+
+from doit.exceptions import TaskError, UnmetDependency
+from doit.task import Task
+
+from affineur.doitreporter import ActionFailed, progress_reporter
+from affineur.errors import AffineurError
+from affineur.reports import BuildOutcome, RunRecorder
+from tests.workspace import Workspace, ok
+
+LINE = re.compile(r"^\[\d+/\d+\] \S+ ")
+
+
+def build_task(name: str, deps: tuple[str, ...] = ()) -> Task:
+    return Task(
+        f"build:cpu:{name}-1.0",
+        actions=[lambda: None],
+        task_dep=[f"build:cpu:{d}-1.0" for d in deps],
+        meta={"package": {"name": name, "version": "1.0", "variant": "cpu", "key": f"k-{name}"}},
+    )
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def run_fake(stream: io.StringIO, tmp_path: Path) -> Path:
+    """Drive the reporter as doit's runner would, over five packages."""
+    recorder = RunRecorder()
+    recorder.record("k-cached", BuildOutcome("reused"))
+    tasks = {
+        t.name: t
+        for t in (
+            build_task("base"),
+            build_task("cached"),
+            build_task("tool", ("base",)),
+            build_task("app", ("tool",)),
+            build_task("done"),
+            Task("build", actions=None, task_dep=["build:cpu:base-1.0"]),  # a group: not counted
+        )
+    }
+    reporter = progress_reporter(recorder=recorder, reports_dir=tmp_path / "reports")(stream, {})
+    reporter.initialize(tasks, list(tasks))
+    reporter.skip_uptodate(tasks["build:cpu:done-1.0"])
+    for name in ("build:cpu:base-1.0", "build:cpu:cached-1.0"):
+        reporter.execute_task(tasks[name])
+    recorder.record("k-base", BuildOutcome("built"))
+    reporter.add_success(tasks["build:cpu:base-1.0"])
+    reporter.add_success(tasks["build:cpu:cached-1.0"])
+    reporter.execute_task(tasks["build:cpu:tool-1.0"])
+    error = AffineurError("patch x.patch does not apply", package="tool", stage="patch")
+    reporter.add_failure(tasks["build:cpu:tool-1.0"], ActionFailed("error: ...", error))
+    reporter.add_failure(tasks["build:cpu:app-1.0"], UnmetDependency("build:cpu:tool-1.0"))
+    reporter.complete_run()
+    return tmp_path / "reports"
+
+
+def test_plain_lines_without_a_terminal(tmp_path: Path) -> None:
+    out = io.StringIO()
+    reports = run_fake(out, tmp_path)
+    text = out.getvalue()
+    assert "\x1b" not in text and "\r" not in text
+    assert "[1/5] start build cpu:base-1.0 | running: cpu:base-1.0 |" in text
+    assert "[2/5] built build cpu:base-1.0 (" in text
+    assert "| running: cpu:cached-1.0 |" in text
+    assert "[3/5] reused build cpu:cached-1.0" in text
+    assert "[4/5] FAILED build cpu:tool-1.0 (" in text
+    assert ": patch x.patch does not apply" in text
+    assert "[5/5] skipped build cpu:app-1.0: waits for build:cpu:tool-1.0" in text
+    counts = "1 built, 1 reused from cache, 1 up to date, 0 substituted, 1 failed, 1 skipped"
+    assert f"5 packages: {counts} in " in text
+    report = json.loads((reports / "report.json").read_text())
+    assert [(f["package"], f["stage"], f["task"]) for f in report["failures"]] == [
+        ("tool", "patch", "build:cpu:tool-1.0")
+    ]
+    assert report["failed_tasks"] == ["build:cpu:tool-1.0"]
+    summary = json.loads((reports / "summary.json").read_text())
+    assert summary["counts"] == {
+        "built": 1,
+        "reused": 1,
+        "uptodate": 1,
+        "substituted": 0,
+        "failed": 1,
+        "skipped": 1,
+    }
+    assert (reports / "summary.md").read_text().startswith("### affineur build: failed")
+
+
+def test_a_terminal_gets_a_status_line_of_running_builds(tmp_path: Path) -> None:
+    out = Terminal()
+    run_fake(out, tmp_path)
+    text = out.getvalue()
+    assert "[1/5] | running: cpu:base-1.0" in text  # the status line under the events
+    assert "\r\x1b[K[2/5] built build cpu:base-1.0" in text  # erased before the next event
+    assert text.count("\r\x1b[K") >= 2
+
+
+def test_a_crash_is_a_failure_of_its_task(tmp_path: Path) -> None:
+    out = io.StringIO()
+    task = build_task("boom")
+    reporter = progress_reporter(recorder=RunRecorder(), reports_dir=tmp_path)(out, {})
+    reporter.initialize({task.name: task}, [task.name])
+    reporter.execute_task(task)
+    reporter.add_failure(task, TaskError("PythonAction Error\nValueError: nope"))
+    summary = reporter.summary()
+    assert [(f.stage, f.error, f.package) for f in summary.failures] == [
+        ("internal", "PythonAction Error", "boom")
+    ]
+
+
+def test_doit_run_in_parallel_shows_progress_and_writes_reports(workspace: Workspace) -> None:
+    workspace.collection(["app"])
+    ok(workspace.doit("lock"))
+    result = ok(workspace.doit("-n", "3", "-P", "thread"))
+    assert "\x1b" not in result.stdout + result.stderr and "\r" not in result.stdout
+    lines = [line for line in result.stdout.splitlines() if LINE.match(line)]
+    total = int(re.match(r"^\[\d+/(\d+)\]", lines[0]).group(1))  # type: ignore[union-attr]
+    assert any(line.startswith(f"[{total}/{total}] ") for line in lines)
+    assert any(" built build cpu:app-1.0 (" in line for line in lines)
+    summary = json.loads((workspace.root / "build/reports/summary.json").read_text())
+    packages = len(summary["packages"])
+    assert summary["counts"]["built"] == packages > 3
+    assert f"{packages} packages: {packages} built, 0 reused" in result.stdout
+    assert summary["critical_path"]["tasks"][-1] == "build:cpu:app-1.0"
+    assert (workspace.root / "build/reports/summary.md").is_file()
+
+    again = ok(workspace.doit())
+    assert (
+        f"{packages} packages: 0 built, 0 reused from cache, {packages} up to date" in again.stdout
+    )
+
+    # Another checkout state that lost doit's memory but kept the cache reuses every build.
+    ok(workspace.doit("forget"))
+    reused = ok(workspace.doit("-n", "2"))
+    assert f"{packages} packages: 0 built, {packages} reused from cache" in reused.stdout
