@@ -163,3 +163,27 @@ def test_tampered_sdist_is_refused_with_both_hashes(workspace: Workspace) -> Non
     output = result.stdout + result.stderr
     assert "lib_fast-1.0.tar.gz" in output and expected in output
     assert "Traceback" not in output
+
+
+def test_source_discovery_builds_its_own_tools_and_stage_two_reuses_them(
+    workspace: Workspace,
+) -> None:
+    workspace.variant("cpu", "discovery: source\n")
+    workspace.collection(["app"])
+    locked = ok(workspace.affineur("lock"))
+    assert workspace.graph()["discovery"] == "source"
+    # No upstream wheel was fetched: the chain was built here, bottom up.
+    assert not (workspace.root / "build/upstream-wheels").exists()
+    assert "build chain-helper==1.0 to discover with it (source mode)" in locked.stderr
+    built = ok(workspace.doit())
+    assert "build chain-helper==1.0 (cpu)" not in built.stderr
+    assert "build app==1.0 (cpu)" in built.stderr
+
+
+def test_source_discovery_reports_a_cycle_as_a_path(workspace: Workspace) -> None:
+    workspace.variant("cpu", "discovery: source\n")
+    workspace.collection(["cycle-a"])
+    result = workspace.affineur("lock")
+    assert result.returncode == 2
+    assert "build-time cycle: cycle-b==1.0 -> cycle-a==1.0 -> cycle-b==1.0" in result.stderr
+    assert "Traceback" not in result.stderr

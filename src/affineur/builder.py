@@ -111,7 +111,9 @@ class Builder:
         self.store = store
         self.workdir = workdir
 
-    def build(self, request: BuildRequest, graph: g.Graph) -> CacheEntry:
+    def build(self, request: BuildRequest, graph: g.Graph | None) -> CacheEntry:
+        """Build into the cache; ``graph`` (the lock) is what the wheel's dependencies are
+        checked against, skipped when None (a build made while locking)."""
         cached = self.cache.get(request.key)
         if cached is not None:
             return cached
@@ -166,7 +168,7 @@ class Builder:
             shutil.copyfile(log, target)
 
     def _build(
-        self, request: BuildRequest, graph: g.Graph, staging: Path, log: Path
+        self, request: BuildRequest, graph: g.Graph | None, staging: Path, log: Path
     ) -> tuple[Path, dict[str, Any]]:
         node = request.node
         assert node.sdist is not None
@@ -227,7 +229,11 @@ class Builder:
             out = work / "out"
             out.mkdir()
             wheel = caller.build_wheel(out, config)
-            problems = check_requires_dist(requires_dist(wheel), node, graph.nodes, request.target)
+            problems = (
+                check_requires_dist(requires_dist(wheel), node, graph.nodes, request.target)
+                if graph is not None
+                else []
+            )
             if problems:
                 raise AffineurError(
                     "the built wheel's dependencies differ from the lock",

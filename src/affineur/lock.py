@@ -29,11 +29,15 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
 from affineur import graph as g
+from affineur.builder import Builder, BuildRequest
+from affineur.buildkey import BuildInputs, BuildKey, compute_key
+from affineur.cache import BuildCache
 from affineur.config import Collection, Project, Variant, project_input_files, target_environment
 from affineur.discovery import BuildRequirements, Discoverer
 from affineur.errors import AffineurError
 from affineur.index import DistFile, IndexClient
 from affineur.metadata import requires_dist, static_requires_dist
+from affineur.patches import find_patches, patch_hashes
 from affineur.progress import NullReporter, Reporter
 from affineur.resolver import Resolution, ResolveRequest, VersionInfo, resolve
 from affineur.schema import validate
@@ -149,6 +153,22 @@ def write_lock(graph: g.Graph, paths: LockPaths) -> None:
     _atomic_write(paths.build_order, (json.dumps(order_data, indent=2) + "\n").encode())
 
 
+def build_edges(build: BuildRequirements, env: Resolution) -> list[g.Edge]:
+    """Typed edges from a package to the members of its build environment it asked for."""
+    edges = []
+    typed: tuple[tuple[g.ReqType, tuple[str, ...]], ...] = (
+        ("build-system", build.build_system),
+        ("build-backend", build.build_backend),
+        ("build-sdist", build.build_sdist),
+    )
+    for req_type, reqs in typed:
+        for text in reqs:
+            name = canonicalize_name(Requirement(text).name)
+            if name in env.versions:
+                edges.append(g.Edge(g.node_key(name, str(env.versions[name])), req_type, text))
+    return edges
+
+
 # --- the candidate source for the resolver ----------------------------------
 
 
@@ -171,6 +191,7 @@ class _Package:
     wheel: g.FileRef | None = None
     requires: list[str] | None = None
     build: BuildRequirements | None = None
+    env: Resolution | None = None
 
 
 @dataclass
@@ -191,9 +212,15 @@ class Locker:
         self.python = Version(self.environment["python_full_version"])
         self.store = SdistStore(self.workdir / "sdists")
         self.upstream = UpstreamWheels(self.client, self.workdir / "upstream-wheels")
+        # Stage 2's cache doubles as the store of our own wheels in source mode, so
+        # what discovery builds is not built again.
+        self.cache = BuildCache(self.workdir / "cache")
+        self.builder = Builder(cache=self.cache, store=self.store, workdir=self.workdir)
+        self._building: list[tuple[NormalizedName, Version]] = []
+        self._own_keys: dict[tuple[NormalizedName, Version], BuildKey] = {}
         self.discoverer = Discoverer(
             self.workdir / "discovery",
-            wheels=self.upstream.fetch,
+            wheels=self._own_wheel if self.variant.discovery == "source" else self.upstream.fetch,
             timeout=self.variant.timeout,
         )
         self.packages: dict[tuple[NormalizedName, Version], _Package] = {}
@@ -394,6 +421,71 @@ class Locker:
 
         return run
 
+    def _build_environment(self, pkg: _Package) -> Resolution:
+        """The package's whole build environment, resolved once."""
+        if pkg.env is None:
+            pkg.env = resolve(self, self._build_request(pkg, self._build_requirements(pkg).all()))
+        return pkg.env
+
+    def _own_wheel(self, name: NormalizedName, version: Version) -> Path:
+        """``discovery: source``: a wheel of name==version built here, never downloaded.
+
+        Building it needs its own build environment built first, and so on down;
+        a package met again on the way down is a build-time cycle, reported as
+        its path before anything hangs.
+        """
+        if (name, version) in self._building:
+            path = [f"{n}=={v}" for n, v in self._building[self._building.index((name, version)) :]]
+            cycle = [*path, f"{name}=={version}"]
+            raise AffineurError(
+                "build-time cycle: " + " -> ".join(cycle), stage="cycle", hint=g.cycle_hint(cycle)
+            )
+        pkg = self.package(name, version)
+        self.dependencies(name, version)
+        if pkg.settings.prebuilt:
+            return self.upstream.fetch(name, version)
+        self._building.append((name, version))
+        try:
+            build = self._build_requirements(pkg)
+            env = self._build_environment(pkg) if build.all() else None
+            members = sorted(env.versions.items()) if env else []
+            wheels = [self._own_wheel(n, v) for n, v in members]
+            assert pkg.sdist is not None
+            node = g.Node(
+                name=name,
+                version=str(version),
+                sdist=pkg.sdist,
+                edges=tuple(build_edges(build, env)) if env else (),
+                build_env=tuple(g.node_key(n, str(v)) for n, v in members),
+            )
+            patches = find_patches(self.project.root, name, str(version), self.variant.name)
+            key = compute_key(
+                node,
+                variant=self.variant.name,
+                target=self.environment,
+                inputs=BuildInputs(
+                    pkg.settings.to_json(), patch_hashes(self.project.root, patches)
+                ),
+                env_keys=[self._own_keys[(n, v)] for n, v in members],
+            )
+            self._own_keys[(name, version)] = key
+            if self.cache.get(key) is None:
+                self.reporter.message(f"build {name}=={version} to discover with it (source mode)")
+            request = BuildRequest(
+                node=node,
+                key=key,
+                variant=self.variant.name,
+                target=self.environment,
+                settings=pkg.settings,
+                patches=patches,
+                env_wheels=wheels,
+                network_isolation=self.variant.network_isolation,
+            )
+            # Its dependencies are not resolved here; stage 2 checks them against the lock.
+            return self.builder.build(request, None).wheel
+        finally:
+            self._building.pop()
+
     def _build_requirements(self, pkg: _Package) -> BuildRequirements:
         if pkg.build is None:
             assert pkg.sdist_path is not None and pkg.sdist is not None
@@ -442,24 +534,11 @@ class Locker:
             if not requirements:
                 nodes[key] = replace(node, build_backend=build.build_backend_name)
                 continue
-            env = resolve(self, self._build_request(pkg, requirements))
+            env = self._build_environment(pkg)
             self._add_nodes(env, nodes, queue)
-            edges = []
-            typed: tuple[tuple[g.ReqType, tuple[str, ...]], ...] = (
-                ("build-system", build.build_system),
-                ("build-backend", build.build_backend),
-                ("build-sdist", build.build_sdist),
-            )
-            for req_type, reqs in typed:
-                for text in reqs:
-                    name = canonicalize_name(Requirement(text).name)
-                    if name in env.versions:
-                        edges.append(
-                            g.Edge(g.node_key(name, str(env.versions[name])), req_type, text)
-                        )
             nodes[key] = replace(
                 node,
-                edges=tuple(sorted({*node.edges, *edges})),
+                edges=tuple(sorted({*node.edges, *build_edges(build, env)})),
                 build_env=tuple(sorted(g.node_key(n, str(v)) for n, v in env.versions.items())),
                 build_backend=build.build_backend_name,
             )
