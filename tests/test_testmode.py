@@ -191,3 +191,12 @@ def test_requested(var: str | None, env: dict[str, str], expected: bool) -> None
 def test_requested_refuses_unknown_values() -> None:
     with pytest.raises(AffineurError, match="AFFINEUR_TEST_MODE=2: expected 1 or 0"):
         requested(None, {"AFFINEUR_TEST_MODE": "2"})
+
+
+def test_a_resolve_failure_while_loading_is_reported(workspace: Workspace) -> None:
+    workspace.collection(["conflict-x", "conflict-y"])
+    result = workspace.doit("test_mode=1")
+    assert result.returncode != 0
+    (failure,) = report(workspace)["failures"]
+    assert failure["stage"] == "resolve"
+    assert any("shared<2" in c for c in failure["causes"])

@@ -23,6 +23,7 @@ the recorder and the report folder into a subclass for ``DOIT_CONFIG["reporter"]
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -59,6 +60,7 @@ __all__ = [
     "progress_reporter",
     "report_config",
     "test_mode_requested",
+    "write_load_failure",
     "write_reports",
 ]
 
@@ -93,6 +95,24 @@ def write_reports(summary: RunSummary, folder: Path) -> list[Path]:
         tmp.replace(path)
         written.append(path)
     return written
+
+
+def write_load_failure(exc: AffineurError, folder: Path, *, test_mode: bool = False) -> None:
+    """Report an error raised while the dodo loads (re-locking: resolve, discovery, ...).
+
+    No task runs then, so the reporter never starts; the report still has to say why.
+    """
+    failure = Failure.from_error(exc, default_stage="resolve")
+    summary = RunSummary(
+        packages=(),
+        failures=(failure,),
+        started=datetime.now(UTC).isoformat(timespec="seconds"),
+        test_mode=test_mode,
+    )
+    # The load error itself is what the user must see; a report that cannot be
+    # written must not hide it.
+    with contextlib.suppress(AffineurError, OSError):
+        write_reports(summary, folder)
 
 
 def _title(name: str) -> str:
@@ -215,7 +235,7 @@ class ProgressReporter(ConsoleReporter):  # type: ignore[misc]
     def complete_run(self) -> None:
         with self._lock:
             self._clear_status()
-            super().complete_run()
+            self._captured_output()
             summary = self.summary()
             self.write(f"{counts_line(summary)}\n")
             if self.reports_dir is not None:
@@ -225,6 +245,20 @@ class ProgressReporter(ConsoleReporter):  # type: ignore[misc]
                     self.write(f"error: cannot write the build reports: {exc}\n")
                 else:
                     self.write(f"reports: {', '.join(str(p) for p in paths)}\n")
+
+    def _captured_output(self) -> None:
+        """What failed tasks printed while doit captured it (doit's own reporter
+        prints an empty block per failure; only real output is worth the space)."""
+        for entry in self.failures:
+            task = entry["task"]
+            if not task.executed:
+                continue
+            for kind in ("err", "out"):
+                text = "".join(getattr(a, kind) or "" for a in task.actions).strip()
+                if text:
+                    self.write(f"{task.name} <std{kind}>:\n{text}\n")
+        if self.runtime_errors:
+            self.write("Execution aborted.\n" + "\n".join(self.runtime_errors) + "\n")
 
     # --- the run as data --------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from affineur.errors import AffineurError
 
 __all__ = [
+    "MARKDOWN_LIMIT",
     "OUTCOMES",
     "BuildOutcome",
     "Failure",
