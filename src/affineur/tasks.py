@@ -31,7 +31,7 @@ from affineur.builder import Builder, BuildRequest
 from affineur.buildkey import BuildInputs, BuildKey, build_keys
 from affineur.cache import BuildCache
 from affineur.config import Collection, Project, Variant, load_project
-from affineur.doitreporter import ActionFailed
+from affineur.doitreporter import ActionFailed, write_load_failure
 from affineur.errors import AffineurError
 from affineur.index import IndexClient
 from affineur.lock import LockPaths, lock, lock_is_fresh, read_lock
@@ -276,6 +276,8 @@ class Engine:
                 self.relock_stale()
             yield from creator()
         except AffineurError as exc:
+            if run_command_active():
+                write_load_failure(exc, self.build_dir / "reports", test_mode=self.test_mode)
             hint = f"\nhint: {exc.hint}" if exc.hint else ""
             causes = "".join(f"\n  {c}" for c in exc.causes)
             raise InvalidDodoFile(f"{exc.one_line()}{causes}{hint}") from None
