@@ -83,8 +83,8 @@ class Shape:
 
     @classmethod
     def for_size(cls, packages: int, overridden: int, seed: int = 1) -> Shape:
-        # A few dozen tools for a thousand packages; at least one chain of two.
-        tools = max(2, min(40, packages // 25))
+        # A few dozen tools for a thousand packages; every chain at least two long.
+        tools = max(2 * TOOL_CHAINS, min(40, packages // 25))
         if packages < tools + TOPLEVEL:
             raise SystemExit(f"--packages must be at least {tools + TOPLEVEL}")
         return cls(packages, tools, min(overridden, packages - tools), seed)
@@ -135,13 +135,11 @@ def synthetic(shape: Shape) -> Synthetic:
     installs: dict[g.NodeKey, list[g.NodeKey]] = {k: [] for k in keys}
     builds: dict[g.NodeKey, list[g.NodeKey]] = {k: [] for k in keys}
     # Tools: chain c holds tools c, c + TOOL_CHAINS, ...; each is built with the one
-    # below it in its chain and installs the chain's base (a runtime helper).
-    for i in range(shape.tools):
-        below = i - TOOL_CHAINS
-        if below >= 0:
-            builds[keys[i]].append(keys[below])
-            if below >= TOOL_CHAINS and rng.random() < 0.5:
-                installs[keys[i]].append(keys[i % TOOL_CHAINS])
+    # below it and also needs it at run time (as a setuptools plugin needs
+    # setuptools), so its build environment is the whole chain below it.
+    for i in range(TOOL_CHAINS, shape.tools):
+        builds[keys[i]].append(keys[i - TOOL_CHAINS])
+        installs[keys[i]].append(keys[i - TOOL_CHAINS])
     # Packages: mostly built with low-level tools (as most projects use setuptools).
     first = shape.tools
     for i in range(first, shape.packages):
