@@ -47,5 +47,6 @@ def test_noop_benchmark_reports_its_figures(tmp_path: Path) -> None:
     before = noop.Snapshot.take(root)
     result = noop.run(root, "-m", "doit").check()
     signs = noop.executed_tasks(root, result, before)
-    assert any("publish" in s for s in signs), signs
+    assert "publish:bench:cpu" in signs, signs
+    assert any(s.startswith("files changed: dist/") for s in signs), signs
     assert not any(s.startswith("build:") for s in signs), signs

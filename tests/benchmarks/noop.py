@@ -18,12 +18,16 @@ cache entries and publishes the index. The variant's index is a closed port on
 127.0.0.1: if anything reached for the network, it would fail at once rather
 than quietly download.
 
-A no-op run must execute no task. That is checked three ways, so that a change
+A no-op run must execute no task. That is checked four ways, so that a change
 of reporter cannot hide an executed task: the run's ``build/reports/summary.json``
-(every package "uptodate"), the progress lines of the reporter (doit's ``. name``
-or affineur's ``[i/n] start ...``), and the modification times of the lock, the
-cache, the published index and doit's state (a task that ran and succeeded
-changes doit's state).
+(every package "uptodate"), the reporter's lines (doit's ``.  name``, or
+affineur's ``[i/n] <verb> <group> <name>`` for a task that ran), the modification
+times of the lock, the cache, the sdists and the published index, and the content
+of doit's saved state.
+
+Bytecode is cached (in the checkout's ``build/pycache``) even where the
+environment turns it off, since a user's interpreter caches it; ``--no-pyc``
+measures with the environment as it is.
 """
 
 from __future__ import annotations
@@ -313,24 +317,29 @@ class Run:
         return self
 
 
-def environment() -> dict[str, str]:
+def environment(root: Path, *, pyc: bool) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DOIT_", "PIP_"))}
     env.pop("AFFINEUR_TEST_MODE", None)
     env["PIP_CONFIG_FILE"] = os.devnull
+    env["NO_PROXY"] = "127.0.0.1,localhost"
     # The runs start in the checkout, so a relative PYTHONPATH (``src``) would break.
     paths = [str(REPO / "src"), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
     env["PYTHONPATH"] = os.pathsep.join(str(Path(p).resolve()) for p in paths)
-    env["NO_PROXY"] = "127.0.0.1,localhost"
+    if pyc:
+        # A user's interpreter caches bytecode; without it every run compiles all of
+        # affineur again. The cache goes into the checkout, never into the repository.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(root / "build" / "pycache")
     return env
 
 
-def run(root: Path, *args: str, timeout: float = 900) -> Run:
+def run(root: Path, *args: str, pyc: bool = True, timeout: float = 900) -> Run:
     argv = (sys.executable, *args)
     started = time.perf_counter()
     done = subprocess.run(
         argv,
         cwd=root,
-        env=environment(),
+        env=environment(root, pyc=pyc),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -394,8 +403,10 @@ class Snapshot:
         return cls(watched_files(root), doit_state(root), state_mtimes(root), time.time() - 1)
 
 
-_DOIT_LINE = re.compile(r"^\. (\S+)")
-_PROGRESS_LINE = re.compile(r"^\[\d+/\d+\] start (\S+) (\S+)")
+# doit's "executing" line (".  build:cpu:foo-1.0"), and affineur's progress line for
+# a task that started or finished ("[3/40] built build cpu:foo-1.0 (1.2s) | ...").
+_DOIT_LINE = re.compile(r"^\.\s+(\S+)")
+_PROGRESS_LINE = re.compile(r"^\[\d+/\d+\] (?!skipped )\w+ (\S+) (\S+)")
 
 
 def executed_tasks(root: Path, result: Run, before: Snapshot) -> list[str]:
@@ -435,12 +446,12 @@ class Timings:
     state_rewrites: int = 0
 
 
-def timed_noops(root: Path, args: Sequence[str], runs: int) -> Timings:
+def timed_noops(root: Path, args: Sequence[str], runs: int, *, pyc: bool) -> Timings:
     out = Timings()
     label = " ".join(["doit", *args])
     for i in range(runs):
         before = Snapshot.take(root)
-        result = run(root, "-m", "doit", *args).check()
+        result = run(root, "-m", "doit", *args, pyc=pyc).check()
         out.seconds.append(result.seconds)
         found = executed_tasks(root, result, before)
         out.signs += found
@@ -450,8 +461,8 @@ def timed_noops(root: Path, args: Sequence[str], runs: int) -> Timings:
     return out
 
 
-def best_of(root: Path, args: Sequence[str], runs: int) -> float:
-    return min(run(root, *args).check().seconds for _ in range(max(1, runs)))
+def best_of(root: Path, args: Sequence[str], runs: int, *, pyc: bool) -> float:
+    return min(run(root, *args, pyc=pyc).check().seconds for _ in range(max(1, runs)))
 
 
 # --- where the time goes --------------------------------------------------------------
@@ -490,10 +501,10 @@ def _counting(creator: Callable[[], Iterable[object]]) -> Callable[[], int]:
     return lambda: sum(1 for _ in creator())
 
 
-def profile_noop(root: Path, top: int) -> None:
+def profile_noop(root: Path, top: int, *, pyc: bool) -> None:
     """cProfile one no-op ``doit`` in a subprocess and print the costliest functions."""
     out = root / "build" / "noop.prof"
-    run(root, "-m", "cProfile", "-o", str(out), "-m", "doit").check()
+    run(root, "-m", "cProfile", "-o", str(out), "-m", "doit", pyc=pyc).check()
     for order in ("cumulative", "tottime"):
         text = io.StringIO()
         pstats.Stats(str(out), stream=text).strip_dirs().sort_stats(order).print_stats(top)
@@ -514,6 +525,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the checkout afterwards")
     parser.add_argument("--profile", action="store_true", help="cProfile one no-op run")
     parser.add_argument("--top", type=int, default=25, help="profile rows to print")
+    parser.add_argument(
+        "--no-pyc",
+        action="store_true",
+        help="keep this environment's bytecode setting (PYTHONDONTWRITEBYTECODE) as it is",
+    )
     opts = parser.parse_args(argv)
 
     root = (opts.dir or Path(tempfile.mkdtemp(prefix="affineur-noop-"))).resolve()
@@ -539,24 +555,25 @@ def _bench(root: Path, opts: argparse.Namespace) -> int:
         f"set up in {time.perf_counter() - started:.1f} s"
     )
 
-    first = run(root, "-m", "doit").check()
+    pyc = not opts.no_pyc
+    first = run(root, "-m", "doit", pyc=pyc).check()
     print(f"first run (reuse every cache entry, publish): {first.seconds:.3f} s")
     index = root / "dist" / COLLECTION / VARIANT / "simple" / "index.html"
     if not index.exists():
         raise SystemExit(f"the first run published nothing ({index} is missing)\n{first.stdout}")
 
     print(f"\nno-op runs ({opts.runs} of each):")
-    serial = timed_noops(root, (), opts.runs)
-    parallel = timed_noops(root, ("-n", "2"), opts.runs)
+    serial = timed_noops(root, (), opts.runs, pyc=pyc)
+    parallel = timed_noops(root, ("-n", "2"), opts.runs, pyc=pyc)
     signs = serial.signs + parallel.signs
     rewrites = serial.state_rewrites + parallel.state_rewrites
 
-    listing = run(root, "-m", "doit", "list", "--all").check()
+    listing = run(root, "-m", "doit", "list", "--all", pyc=pyc).check()
     tasks = sum(1 for line in listing.stdout.splitlines() if line.strip())
     repeat = min(3, opts.runs)
-    startup = best_of(root, ("-c", "pass"), repeat)
-    imports = best_of(root, ("-c", "import affineur.tasks"), repeat)
-    loading = best_of(root, ("-m", "doit", "list"), repeat)
+    startup = best_of(root, ("-c", "pass"), repeat, pyc=pyc)
+    imports = best_of(root, ("-c", "import affineur.tasks"), repeat, pyc=pyc)
+    loading = best_of(root, ("-m", "doit", "list"), repeat, pyc=pyc)
 
     print("\nresults:")
     for label, times in (("doit", serial.seconds), ("doit -n 2", parallel.seconds)):
@@ -572,6 +589,8 @@ def _bench(root: Path, opts: argparse.Namespace) -> int:
         f"  no-op runs that rewrote doit's state files: {rewrites} of {2 * opts.runs}"
         " (same content; doit saves its group tasks every run)"
     )
+    bytecode = "cached in build/pycache" if pyc else "as this environment says (--no-pyc)"
+    print(f"  bytecode: {bytecode}")
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"  machine: {os.cpu_count()} cpus, load average {load}")
     print("\nbreakdown (best of a few runs, wall time of a fresh process):")
@@ -584,7 +603,7 @@ def _bench(root: Path, opts: argparse.Namespace) -> int:
     for label, seconds in phases(root):
         print(f"  {label:<46} {seconds:.3f} s")
     if opts.profile:
-        profile_noop(root, opts.top)
+        profile_noop(root, opts.top, pyc=pyc)
     return 1 if signs else 0
 
 
