@@ -68,12 +68,13 @@ def test_plain_lines_without_a_terminal(tmp_path: Path) -> None:
     reports = run_fake(out, tmp_path)
     text = out.getvalue()
     assert "\x1b" not in text and "\r" not in text
-    assert "[1/5] start build cpu:base-1.0 | running: cpu:base-1.0 |" in text
+    assert ".  build:cpu:base-1.0\n.  build:cpu:cached-1.0\n" in text
     assert "[2/5] built build cpu:base-1.0 (" in text
     assert "| running: cpu:cached-1.0 |" in text
     assert "[3/5] reused build cpu:cached-1.0" in text
     assert "[4/5] FAILED build cpu:tool-1.0 (" in text
     assert ": patch x.patch does not apply" in text
+    assert "\n    error: ...\n" in text  # the whole error, under the failure's line
     assert "[5/5] skipped build cpu:app-1.0: waits for build:cpu:tool-1.0" in text
     counts = "1 built, 1 reused from cache, 1 up to date, 0 substituted, 1 failed, 1 skipped"
     assert f"5 packages: {counts} in " in text
@@ -125,6 +126,7 @@ def test_doit_run_in_parallel_shows_progress_and_writes_reports(workspace: Works
     total = int(re.match(r"^\[\d+/(\d+)\]", lines[0]).group(1))  # type: ignore[union-attr]
     assert any(line.startswith(f"[{total}/{total}] ") for line in lines)
     assert any(" built build cpu:app-1.0 (" in line for line in lines)
+    assert ".  build:cpu:app-1.0" in result.stdout.splitlines()
     summary = json.loads((workspace.root / "build/reports/summary.json").read_text())
     packages = len(summary["packages"])
     assert summary["counts"]["built"] == packages > 3

@@ -66,7 +66,8 @@ def test_test_mode_substitutes_reports_and_fails_the_run(failing: Workspace) -> 
     ws = failing
     result = ws.doit("test_mode=1", "-n", "2", "-P", "thread")
     assert result.returncode != 0, result.stdout + result.stderr
-    assert "Traceback" not in result.stdout + result.stderr
+    # Backends' tracebacks are quoted from their logs; none may come from affineur itself.
+    assert "src/affineur/" not in result.stdout + result.stderr
 
     found = failures(ws)
     assert set(found) == {"broken", "broken-nowheel", "tool-nowheel"}

@@ -1,12 +1,14 @@
 """doit's reporter for affineur runs: progress a person can follow, and the reports at the end.
 
 doit calls a reporter for every task event; this one prints one plain line per
-event that matters::
+event that matters: doit's own ``.  build:cpu:foo-1.0`` when a task starts, and
+when it ends::
 
     [12/40] built build cpu:foo-1.0 (3.2s) | running: cpu:bar-2.0, cpu:baz-1.1 | 1m02s
 
-and, on a terminal only, keeps a status line of the running builds under them
-(so CI logs get no control characters). When the run completes it writes
+with a failure's whole error (causes, hint) indented under its line. On a
+terminal only, a status line of the running builds stays under them (so CI logs
+get no control characters). When the run completes it writes
 ``build/reports/summary.md``, ``summary.json`` and ``report.json`` and prints the
 counts.
 
@@ -176,7 +178,11 @@ class ProgressReporter(ConsoleReporter):  # type: ignore[misc]
             if task.name not in self.tasks:
                 return
             self.running[task.name] = time.monotonic()
-            self._line("start", task.name)
+            # doit's own form of "now executing", which people and scripts already
+            # know; the progress figures come with each finished task.
+            self._clear_status()
+            self.write(f".  {task.name}\n")
+            self._status()
 
     def add_success(self, task: Any) -> None:
         with self._lock:
@@ -215,6 +221,12 @@ class ProgressReporter(ConsoleReporter):  # type: ignore[misc]
                 self._result(task, "failed", seconds)
             error = failure.error if failure else str(fail.message).strip().splitlines()[0]
             self._line("FAILED", task.name, seconds, detail=error)
+            # The whole error (causes, hint, log tail) belongs next to the failure,
+            # where doit's console reporter prints it too.
+            text = fail.message if isinstance(fail, ActionFailed) else fail.get_msg()
+            self._clear_status()
+            self.write("".join(f"    {line}\n" for line in str(text).strip().splitlines()))
+            self._status()
 
     def skip_uptodate(self, task: Any) -> None:
         with self._lock:
@@ -346,8 +358,12 @@ class ProgressReporter(ConsoleReporter):  # type: ignore[misc]
             f"[{len(self.done)}/{self.total}] {verb} {_title(name)}{took}{extra}"
             f"{self._running_text()} | {duration(time.monotonic() - self.started)}\n"
         )
+        self._status()
+
+    def _status(self) -> None:
         if self.tty and self.running:
-            self.write(f"[{len(self.done)}/{self.total}]{self._running_text()}")
+            elapsed = duration(time.monotonic() - self.started)
+            self.write(f"[{len(self.done)}/{self.total}]{self._running_text()} | {elapsed}")
             self._status_shown = True
         self.outstream.flush()
 
