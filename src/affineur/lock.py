@@ -40,7 +40,7 @@ from affineur.metadata import requires_dist, static_requires_dist
 from affineur.patches import find_patches, patch_hashes
 from affineur.progress import NullReporter, Reporter
 from affineur.resolver import Resolution, ResolveRequest, VersionInfo, resolve
-from affineur.schema import validate
+from affineur.schema import schemas_dir, validate
 from affineur.sdist import SdistStore, read_pkg_info, sha256_file
 from affineur.settings import Settings, effective_settings
 from affineur.sources import UrlSource, source_url
@@ -99,7 +99,13 @@ def _variant_files(project: Project, variant: Variant) -> list[Path]:
     return files
 
 
-def read_lock(path: Path) -> g.Graph | None:
+def read_lock(path: Path, *, memo: Path | None = None) -> g.Graph | None:
+    """The lock at ``path`` (None when there is none), checked against its schema.
+
+    Checking a large lock costs more than everything else a no-op ``doit``
+    does, so with ``memo`` (a folder) the check is remembered for these exact
+    bytes and this exact schema, and done again only when either changes.
+    """
     if not path.exists():
         return None
     raw = path.read_bytes()
@@ -112,7 +118,15 @@ def read_lock(path: Path) -> g.Graph | None:
             stage="lock",
             hint="restore it from git, or delete it and run 'doit lock'",
         ) from None
-    validate(data, "graph", file=str(path))
+    marker = None
+    if memo is not None:
+        schema = (schemas_dir() / "graph.schema.json").read_bytes()
+        marker = memo / hashlib.sha256(hashlib.sha256(schema).digest() + raw).hexdigest()
+    if marker is None or not marker.exists():
+        validate(data, "graph", file=str(path))
+        if marker is not None:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
     return g.from_data(data)
 
 

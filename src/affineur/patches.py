@@ -8,6 +8,7 @@ order by naming (``0001-…``, ``0002-…``) whatever folder a patch lives in.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 
@@ -16,15 +17,16 @@ from packaging.utils import canonicalize_name
 __all__ = ["find_patches", "patch_hashes"]
 
 
+@functools.cache
+def _folders(base: Path) -> tuple[Path, ...]:
+    # Listed once per process: doit loads a task per package, and each one asks.
+    return tuple(sorted(f for f in base.iterdir() if f.is_dir())) if base.is_dir() else ()
+
+
 def find_patches(root: Path, name: str, version: str, variant: str) -> list[Path]:
-    base = root / "overrides" / "patches"
-    if not base.is_dir():
-        return []
     canonical = canonicalize_name(name)
     folders: list[Path] = []
-    for folder in base.iterdir():
-        if not folder.is_dir():
-            continue
+    for folder in _folders(root / "overrides" / "patches"):
         if canonicalize_name(folder.name) == canonical or (
             folder.name.endswith(f"-{version}")
             and canonicalize_name(folder.name[: -len(version) - 1]) == canonical

@@ -179,7 +179,9 @@ class Engine:
     def locked(self) -> list[LockedVariant]:
         out = []
         for c, v in self.pairs():
-            graph = read_lock(LockPaths.of(self.root, c.name, v.name).graph)
+            graph = read_lock(
+                LockPaths.of(self.root, c.name, v.name).graph, memo=self.build_dir / "validated"
+            )
             if graph is None:
                 continue
             keys = build_keys(graph, lambda n, v=v: self.inputs(v, n))  # type: ignore[misc]
