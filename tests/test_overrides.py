@@ -32,10 +32,6 @@ def build_env_json(wheel: Path, package: str) -> dict[str, Any]:
     return data
 
 
-def executed(result_stdout: str) -> list[str]:
-    return [line[3:] for line in result_stdout.splitlines() if line.startswith(".  build:")]
-
-
 def test_env_is_templated_and_merged_variant_then_package(workspace: Workspace) -> None:
     workspace.variant("cpu", "env: {AFFINEUR_TEST_FLAG: from-variant, BASE: base}\n")
     workspace.write(
@@ -63,11 +59,13 @@ def test_patches_apply_in_name_order_and_are_part_of_the_build_key(workspace: Wo
     ok(workspace.doit())
     with zipfile.ZipFile(wheel_of(workspace, "env_reader")) as zf:
         assert 'PATCHED = "yes"' in zf.read("env_reader/__init__.py").decode()
-    assert executed(ok(workspace.doit()).stdout) == []
+    ok(workspace.doit())
+    assert workspace.executed() == []
     workspace.write(
         "overrides/patches/env-reader/0001-mark.patch", TEXT_PATCH.replace('"yes"', '"again"')
     )
-    assert executed(ok(workspace.doit()).stdout) == ["build:cpu:env-reader-1.0"]
+    ok(workspace.doit())
+    assert workspace.executed() == ["build:cpu:env-reader-1.0"]
 
 
 def test_a_patch_that_does_not_apply_names_the_patch_and_the_hunk(workspace: Workspace) -> None:
@@ -133,8 +131,8 @@ def test_changelog_sets_the_build_number(workspace: Workspace) -> None:
     workspace.write(
         "overrides/lib-fast.yaml", "changelog: {'1.0': [rebuilt with the fixed compiler]}\n"
     )
-    result = ok(workspace.doit())
-    assert executed(result.stdout) == ["build:cpu:lib-fast-1.0"]
+    ok(workspace.doit())
+    assert workspace.executed() == ["build:cpu:lib-fast-1.0"]
     assert wheel_of(workspace, "lib_fast").name == "lib_fast-1.0-1-py3-none-any.whl"
 
 

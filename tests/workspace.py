@@ -97,6 +97,15 @@ class Workspace:
         )
         return data
 
+    def outcomes(self) -> dict[str, str]:
+        """Build task -> outcome (built, reused, uptodate, ...) of the last doit run."""
+        summary = json.loads((self.root / "build/reports/summary.json").read_text())
+        return {p["task"]: p["outcome"] for p in summary["packages"]}
+
+    def executed(self) -> list[str]:
+        """Build tasks the last doit run executed (built or taken from the cache)."""
+        return sorted(t for t, o in self.outcomes().items() if o not in ("uptodate", "skipped"))
+
     def nodes(self, collection: str = "demo", variant: str = "cpu") -> dict[str, Any]:
         return {k: v for k, v in self.graph(collection, variant)["nodes"].items() if k}
 
