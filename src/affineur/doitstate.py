@@ -147,7 +147,12 @@ class DurableDB:
 
     def set(self, task_id: str, dependency: str, value: Any) -> None:
         with self._lock:
-            self._db.setdefault(task_id, {})[dependency] = value
+            entry = self._db.setdefault(task_id, {})
+            if dependency in entry and entry[dependency] == value:
+                # doit re-saves unchanged values (group tasks, every run); writing
+                # them would make a no-op run rewrite the whole state.
+                return
+            entry[dependency] = value
             self._append(["s", task_id, dependency, value])
 
     def remove(self, task_id: str) -> None:
