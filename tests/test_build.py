@@ -1,0 +1,270 @@
+"""`doit build` end to end over the fake ecosystem: tasks, cache, isolation, incrementality."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from tests.ecosystem import FIXED_EPOCH, FakeProject, IndexFile
+from tests.workspace import Workspace, ok
+
+
+def records(ws: Workspace) -> dict[str, dict[str, Any]]:
+    found = {}
+    for path in (ws.root / "build" / "cache").glob("*/record.json"):
+        data = json.loads(path.read_text())
+        found[f"{data['name']}=={data['version']}"] = data
+    return found
+
+
+def dist_wheel(ws: Workspace, prefix: str) -> Path:
+    (wheel,) = (ws.root / "dist/demo/cpu/files").glob(f"{prefix}-*.whl")
+    return wheel
+
+
+def test_builds_the_tree_and_publishes_an_installable_index(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    workspace.collection(["app"])
+    ok(workspace.doit("-n", "2"))
+    assert workspace.executed() == [
+        "build:cpu:app-1.0",
+        "build:cpu:chain-backend-1.0",
+        "build:cpu:chain-base-1.0",
+        "build:cpu:chain-helper-1.0",
+        "build:cpu:fakebuild-core-1.0",
+        "build:cpu:lib-a-1.0",
+        "build:cpu:lib-c-1.0",
+        "build:cpu:lib-fast-1.0",
+    ]
+    wheel = dist_wheel(workspace, "app")
+    with zipfile.ZipFile(wheel) as zf:
+        record = json.loads(zf.read("app-1.0.dist-info/affineur/build.json"))
+        seen = json.loads(zf.read("app/_build_env.json"))
+        assert (
+            "app-1.0.dist-info/affineur/build.json" in zf.read("app-1.0.dist-info/RECORD").decode()
+        )
+    assert record["build_env"] == ["chain-backend==1.0"]
+    assert record["build_key"] == records(workspace)["app==1.0"]["build_key"]
+    assert seen["origin"] == "built"
+    assert seen["source_date_epoch"] == str(FIXED_EPOCH)
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    simple = (workspace.root / "dist/demo/cpu/simple").as_uri()
+    env = {**workspace.environ(), "PIP_CONFIG_FILE": os.devnull}
+    install = subprocess.run(
+        [str(venv / "bin/python"), "-m", "pip", "install", "--index-url", simple, "app"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert install.returncode == 0, install.stderr
+    assert "lib-fast" in install.stdout.replace("_", "-")
+
+
+def test_second_run_does_nothing_and_uses_no_network(workspace: Workspace) -> None:
+    workspace.collection(["app"])
+    ok(workspace.doit())
+    workspace.index.clear_requests()
+    ok(workspace.doit())
+    assert workspace.executed() == []
+    assert set(workspace.outcomes().values()) == {"uptodate"}
+    assert workspace.index.requests == []
+
+
+def test_a_lock_change_rebuilds_only_the_package_and_what_was_built_with_it(
+    workspace: Workspace,
+) -> None:
+    workspace.collection(["app", "lib-fast"])
+    ok(workspace.doit())
+    workspace.index.add(
+        FakeProject(
+            "chain-helper",
+            "1.1",
+            requires=("chain-base>=1",),
+            provides_backend=True,
+            backend_imports=("chain_base",),
+        )
+    )
+    ok(workspace.affineur("lock", "--upgrade", "chain-helper"))
+    ok(workspace.doit())
+    # chain-helper builds chain-backend, which builds app; libraries are untouched.
+    assert workspace.executed() == [
+        "build:cpu:app-1.0",
+        "build:cpu:chain-backend-1.0",
+        "build:cpu:chain-helper-1.1",
+    ]
+
+
+def test_a_cached_key_completes_without_building(workspace: Workspace) -> None:
+    workspace.collection(["lib-fast"])
+    ok(workspace.doit())
+    before = records(workspace)["lib-fast==1.0"]
+    ok(workspace.doit("forget", "build:cpu:lib-fast-1.0"))
+    ok(workspace.doit())
+    assert workspace.outcomes()["build:cpu:lib-fast-1.0"] == "reused"
+    assert records(workspace)["lib-fast==1.0"] == before
+
+
+def test_doit_list_and_info_show_every_package(workspace: Workspace) -> None:
+    workspace.collection(["app"])
+    ok(workspace.doit("lock"))
+    listed = ok(workspace.doit("list", "--all")).stdout
+    assert "build:cpu:chain-helper-1.0" in listed
+    assert "publish:demo:cpu" in listed
+    # doit info exits 1 for a task that would run; what it shows is the point.
+    info = workspace.doit("info", "build:cpu:app-1.0")
+    assert "Traceback" not in info.stderr
+    assert "status     : run" in info.stdout
+    assert "build:cpu:chain-backend-1.0" in info.stdout
+
+
+def test_rebuild_gives_identical_wheels(workspace: Workspace) -> None:
+    workspace.collection(["lib-a"])
+    ok(workspace.doit())
+    first = dist_wheel(workspace, "lib_a").read_bytes()
+    for record in (workspace.root / "build/cache").glob("*/record.json"):
+        record.unlink()
+    ok(workspace.doit("forget"))
+    ok(workspace.doit())
+    assert dist_wheel(workspace, "lib_a").read_bytes() == first
+
+
+def _tamper_lock(ws: Workspace, key: str, req_type: str) -> None:
+    path = ws.root / "lock/demo/cpu/graph.json"
+    data = json.loads(path.read_text())
+    node = data["nodes"][key]
+    node["edges"] = [e for e in node["edges"] if e["req_type"] != req_type]
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def test_hook_drift_from_the_lock_fails_the_build(workspace: Workspace) -> None:
+    workspace.collection(["dyn-requires"])
+    ok(workspace.doit("lock"))
+    _tamper_lock(workspace, "dyn-requires==1.0", "build-backend")
+    result = workspace.doit("build")
+    assert result.returncode != 0
+    assert "get_requires_for_build_wheel differs from the lock" in result.stdout + result.stderr
+    assert "hook now asks for dyn-extra-tool>=1" in result.stdout + result.stderr
+
+
+def test_wheel_dependencies_are_checked_against_the_lock(workspace: Workspace) -> None:
+    workspace.collection(["meta-static"])
+    ok(workspace.doit("lock"))
+    _tamper_lock(workspace, "meta-static==1.0", "install")
+    result = workspace.doit("build")
+    assert result.returncode != 0
+    assert "the built wheel's dependencies differ from the lock" in result.stdout + result.stderr
+    assert "meta-dep>=1, which the lock does not have" in result.stdout + result.stderr
+    assert "meta-static==1.0" not in records(workspace)
+
+
+def test_a_malicious_sdist_is_refused(workspace: Workspace) -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in (
+            ("evil-1.0/PKG-INFO", b"Metadata-Version: 2.2\nName: evil\nVersion: 1.0\n"),
+            ("evil-1.0/../../outside.txt", b"escaped"),
+        ):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    workspace.index.add(IndexFile("evil", "1.0", "evil-1.0.tar.gz", buffer.getvalue()))
+    workspace.collection(["evil"])
+    result = workspace.doit("lock")
+    assert result.returncode != 0
+    assert "outside.txt" in result.stderr + result.stdout
+    assert not (workspace.root.parent / "outside.txt").exists()
+
+
+def test_exclusive_builds_never_overlap_any_other(workspace: Workspace) -> None:
+    workspace.collection(["app", "meta-static", "env-reader", "dyn-requires"])
+    workspace.write("overrides/lib-a.yaml", "resources: {exclusive: true}\n")
+    workspace.write("overrides/meta-static.yaml", "resources: {exclusive: true}\n")
+    ok(workspace.doit("-n", "4"))
+    spans = {k: (r["started"], r["started"] + r["seconds"]) for k, r in records(workspace).items()}
+    for exclusive in ("lib-a==1.0", "meta-static==1.0"):
+        start, end = spans[exclusive]
+        for other, (s, e) in spans.items():
+            if other != exclusive:
+                assert e <= start or s >= end, f"{other} overlapped {exclusive}"
+
+
+def test_counted_resources_never_exceed_capacity(workspace: Workspace) -> None:
+    workspace.variant("cpu", "resources: {cpu: 2}\n")
+    workspace.collection(["app", "meta-static", "env-reader", "dyn-requires", "multi"])
+    workspace.write("overrides/meta-static.yaml", "resources: {cpu: 2}\n")
+    ok(workspace.doit("-n", "4"))
+    recs = records(workspace)
+    demand = {k: (2 if k == "meta-static==1.0" else 1) for k in recs}
+    events = sorted(
+        [(r["started"], demand[k]) for k, r in recs.items()]
+        + [(r["started"] + r["seconds"], -demand[k]) for k, r in recs.items()],
+        key=lambda e: (e[0], e[1]),
+    )
+    in_use = 0
+    for _, delta in events:
+        in_use += delta
+        assert in_use <= 2
+
+
+def test_a_request_larger_than_capacity_is_a_load_error(workspace: Workspace) -> None:
+    workspace.collection(["lib-fast"])
+    workspace.write("overrides/lib-fast.yaml", "resources: {gpu: 1}\n")
+    result = workspace.doit()
+    assert result.returncode != 0
+    assert "asks for 1 gpu" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_killed_build_leaves_no_wheel_and_the_next_run_finishes_it(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    hold = tmp_path / "hold"
+    hold.touch()
+    # The build blocks while the file exists: the test decides when it may finish.
+    marker = f"import os, time\nwhile os.path.exists({str(hold)!r}):\n    time.sleep(0.05)\n"
+    slow = FakeProject(
+        "slow",
+        "1.0",
+        build_imports=("slow_marker",),
+        extra_files={"_backend/slow_marker.py": marker},
+    )
+    workspace.index.add(slow)
+    workspace.collection(["lib-fast", "slow"])
+    ok(workspace.doit("lock"))
+    ok(workspace.doit("build:cpu:lib-fast-1.0"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "doit", "build"],
+        cwd=workspace.root,
+        env=workspace.environ(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "build slow==1.0" in line:
+            break
+    time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    assert "slow==1.0" not in records(workspace)
+    assert not list((workspace.root / "build/cache").glob("*/slow-*.whl"))
+    hold.unlink()
+    ok(workspace.doit())
+    assert workspace.executed() == ["build:cpu:slow-1.0"]
+    assert "slow==1.0" in records(workspace)
