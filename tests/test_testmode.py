@@ -201,3 +201,15 @@ def test_a_resolve_failure_while_loading_is_reported(workspace: Workspace) -> No
     (failure,) = report(workspace)["failures"]
     assert failure["stage"] == "resolve"
     assert any("shared<2" in c for c in failure["causes"])
+
+
+def test_a_substitution_alone_still_fails_the_run(workspace: Workspace) -> None:
+    # Only `broken` fails, it has a substitute, and no publish task is selected:
+    # every doit task succeeds, yet the run must not look green.
+    workspace.index.add(FakeProject("uses-broken", "1.0", build_requires=("broken",)))
+    workspace.collection(["uses-broken"])
+    ok(workspace.doit("lock"))
+    result = workspace.doit("test_mode=1", "build")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert outcomes(workspace)["broken"] == "substituted"
+    assert outcomes(workspace)["uses-broken"] == "built"

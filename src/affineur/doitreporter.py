@@ -53,6 +53,7 @@ from affineur.reports import (
     summary_json,
     summary_markdown,
 )
+from affineur.scheduler import mark_run_failed
 from affineur.schema import validate
 from affineur.testmode import SubstitutesPublished, requested
 
@@ -249,6 +250,8 @@ class ProgressReporter(ConsoleReporter):  # type: ignore[misc]
             self._clear_status()
             self._captured_output()
             summary = self.summary()
+            if summary.failures:
+                mark_run_failed()
             self.write(f"{counts_line(summary)}\n")
             if self.reports_dir is not None:
                 try:

@@ -75,6 +75,7 @@ __all__ = [
     "check_capacities",
     "demand_of",
     "doit_config",
+    "mark_run_failed",
     "run_command_active",
 ]
 
@@ -395,6 +396,18 @@ class ResourceRunner(MThreadRunner):  # type: ignore[misc]
 _ACTIVE: dict[str, contextlib.ExitStack | None] = {"run": None}
 
 
+_VERDICT = {"failed": False}
+
+
+def mark_run_failed() -> None:
+    """Make the current run exit non-zero although every doit task succeeded.
+
+    In test mode a failed build is replaced by an upstream wheel and its task
+    succeeds, so that dependents build; the run as a whole still failed.
+    """
+    _VERDICT["failed"] = True
+
+
 def run_command_active() -> bool:
     """True while :class:`ResourceRun` loads and runs tasks (not for list, info, ...).
 
@@ -425,10 +438,13 @@ class ResourceRun(Run):  # type: ignore[misc]
     def execute(self, params: Any, args: Any) -> Any:
         with contextlib.ExitStack() as stack:
             _ACTIVE["run"] = stack
+            _VERDICT["failed"] = False
             try:
-                return super().execute(params, args)
+                result = super().execute(params, args)
             finally:
                 _ACTIVE["run"] = None
+            # doit's code 1 means "a task failed"; keep doit's own non-zero codes.
+            return 1 if result == 0 and _VERDICT["failed"] else result
 
     def _execute(
         self,
