@@ -23,7 +23,8 @@ def _folders(base: Path) -> tuple[Path, ...]:
     return tuple(sorted(f for f in base.iterdir() if f.is_dir())) if base.is_dir() else ()
 
 
-def find_patches(root: Path, name: str, version: str, variant: str) -> list[Path]:
+@functools.cache
+def _find(root: Path, name: str, version: str, variant: str) -> tuple[Path, ...]:
     canonical = canonicalize_name(name)
     folders: list[Path] = []
     for folder in _folders(root / "overrides" / "patches"):
@@ -36,7 +37,12 @@ def find_patches(root: Path, name: str, version: str, variant: str) -> list[Path
     for folder in folders:
         found.extend(p for p in folder.glob("*.patch") if p.is_file())
         found.extend(p for p in (folder / variant).glob("*.patch") if p.is_file())
-    return sorted(found, key=lambda p: (p.name, str(p)))
+    return tuple(sorted(found, key=lambda p: (p.name, str(p))))
+
+
+def find_patches(root: Path, name: str, version: str, variant: str) -> list[Path]:
+    """The patches for one package version and variant, in application order."""
+    return list(_find(root, name, version, variant))
 
 
 def patch_hashes(root: Path, patches: list[Path]) -> list[tuple[str, str]]:
