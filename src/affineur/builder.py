@@ -33,9 +33,9 @@ from affineur.buildenv import BuildEnvironment
 from affineur.buildkey import BuildKey
 from affineur.cache import BuildCache, CacheEntry
 from affineur.errors import AffineurError
-from affineur.hooks import BuildSystem, HookCaller, read_build_system
+from affineur.hooks import HookCaller
 from affineur.isolation import build_environment_variables
-from affineur.pyproject import is_empty, override_requires, write_build_system
+from affineur.pyproject import effective_build_system, is_empty, write_build_system
 from affineur.sdist import SdistStore, safe_extract
 from affineur.settings import Settings, expand_env
 from affineur.wheelfile import add_build_record, requires_dist, set_build_number
@@ -182,12 +182,7 @@ class Builder:
                 if request.settings.build_dir
                 else source_root
             )
-            declared = read_build_system(source)
-            build_system = BuildSystem(
-                requires=override_requires(declared.requires, request.settings.build_requires),
-                build_backend=declared.build_backend,
-                backend_path=declared.backend_path,
-            )
+            build_system = effective_build_system(source, request.settings.build_requires)
             if not is_empty(request.settings.build_requires):
                 write_build_system(source, build_system)
             env = BuildEnvironment.create(work / "env")

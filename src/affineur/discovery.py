@@ -27,7 +27,7 @@ from packaging.version import Version
 from affineur.buildenv import BuildEnvironment
 from affineur.hooks import BuildSystem, HookCaller, read_build_system
 from affineur.isolation import build_environment_variables
-from affineur.pyproject import override_requires
+from affineur.pyproject import effective_build_system
 from affineur.sdist import safe_extract
 from affineur.settings import Settings
 
@@ -146,12 +146,7 @@ class Discoverer:
     ) -> BuildRequirements:
         """Discover the build requirements of one sdist (cached by hash and environment)."""
         source = self.source_tree(sdist, sha256, settings)
-        declared = read_build_system(source)
-        build_system = BuildSystem(
-            requires=override_requires(declared.requires, settings.build_requires),
-            build_backend=declared.build_backend,
-            backend_path=declared.backend_path,
-        )
+        build_system = effective_build_system(source, settings.build_requires)
         pins = resolve(build_system.requires)
         cache_key = _digest(
             {

@@ -45,6 +45,7 @@ from affineur.sdist import SdistStore, read_pkg_info, sha256_file
 from affineur.settings import Settings, effective_settings
 from affineur.sources import UrlSource, source_url
 from affineur.upstream import UpstreamWheels
+from affineur.wheelfile import requires_dist as wheel_requires_dist
 
 __all__ = [
     "LockPaths",
@@ -325,9 +326,7 @@ class Locker:
                 )
             path = self.upstream.fetch(pkg.name, pkg.version)
             pkg.wheel = g.FileRef(wheel.filename, wheel.sha256 or sha256_file(path))
-            from affineur.wheelfile import read_metadata
-
-            return [str(v) for v in read_metadata(path).get_all("Requires-Dist") or []]
+            return wheel_requires_dist(path)
         self._fetch_sdist(pkg, files)
         assert pkg.sdist_path is not None
         pkg_info = read_pkg_info(pkg.sdist_path)
@@ -376,27 +375,28 @@ class Locker:
                 stage="download",
                 hint="mark it 'prebuilt: true' or give a 'download_source'",
             )
-        path = self.store.path(sdist.filename)
-        if not path.exists():
-            self.reporter.message(f"download {sdist.filename}")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.client.download(sdist, path.parent)
+        path = self._download(sdist, sdist.filename)
         sha = sdist.sha256 or sha256_file(path)
         pkg.sdist_path = self.store.ensure(pkg.name, sdist.filename, sha, self.client)
         pkg.sdist = g.FileRef(sdist.filename, sha)
 
     def _fetch_from_url(self, pkg: _Package, template: str) -> None:
         source = UrlSource(self.client, source_url(template, pkg.name, str(pkg.version)), pkg.name)
-        path = self.store.path(source.filename)
-        if not path.exists():
-            self.reporter.message(f"download {source.url}")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.client.download(source.file(), path.parent)
+        path = self._download(source.file(), source.url)
         # No index vouches for this file: its hash is recorded on first download,
         # and a later lock holds the file to the hash recorded then.
         sha = self._previous_hash(pkg, source.filename) or sha256_file(path)
         pkg.sdist_path = self.store.ensure(pkg.name, source.filename, sha, source)
         pkg.sdist = g.FileRef(source.filename, sha)
+
+    def _download(self, file: DistFile, shown: str) -> Path:
+        """Into the sdist store unless already there (its hash is checked by the caller)."""
+        path = self.store.path(file.filename)
+        if not path.exists():
+            self.reporter.message(f"download {shown}")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.client.download(file, path.parent)
+        return path
 
     def _previous_hash(self, pkg: _Package, filename: str) -> str | None:
         key = g.node_key(pkg.name, str(pkg.version))

@@ -18,10 +18,10 @@ from packaging.utils import canonicalize_name
 from tomlkit.exceptions import TOMLKitError
 
 from affineur.errors import AffineurError
-from affineur.hooks import BuildSystem
+from affineur.hooks import BuildSystem, read_build_system
 from affineur.settings import BuildRequiresOverride
 
-__all__ = ["is_empty", "override_requires", "write_build_system"]
+__all__ = ["effective_build_system", "is_empty", "override_requires", "write_build_system"]
 
 
 def override_requires(requires: Sequence[str], override: BuildRequiresOverride) -> tuple[str, ...]:
@@ -36,6 +36,16 @@ def override_requires(requires: Sequence[str], override: BuildRequiresOverride) 
         out.append(replace.get(name, text))
     out.extend(override.add)
     return tuple(dict.fromkeys(out))
+
+
+def effective_build_system(source_dir: Path, override: BuildRequiresOverride) -> BuildSystem:
+    """The source's ``[build-system]`` with the override applied to its requires."""
+    declared = read_build_system(source_dir)
+    return BuildSystem(
+        requires=override_requires(declared.requires, override),
+        build_backend=declared.build_backend,
+        backend_path=declared.backend_path,
+    )
 
 
 def is_empty(override: BuildRequiresOverride) -> bool:
