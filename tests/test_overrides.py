@@ -116,6 +116,8 @@ def test_prebuilt_breaks_a_build_cycle(workspace: Workspace) -> None:
     assert nodes["cycle-a==1.0"]["build_env"] == ["cycle-b==1.0"]
     assert build_env_json(wheel_of(workspace, "cycle_b"), "cycle_b")["origin"] == "upstream"
     assert build_env_json(wheel_of(workspace, "cycle_a"), "cycle_a")["origin"] == "built"
+    rows = json.loads((workspace.root / "build/reports/summary.json").read_text())["packages"]
+    assert {r["package"]: r["prebuilt"] for r in rows} == {"cycle-a": False, "cycle-b": True}
 
 
 def test_constraints_in_an_override_apply_to_the_whole_lock(workspace: Workspace) -> None:

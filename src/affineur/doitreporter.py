@@ -335,6 +335,7 @@ class ProgressReporter(ConsoleReporter):  # type: ignore[misc]
             seconds=seconds,
             deps=deps,
             because=because,
+            prebuilt=bool(info.get("prebuilt", False)),
         )
 
     def _result(

@@ -143,6 +143,8 @@ class PackageResult:
     deps: tuple[str, ...] = ()
     because: tuple[str, ...] = ()
     """For a skipped package: the failed tasks it waited for."""
+    prebuilt: bool = False
+    """Taken as the upstream wheel on purpose (``prebuilt: true``), not built here."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -153,6 +155,7 @@ class PackageResult:
             "outcome": self.outcome,
             "seconds": round(self.seconds, 3),
             "because": list(self.because),
+            "prebuilt": self.prebuilt,
         }
 
 
@@ -178,7 +181,9 @@ def counts(packages: Iterable[PackageResult]) -> dict[Outcome, int]:
 def counts_line(summary: RunSummary) -> str:
     c = counts(summary.packages)
     text = ", ".join(f"{c[o]} {_LABEL[o]}" for o in OUTCOMES)
-    return f"{len(summary.packages)} packages: {text} in {duration(summary.seconds)}"
+    prebuilt = sum(1 for p in summary.packages if p.prebuilt)
+    taken = f" ({prebuilt} prebuilt: upstream wheels by choice)" if prebuilt else ""
+    return f"{len(summary.packages)} packages: {text}{taken} in {duration(summary.seconds)}"
 
 
 _LABEL: dict[Outcome, str] = {

@@ -358,6 +358,7 @@ class Engine:
                                 "version": node.version,
                                 "variant": lv.variant.name,
                                 "key": lv.keys[key],
+                                "prebuilt": node.prebuilt,
                             },
                         },
                     }
