@@ -14,7 +14,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from tests.ecosystem import FIXED_EPOCH, FakeProject, IndexFile
+from tests.ecosystem import FIXED_EPOCH, SELF_HOSTED as SELF, FakeProject, IndexFile
 from tests.workspace import Workspace, ok
 
 
@@ -268,3 +268,20 @@ def test_a_killed_build_leaves_no_wheel_and_the_next_run_finishes_it(
     ok(workspace.doit())
     assert workspace.executed() == ["build:cpu:slow-1.0"]
     assert "slow==1.0" in records(workspace)
+
+
+def test_collections_locking_one_version_with_different_build_tools(workspace: Workspace) -> None:
+    workspace.index.add(FakeProject("fakebuild-core", "1.1", provides_backend=True, backend=SELF))
+    workspace.collection(["lib-c"], name="old", constraints=("fakebuild-core<1.1",))
+    workspace.collection(["lib-c"], name="new")
+    ok(workspace.doit())
+    tasks = workspace.outcomes()
+    # One task per build key: the second gets the key's start in its name.
+    assert len([t for t in tasks if t.startswith("build:cpu:lib-c-1.0@")]) == 1
+    assert "build:cpu:lib-c-1.0" in tasks
+    built_with = {
+        json.loads(p.read_text())["build_env"][0]
+        for p in (workspace.root / "build/cache").glob("*/record.json")
+        if json.loads(p.read_text())["name"] == "lib-c"
+    }
+    assert built_with == {"fakebuild-core==1.0", "fakebuild-core==1.1"}

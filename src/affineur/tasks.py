@@ -153,6 +153,7 @@ class Engine:
             upgrade=upgrade,
         )
         self.__dict__.pop("locked", None)
+        self.__dict__.pop("build_task_names", None)
         return paths.graph
 
     def relock_stale(self) -> None:
@@ -320,24 +321,42 @@ class Engine:
 
         return self._loading(create)
 
+    @cached_property
+    def build_task_names(self) -> dict[BuildKey, str]:
+        """The build task of each build key: ``<variant>:<name>-<version>``.
+
+        Two collections that lock the same name==version for a variant share its
+        task when its build key is the same; a different key (another build
+        environment) gets its own task, marked with the key's start.
+        """
+        names: dict[BuildKey, str] = {}
+        taken: set[str] = set()
+        for lv in self.locked:
+            for key in sorted(lv.graph.nodes):
+                build_key = lv.keys[key]
+                if build_key in names:
+                    continue
+                name = self.task_name(lv.variant.name, lv.graph.nodes[key])
+                if name in taken:
+                    name = f"{name}@{build_key[:8]}"
+                taken.add(name)
+                names[build_key] = name
+        return names
+
     def build_tasks(self) -> Iterator[TaskDict]:
         def create() -> Iterator[TaskDict]:
-            names: dict[str, BuildKey] = {}
+            emitted: set[BuildKey] = set()
             for lv in self.locked:
                 for key in sorted(lv.graph.nodes):
                     node = lv.graph.nodes[key]
-                    name = self.task_name(lv.variant.name, node)
-                    if names.get(name) == lv.keys[key]:
+                    if lv.keys[key] in emitted:
                         continue  # the same build, locked by another collection
-                    if name in names:
-                        name = f"{name}@{lv.keys[key][:8]}"
-                    names[name] = lv.keys[key]
+                    emitted.add(lv.keys[key])
+                    name = self.build_task_names[lv.keys[key]]
                     ref = node.wheel if node.prebuilt else node.sdist
                     assert ref is not None
                     patches = find_patches(self.root, node.name, node.version, lv.variant.name)
-                    deps = [
-                        self.task_name(lv.variant.name, lv.graph.nodes[k]) for k in node.build_env
-                    ]
+                    deps = [self.build_task_names[lv.keys[k]] for k in node.build_env]
                     resources = dict(self.settings(lv.variant, node).resources) or {"cpu": 1}
                     yield {
                         "basename": "build",
@@ -368,7 +387,7 @@ class Engine:
     def publish_tasks(self) -> Iterator[TaskDict]:
         def create() -> Iterator[TaskDict]:
             for lv in self.locked:
-                deps = sorted({self.task_name(lv.variant.name, n) for n in lv.graph.nodes.values()})
+                deps = sorted({self.build_task_names[k] for k in lv.keys.values()})
                 dest = self.root / "dist" / lv.collection.name / lv.variant.name
                 yield {
                     "basename": "publish",
