@@ -14,7 +14,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from tests.ecosystem import FIXED_EPOCH, SELF_HOSTED as SELF, FakeProject, IndexFile
+from tests.ecosystem import FIXED_EPOCH, SELF_HOSTED, FakeProject, IndexFile
 from tests.workspace import Workspace, ok
 
 
@@ -271,7 +271,9 @@ def test_a_killed_build_leaves_no_wheel_and_the_next_run_finishes_it(
 
 
 def test_collections_locking_one_version_with_different_build_tools(workspace: Workspace) -> None:
-    workspace.index.add(FakeProject("fakebuild-core", "1.1", provides_backend=True, backend=SELF))
+    workspace.index.add(
+        FakeProject("fakebuild-core", "1.1", provides_backend=True, backend=SELF_HOSTED)
+    )
     workspace.collection(["lib-c"], name="old", constraints=("fakebuild-core<1.1",))
     workspace.collection(["lib-c"], name="new")
     ok(workspace.doit())
