@@ -563,7 +563,12 @@ def doit_config(
     if isinstance(source, Mapping):
         capacities, where = dict(source), (root or Path.cwd())
     else:
-        capacities, where = dict(source.capacities()), (root or source.root)
+        try:
+            # The capacities come from the variants, so this is where a broken
+            # config file first shows while doit imports the dodo.
+            capacities, where = dict(source.capacities()), (root or source.root)
+        except AffineurError as exc:
+            raise InvalidDodoFile(_doit_message(exc)) from None
     where = Path(where).resolve()
     stack = _ACTIVE["run"]
     if stack is None and not _plugins_registered():
