@@ -19,10 +19,9 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import unquote, urldefrag, urljoin, urlsplit, urlunsplit
 
-import requests
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.tags import Tag
 from packaging.utils import (
@@ -35,6 +34,11 @@ from packaging.version import InvalidVersion, Version
 
 from affineur.errors import AffineurError, Stage
 from affineur.sdist import SDIST_SUFFIXES, check_filename
+
+if TYPE_CHECKING:
+    # requests is imported when a client is made: a no-op doit loads this module
+    # for its data types and never talks to an index.
+    import requests
 
 __all__ = [
     "ACCEPT",
@@ -348,7 +352,14 @@ class _Retryable(Exception):
         self.wait = wait
 
 
-_TRANSIENT = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+def _transient() -> tuple[type[Exception], ...]:
+    import requests
+
+    return (
+        requests.ConnectionError,
+        requests.Timeout,
+        requests.exceptions.ChunkedEncodingError,
+    )
 
 
 @dataclass(frozen=True)
@@ -381,7 +392,11 @@ class IndexClient:
         if not index_urls:
             raise AffineurError("no package index given", stage="config")
         self.index_urls: tuple[str, ...] = tuple(u.rstrip("/") for u in index_urls)
-        self.session = session if session is not None else requests.Session()
+        if session is None:
+            import requests
+
+            session = requests.Session()
+        self.session = session
         self.retries = retries
         self.backoff = backoff
         self.timeout = timeout
@@ -494,7 +509,7 @@ class IndexClient:
                         for chunk in response.iter_content(_CHUNK):
                             digest.update(chunk)
                             out.write(chunk)
-                    except _TRANSIENT as exc:
+                    except _transient() as exc:
                         raise _Retryable(
                             f"connection lost mid-body ({type(exc).__name__})"
                         ) from exc
@@ -542,11 +557,13 @@ class IndexClient:
                 return None
             try:
                 body = response.content
-            except _TRANSIENT as exc:
+            except _transient() as exc:
                 raise _Retryable(f"connection lost mid-body ({type(exc).__name__})") from exc
             content_type = response.headers.get("Content-Type", "")
             mime = content_type.split(";")[0].strip().lower()
-            charset = requests.utils.get_encoding_from_headers(response.headers)
+            from requests.utils import get_encoding_from_headers
+
+            charset = get_encoding_from_headers(response.headers)
             return _Page(
                 response.url or url, mime, body, charset if "charset" in content_type else None
             )
@@ -562,7 +579,7 @@ class IndexClient:
                 timeout=self.timeout,
                 stream=True,
             )
-        except _TRANSIENT as exc:
+        except _transient() as exc:
             raise _Retryable(f"cannot connect ({type(exc).__name__})") from exc
         status = response.status_code
         if status < 400 or status in (404, 410):
