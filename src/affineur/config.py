@@ -92,6 +92,8 @@ class Variant:
     timeout: float | None
     network_isolation: bool
     file: Path
+    files: tuple[Path, ...] = ()
+    """This variant's file and those of every variant it extends, nearest first."""
 
 
 @dataclass(frozen=True)
@@ -607,7 +609,16 @@ def _variant(name: str, documents: Mapping[str, _Document]) -> Variant:
         timeout=float(data["timeout"]) if data.get("timeout") is not None else None,
         network_isolation=bool(data.get("network_isolation", True)),
         file=documents[name].path,
+        files=tuple(documents[n].path for n in _chain(name, documents)),
     )
+
+
+def _chain(name: str, documents: Mapping[str, _Document]) -> list[str]:
+    """``name`` and the variants it extends, nearest first (loops are rejected before this)."""
+    chain = [name]
+    while (base := documents[chain[-1]].data.get("extends")) is not None:
+        chain.append(base)
+    return chain
 
 
 def _extended(name: str, documents: Mapping[str, _Document]) -> dict[str, Any]:

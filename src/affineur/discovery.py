@@ -31,7 +31,7 @@ from affineur.pyproject import effective_build_system
 from affineur.sdist import safe_extract
 from affineur.settings import Settings
 
-__all__ = ["BuildRequirements", "Discoverer", "Pins"]
+__all__ = ["BuildRequirements", "Discoverer", "Pins", "ResolveFn", "WheelFn"]
 
 Pins = Mapping[NormalizedName, Version]
 # Resolves requirement strings into one version per project (the build environment).
@@ -111,7 +111,6 @@ class Discoverer:
         source: Path,
         build_system: BuildSystem,
         env: BuildEnvironment,
-        name: str,
         settings: Settings,
         log: Path,
     ) -> HookCaller:
@@ -169,7 +168,7 @@ class Discoverer:
             wheel_reqs, sdist_reqs = tuple(data["wheel"]), tuple(data["sdist"])
         else:
             env = self.environment(pins)
-            caller = self._caller(source, build_system, env, name, settings, log)
+            caller = self._caller(source, build_system, env, settings, log)
             config = dict(settings.config_settings) or None
             wheel_reqs = tuple(caller.get_requires_for_build_wheel(config))
             sdist_reqs = tuple(caller.get_requires_for_build_sdist(config))
@@ -218,7 +217,7 @@ class Discoverer:
         if cached.exists():
             return cached.read_bytes()
         env = self.environment(pins)
-        caller = self._caller(source, build_system, env, "", settings, log)
+        caller = self._caller(source, build_system, env, settings, log)
         with tempfile.TemporaryDirectory(dir=self.workdir) as out:
             dist_info = caller.prepare_metadata_for_build_wheel(
                 Path(out), dict(settings.config_settings) or None

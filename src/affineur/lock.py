@@ -22,7 +22,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import yaml
 from packaging.requirements import Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import NormalizedName, canonicalize_name
@@ -33,7 +32,7 @@ from affineur.builder import Builder, BuildRequest
 from affineur.buildkey import BuildInputs, BuildKey, compute_key
 from affineur.cache import BuildCache
 from affineur.config import Collection, Project, Variant, project_input_files, target_environment
-from affineur.discovery import BuildRequirements, Discoverer
+from affineur.discovery import BuildRequirements, Discoverer, ResolveFn
 from affineur.errors import AffineurError
 from affineur.index import DistFile, IndexClient
 from affineur.metadata import requires_dist, static_requires_dist
@@ -77,27 +76,13 @@ def input_hash(project: Project, collection: Collection, variant: Variant) -> st
     obviously complete. A comment edit costs a re-lock that changes no byte of the lock.
     """
     digest = hashlib.sha256(f"affineur-lock-{LOCK_FORMAT}\n".encode())
-    wanted = {collection.file, *_variant_files(project, variant)}
+    wanted = {collection.file, *variant.files}
     for path in project_input_files(project.root):
         rel = path.relative_to(project.root).as_posix()
         if rel.startswith(("collections/", "variants/")) and path not in wanted:
             continue  # other collections and variants do not shape this lock
         digest.update(f"{rel}\n{hashlib.sha256(path.read_bytes()).hexdigest()}\n".encode())
     return digest.hexdigest()
-
-
-def _variant_files(project: Project, variant: Variant) -> list[Path]:
-    """The variant's file and those of every variant it extends."""
-    files: list[Path] = []
-    current: str | None = variant.name
-    while current is not None and current in project.variants:
-        path = Path(project.variants[current].file)
-        if path in files:
-            break  # config loading reports extends loops; never spin here
-        files.append(path)
-        raw = yaml.safe_load(path.read_text()) or {}
-        current = raw.get("extends") if isinstance(raw, dict) else None
-    return files
 
 
 def read_lock(path: Path, *, memo: Path | None = None) -> g.Graph | None:
@@ -427,7 +412,7 @@ class Locker:
             constraint_origin=f"{self.collection.file} and overrides/",
         )
 
-    def _resolve_build_pins(self, pkg: _Package):  # type: ignore[no-untyped-def]
+    def _resolve_build_pins(self, pkg: _Package) -> ResolveFn:
         def run(requirements: Sequence[str]) -> Mapping[NormalizedName, Version]:
             if not requirements:
                 return {}

@@ -19,7 +19,7 @@ import os
 import shutil
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -185,7 +185,7 @@ class Engine:
             )
             if graph is None:
                 continue
-            keys = build_keys(graph, lambda n, v=v: self.inputs(v, n))  # type: ignore[misc]
+            keys = build_keys(graph, partial(self.inputs, v))
             out.append(LockedVariant(c, v, graph, keys))
         return out
 
