@@ -264,10 +264,12 @@ def test_a_killed_build_leaves_no_wheel_and_the_next_run_finishes_it(
     proc.stdout.close()
     assert "slow==1.0" not in records(workspace)
     assert not list((workspace.root / "build/cache").glob("*/slow-*.whl"))
+    assert list((workspace.root / "build/cache").glob(".staging-*"))  # the killed build's
     hold.unlink()
     ok(workspace.doit())
     assert workspace.executed() == ["build:cpu:slow-1.0"]
     assert "slow==1.0" in records(workspace)
+    assert not list((workspace.root / "build/cache").glob(".staging-*"))
 
 
 def test_collections_locking_one_version_with_different_build_tools(workspace: Workspace) -> None:

@@ -44,6 +44,17 @@ def test_env_is_templated_and_merged_variant_then_package(workspace: Workspace) 
     assert seen["origin"] == "built"
 
 
+def test_env_is_expanded_for_discovery_hooks_too(workspace: Workspace) -> None:
+    # The lock runs the package's hooks with the same env as its build, so a bad
+    # reference stops the lock rather than reaching a backend as literal text.
+    workspace.write("overrides/dyn-requires.yaml", "env: {X: '${NO_SUCH_VARIABLE}'}\n")
+    workspace.collection(["dyn-requires"])
+    result = workspace.affineur("lock")
+    assert result.returncode == 2
+    assert "env.X: dyn-requires==1.0: unknown variable ${NO_SUCH_VARIABLE}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_secrets_in_the_parent_environment_never_reach_a_backend(workspace: Workspace) -> None:
     workspace.index.add(FakeProject("token-reader", "1.0", read_env=("MY_API_TOKEN", "PATH")))
     workspace.collection(["token-reader"])

@@ -34,10 +34,10 @@ from affineur.buildkey import BuildKey
 from affineur.cache import BuildCache, CacheEntry
 from affineur.errors import AffineurError
 from affineur.hooks import HookCaller
-from affineur.isolation import build_environment_variables
+from affineur.isolation import hook_environment
 from affineur.pyproject import effective_build_system, is_empty, write_build_system
 from affineur.sdist import SdistStore, safe_extract
-from affineur.settings import Settings, expand_env
+from affineur.settings import Settings
 from affineur.wheelfile import add_build_record, requires_dist, set_build_number
 
 __all__ = ["BuildRequest", "Builder", "check_requires_dist", "source_date_epoch"]
@@ -199,14 +199,14 @@ class Builder:
             home.mkdir()
             tmp = work / "tmp"
             tmp.mkdir()
-            extra = expand_env(
-                request.settings.env,
-                version=node.version,
+            variables = hook_environment(
+                base=request.base_env,
+                package_env=request.settings.env,
                 name=node.name,
-                base_env=request.base_env,
-            )
-            variables = build_environment_variables(
-                base=request.base_env, extra=extra, source_date_epoch=epoch, home=home, tmpdir=tmp
+                version=node.version,
+                source_date_epoch=epoch,
+                home=home,
+                tmpdir=tmp,
             )
             caller = HookCaller(
                 source,

@@ -26,7 +26,7 @@ from packaging.version import Version
 
 from affineur.buildenv import BuildEnvironment
 from affineur.hooks import BuildSystem, HookCaller, read_build_system
-from affineur.isolation import build_environment_variables
+from affineur.isolation import hook_environment
 from affineur.pyproject import effective_build_system
 from affineur.sdist import safe_extract
 from affineur.settings import Settings
@@ -113,12 +113,16 @@ class Discoverer:
         env: BuildEnvironment,
         settings: Settings,
         log: Path,
+        name: str,
+        version: Version,
     ) -> HookCaller:
         home = self.workdir / "home"
         home.mkdir(parents=True, exist_ok=True)
-        variables = build_environment_variables(
+        variables = hook_environment(
             base=self.base_env,
-            extra=settings.env,
+            package_env=settings.env,
+            name=name,
+            version=str(version),
             source_date_epoch=int(self.base_env.get("SOURCE_DATE_EPOCH", "315532800")),
             home=home,
             tmpdir=Path(tempfile.gettempdir()),
@@ -168,7 +172,7 @@ class Discoverer:
             wheel_reqs, sdist_reqs = tuple(data["wheel"]), tuple(data["sdist"])
         else:
             env = self.environment(pins)
-            caller = self._caller(source, build_system, env, settings, log)
+            caller = self._caller(source, build_system, env, settings, log, name, version)
             config = dict(settings.config_settings) or None
             wheel_reqs = tuple(caller.get_requires_for_build_wheel(config))
             sdist_reqs = tuple(caller.get_requires_for_build_sdist(config))
@@ -187,6 +191,8 @@ class Discoverer:
 
     def prepare_metadata(
         self,
+        name: NormalizedName,
+        version: Version,
         sdist: Path,
         sha256: str,
         settings: Settings,
@@ -217,7 +223,7 @@ class Discoverer:
         if cached.exists():
             return cached.read_bytes()
         env = self.environment(pins)
-        caller = self._caller(source, build_system, env, settings, log)
+        caller = self._caller(source, build_system, env, settings, log, name, version)
         with tempfile.TemporaryDirectory(dir=self.workdir) as out:
             dist_info = caller.prepare_metadata_for_build_wheel(
                 Path(out), dict(settings.config_settings) or None

@@ -23,9 +23,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from affineur.errors import AffineurError
+from affineur.settings import expand_env
 
 __all__ = [
     "build_environment_variables",
+    "hook_environment",
     "is_secret_name",
     "isolate_command",
     "network_isolation_available",
@@ -158,6 +160,27 @@ def build_environment_variables(
         }
     )
     return env
+
+
+def hook_environment(
+    *,
+    base: Mapping[str, str],
+    package_env: Mapping[str, str],
+    name: str,
+    version: str,
+    source_date_epoch: int,
+    home: Path,
+    tmpdir: Path,
+) -> dict[str, str]:
+    """The environment of one package's hooks, the same at discovery and at build.
+
+    The package's ``env`` setting is expanded first (``${version}``, ``${name}``,
+    ``${VAR}`` from the parent environment), then sealed as above.
+    """
+    extra = expand_env(package_env, version=version, name=name, base_env=base)
+    return build_environment_variables(
+        base=base, extra=extra, source_date_epoch=source_date_epoch, home=home, tmpdir=tmpdir
+    )
 
 
 def _probe(argv: Sequence[str]) -> bool:

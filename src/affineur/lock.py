@@ -328,6 +328,8 @@ class Locker:
         self.reporter.detail(f"{pkg.name}=={pkg.version}: metadata from the build backend")
         build = self._build_requirements(pkg)
         raw_meta = self.discoverer.prepare_metadata(
+            pkg.name,
+            pkg.version,
             pkg.sdist_path,
             pkg.sdist.sha256 if pkg.sdist else "",
             pkg.settings,

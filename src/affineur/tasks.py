@@ -110,6 +110,8 @@ class Engine:
 
     @cached_property
     def builder(self) -> Builder:
+        # Made by the first build action only, so a no-op run never scans the cache.
+        self.cache.discard_stale_staging()
         return Builder(cache=self.cache, store=self.store, workdir=self.build_dir)
 
     @cached_property
