@@ -156,11 +156,21 @@ class Engine:
         )
         self.__dict__.pop("locked", None)
         self.__dict__.pop("build_task_names", None)
+        self._fresh.pop((collection, variant), None)
         return paths.graph
+
+    _fresh: dict[tuple[str, str], bool] = field(default_factory=dict)
+
+    def is_fresh(self, collection: Collection, variant: Variant) -> bool:
+        """Whether the lock matches its inputs; hashed once per run, not once per asker."""
+        key = (collection.name, variant.name)
+        if key not in self._fresh:
+            self._fresh[key] = lock_is_fresh(self.project, collection, variant)
+        return self._fresh[key]
 
     def relock_stale(self) -> None:
         for c, v in self.pairs():
-            if not lock_is_fresh(self.project, c, v):
+            if not self.is_fresh(c, v):
                 self.reporter.message(f"lock {c.name}/{v.name} is stale: re-locking")
                 self.lock(c.name, v.name)
 
@@ -295,7 +305,7 @@ class Engine:
                     "name": f"{c.name}:{v.name}",
                     "doc": f"lock collection {c.name} for variant {v.name}",
                     "actions": [(guarded(self.lock), [c.name, v.name])],
-                    "uptodate": [lambda c=c, v=v: lock_is_fresh(self.project, c, v)],
+                    "uptodate": [partial(self.is_fresh, c, v)],
                     "targets": [str(LockPaths.of(self.root, c.name, v.name).graph)],
                     "verbosity": 2,
                 }
