@@ -13,9 +13,7 @@ The tasks themselves come from affineur.tasks; this file only points at the chec
 
 from pathlib import Path
 
-from affineur.doitreporter import report_config, test_mode_requested
-from affineur.scheduler import doit_config
-from affineur.tasks import Engine
+from affineur.run import Engine, doit_config, report_config, test_mode_requested
 
 ENGINE = Engine(Path(__file__).resolve().parent, test_mode=test_mode_requested())
 

@@ -39,7 +39,7 @@ def test_noop_benchmark_reports_its_figures(tmp_path: Path) -> None:
     assert tasks is not None, out
     # A build and a download task per package, plus lock and publish.
     assert int(tasks.group(1)) >= 2 * PACKAGES + 2
-    assert re.search(r"import affineur\.tasks +\d+\.\d{3} s", out), out
+    assert re.search(r"import affineur\.run +\d+\.\d{3} s", out), out
 
     # The same checkout with its published index gone: the next run must publish
     # again, and the check must say so.

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from affineur.buildenv import BuildEnvironment
 from affineur.errors import AffineurError
+from affineur.pep517 import BuildEnvironment
 from tests.test_wheelfile import make_wheel
 
 

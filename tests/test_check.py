@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from affineur.check import check_project
 from affineur.cli import main
 from affineur.config import load_project
 from affineur.graph import Graph
-from affineur.lock import input_hash
+from affineur.lock import check_project, input_hash
 from tests.lockfactory import graph, pkg, web_graph, write_lock, write_project
 
 
@@ -36,12 +35,12 @@ def good_project(root: Path) -> Path:
 @pytest.fixture
 def offline(monkeypatch: pytest.MonkeyPatch) -> None:
     """Any index client or socket connection fails the test."""
-    import affineur.index
+    import affineur.index._client
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("check must not use the network")
 
-    monkeypatch.setattr(affineur.index.IndexClient, "__init__", refuse)
+    monkeypatch.setattr(affineur.index._client.IndexClient, "__init__", refuse)
     monkeypatch.setattr(socket.socket, "connect", refuse)
 
 

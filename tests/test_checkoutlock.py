@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from affineur.checkoutlock import TIMEOUT_ENV, checkout_lock, lock_path
 from affineur.errors import AffineurError
+from affineur.run import TIMEOUT_ENV, checkout_lock, lock_path
 from tests.paths import REPO
 from tests.test_scheduler import checkout, doit, runs
 
 HOLD = """
 import sys, time
 from pathlib import Path
-from affineur.checkoutlock import checkout_lock
+from affineur.run._mutex import checkout_lock
 with checkout_lock(Path(sys.argv[1])):
     print("held", flush=True)
     time.sleep(float(sys.argv[2]))

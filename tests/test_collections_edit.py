@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 from affineur.cli import main
-from affineur.collections_edit import add_requirement, remove_requirement
-from affineur.config import load_project
+from affineur.config import add_requirement, load_project, remove_requirement
 from affineur.errors import AffineurError
 from tests.lockfactory import COLLECTION, write_project
 

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from affineur.config import Variant, load_project, project_input_files, target_environment
+from affineur.config import Variant, load_project, project_input_files, target_environment, validate
 from affineur.errors import AffineurError
-from affineur.schema import validate
 from tests.paths import REPO
 
 GOOD_COLLECTION = """\

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from doit.dependency import DatabaseException, JSONCodec
 
-from affineur.doitstate import JOURNAL, SNAPSHOT, DurableDB
+from affineur.run import DurableDB
+from affineur.run._doit_state import JOURNAL, SNAPSHOT
 from tests.test_scheduler import checkout, doit, runs
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from affineur.cli import main
 from affineur.errors import AffineurError
-from affineur.explain import format_path, tree_lines, why
+from affineur.lock import format_path, tree_lines, why
 from tests.lockfactory import graph, pkg, web_graph, write_project
 
 

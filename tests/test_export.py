@@ -8,17 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from affineur.buildkey import BuildKey
-from affineur.cache import BuildCache
-from affineur.cli import main
-from affineur.errors import AffineurError
-from affineur.export import (
+from affineur.build import (
+    BuildCache,
+    BuildKey,
     ExportedWheel,
     collect_wheels,
     constraints_text,
     pylock_text,
     target_markers,
 )
+from affineur.cli import main
+from affineur.errors import AffineurError
 from affineur.graph import Graph, NodeKey
 from tests.lockfactory import web_graph, write_project
 
@@ -121,7 +121,7 @@ def test_pylock_with_an_index_url() -> None:
 def built_project(root: Path) -> Path:
     """A project whose web/cpu lock has all its wheels in build/cache at the engine's keys."""
     from affineur.progress import NullReporter
-    from affineur.tasks import Engine
+    from affineur.run import Engine
 
     write_project(root, [web_graph()])
     (lv,) = Engine(root, reporter=NullReporter()).locked

@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 
 from affineur.cli import main
-from affineur.config import load_project
+from affineur.config import collection_text, import_fromager, load_project, parse_fromager
 from affineur.errors import AffineurError
-from affineur.fromager import collection_text, import_fromager, parse_fromager
 from tests.lockfactory import write_project
 
 

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from installer.sources import WheelFile
 
-from affineur.buildenv import BuildEnvironment
 from affineur.errors import AffineurError
-from affineur.hooks import (
+from affineur.pep517 import (
     LEGACY_BUILD_SYSTEM,
+    BuildEnvironment,
     BuildSystem,
     HookCaller,
     read_build_system,

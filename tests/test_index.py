@@ -16,6 +16,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from affineur.config import config_files, default_index_url, index_url_from_files
 from affineur.errors import AffineurError
 from affineur.index import (
     ACCEPT,
@@ -27,7 +28,6 @@ from affineur.index import (
     redact_url,
     usable_files,
 )
-from affineur.pipconfig import config_files, default_index_url, index_url_from_files
 
 JSON = "application/vnd.pypi.simple.v1+json"
 

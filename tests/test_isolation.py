@@ -11,15 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from affineur import isolation
-from affineur.buildenv import BuildEnvironment
 from affineur.errors import AffineurError
-from affineur.hooks import HookCaller, read_build_system
-from affineur.isolation import (
+from affineur.pep517 import (
+    BuildEnvironment,
+    HookCaller,
     build_environment_variables,
     isolate_command,
     network_isolation_available,
+    read_build_system,
 )
+from affineur.pep517 import _isolation as isolation
 from tests.test_hooks import make_project
 
 SECRET = "s3cr3t-value-that-must-not-leak"

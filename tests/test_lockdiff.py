@@ -9,15 +9,15 @@ import pytest
 
 from affineur.cli import main
 from affineur.graph import FileRef, NodeKey
-from affineur.lockdiff import (
+from affineur.lock import (
     BuildEnvChange,
     VersionChange,
     diff_graphs,
     diff_locks,
-    pair_versions,
     render_markdown,
     render_text,
 )
+from affineur.lock._diff import pair_versions
 from tests.lockfactory import commit_all, git, graph, pkg, web_graph, write_lock, write_project
 
 

@@ -10,9 +10,8 @@ from pathlib import Path
 from doit.exceptions import TaskError, UnmetDependency
 from doit.task import Task
 
-from affineur.doitreporter import ActionFailed, progress_reporter
 from affineur.errors import AffineurError
-from affineur.reports import BuildOutcome, RunRecorder
+from affineur.run import ActionFailed, BuildOutcome, RunRecorder, progress_reporter
 from tests.workspace import Workspace, ok
 
 LINE = re.compile(r"^\[\d+/\d+\] \S+ ")

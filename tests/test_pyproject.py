@@ -5,9 +5,8 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from affineur.hooks import BuildSystem
-from affineur.pyproject import override_requires, write_build_system
-from affineur.settings import BuildRequiresOverride
+from affineur.config import BuildRequiresOverride
+from affineur.pep517 import BuildSystem, override_requires, write_build_system
 
 ORIGINAL = """\
 # The project's own comment stays.

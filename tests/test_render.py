@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from affineur.cli import main
+from affineur.cli import dot_to_svg, main, to_dot, to_mermaid
 from affineur.errors import AffineurError
-from affineur.render import dot_to_svg, to_dot, to_mermaid
 from tests.lockfactory import graph, pkg, web_graph, write_project
 
 

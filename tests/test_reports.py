@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from affineur.config import validate
 from affineur.errors import AffineurError
-from affineur.reports import (
+from affineur.run import (
     MARKDOWN_LIMIT,
     Failure,
     PackageResult,
@@ -17,7 +18,6 @@ from affineur.reports import (
     summary_json,
     summary_markdown,
 )
-from affineur.schema import validate
 
 SHA = "ab" * 32
 

@@ -10,7 +10,8 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
 from affineur.errors import AffineurError
-from affineur.resolver import ResolveRequest, VersionInfo, resolve
+from affineur.lock import ResolveRequest, resolve
+from affineur.lock._resolver import VersionInfo
 
 ENV = {**default_environment(), "python_version": "3.11", "sys_platform": "linux"}
 

@@ -14,17 +14,17 @@ from typing import Any
 import pytest
 
 from affineur.errors import AffineurError
-from affineur.scheduler import Demand, ResourcePool, WaitQueue, check_capacities, demand_of
+from affineur.run import Demand, ResourcePool, WaitQueue, check_capacities, demand_of
 from tests.paths import REPO
 
 DODO = REPO / "tests" / "data" / "scheduler" / "dodo.py"
 
 DOIT_CFG = """\
 [COMMAND]
-run = affineur.scheduler:ResourceRun
+run = affineur.run:ResourceRun
 
 [BACKEND]
-affineur = affineur.doitstate:DurableDB
+affineur = affineur.run:DurableDB
 """
 
 

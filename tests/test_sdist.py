@@ -15,8 +15,8 @@ import pytest
 from packaging.utils import canonicalize_name
 
 from affineur.errors import AffineurError
-from affineur.index import DistFile, make_file
-from affineur.sdist import SdistStore, read_pkg_info, safe_extract, sha256_file
+from affineur.index import DistFile, SdistStore, make_file, sha256_file
+from affineur.pep517 import read_pkg_info, safe_extract
 
 PKG_INFO = b"Metadata-Version: 2.2\nName: demo\nVersion: 1.0\nDynamic: Version\n"
 

@@ -9,9 +9,15 @@ from typing import Any
 
 import pytest
 
-from affineur.config import PackageOverride, Variant, load_project
+from affineur.config import (
+    PackageOverride,
+    Settings,
+    Variant,
+    effective_settings,
+    expand_env,
+    load_project,
+)
 from affineur.errors import AffineurError
-from affineur.settings import Settings, effective_settings, expand_env
 
 
 def variant(name: str = "cpu", **fields: Any) -> Variant:

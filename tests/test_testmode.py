@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from affineur.config import validate
 from affineur.errors import AffineurError
-from affineur.schema import validate
-from affineur.testmode import requested
+from affineur.run import requested
 from tests.ecosystem import FakeProject
 from tests.workspace import Workspace, ok
 

@@ -10,14 +10,9 @@ from pathlib import Path
 import pytest
 from installer.sources import WheelFile
 
+from affineur.build import add_build_record, set_build_number
 from affineur.errors import AffineurError
-from affineur.wheelfile import (
-    add_build_record,
-    read_metadata,
-    record_hash,
-    requires_dist,
-    set_build_number,
-)
+from affineur.index import read_metadata, record_hash, requires_dist
 
 DATE = (2020, 1, 2, 3, 4, 6)
 

@@ -54,11 +54,10 @@ from pathlib import Path
 from typing import TypeVar
 
 from affineur import graph as g
-from affineur.config import load_project, target_environment
+from affineur.config import load_project, target_environment, validate
+from affineur.index import record_hash
 from affineur.lock import LockPaths, input_hash, read_lock, write_lock
-from affineur.schema import validate
-from affineur.tasks import Engine
-from affineur.wheelfile import record_hash
+from affineur.run import Engine
 
 REPO = Path(__file__).resolve().parents[2]
 COLLECTION = "bench"
@@ -572,7 +571,7 @@ def _bench(root: Path, opts: argparse.Namespace) -> int:
     tasks = sum(1 for line in listing.stdout.splitlines() if line.strip())
     repeat = min(3, opts.runs)
     startup = best_of(root, ("-c", "pass"), repeat, pyc=pyc)
-    imports = best_of(root, ("-c", "import affineur.tasks"), repeat, pyc=pyc)
+    imports = best_of(root, ("-c", "import affineur.run"), repeat, pyc=pyc)
     loading = best_of(root, ("-m", "doit", "list"), repeat, pyc=pyc)
 
     print("\nresults:")
@@ -595,7 +594,7 @@ def _bench(root: Path, opts: argparse.Namespace) -> int:
     print(f"  machine: {os.cpu_count()} cpus, load average {load}")
     print("\nbreakdown (best of a few runs, wall time of a fresh process):")
     print(f"  python startup ('python -c pass')        {startup:.3f} s")
-    print(f"  import affineur.tasks                    {imports:.3f} s")
+    print(f"  import affineur.run                            {imports:.3f} s")
     print(f"  load the dodo and list tasks (doit list) {loading:.3f} s")
     print(f"  the rest of a no-op run (up-to-date checks, state, reports) "
           f"{max(0.0, min(serial.seconds) - loading):.3f} s")  # fmt: skip

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from doit.tools import config_changed
 
-from affineur.scheduler import doit_config
+from affineur.run import doit_config
 
 SPEC = json.loads(Path(os.environ["SCHEDULER_SPEC"]).read_text())
 ROOT = Path(SPEC["root"])

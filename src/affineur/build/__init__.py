@@ -1,0 +1,33 @@
+"""Stage 2: build one locked package into the content-addressed cache, and publish indexes."""
+
+from affineur.build._builder import Builder, BuildRequest
+from affineur.build._cache import BuildCache, CacheEntry
+from affineur.build._export import (
+    ExportedWheel,
+    collect_wheels,
+    constraints_text,
+    pylock_text,
+    target_markers,
+)
+from affineur.build._key import BuildInputs, BuildKey, build_keys, compute_key
+from affineur.build._publish import publish_index
+from affineur.build._wheel import add_build_record, set_build_number
+
+__all__ = [
+    "BuildCache",
+    "BuildInputs",
+    "BuildKey",
+    "BuildRequest",
+    "Builder",
+    "CacheEntry",
+    "ExportedWheel",
+    "add_build_record",
+    "build_keys",
+    "collect_wheels",
+    "compute_key",
+    "constraints_text",
+    "publish_index",
+    "pylock_text",
+    "set_build_number",
+    "target_markers",
+]

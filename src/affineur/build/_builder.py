@@ -1,0 +1,324 @@
+"""Stage 2: build one locked package from its sdist into the cache.
+
+The steps are the design's, in order, each failing with its own stage so reports
+can classify it: verify the sdist hash, unpack safely, apply patches, create a
+fresh environment holding exactly the locked build-environment wheels (from our
+own cache, through ``installer``: no resolver, no index, no network), re-run the
+``get_requires`` hooks and fail on drift from the lock, build with
+``SOURCE_DATE_EPOCH``, a filtered environment and network isolation, check the
+wheel's Requires-Dist against the lock, stamp a build record into the wheel, and
+move the result into the cache atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from affineur import graph as g
+from affineur.build._cache import BuildCache, CacheEntry
+from affineur.build._key import BuildKey
+from affineur.build._wheel import add_build_record, set_build_number
+from affineur.config import Settings
+from affineur.errors import AffineurError
+from affineur.index import SdistStore, requires_dist
+from affineur.pep517 import (
+    BuildEnvironment,
+    HookCaller,
+    effective_build_system,
+    hook_environment,
+    is_empty,
+    safe_extract,
+    write_build_system,
+)
+
+__all__ = ["BuildRequest", "Builder", "check_requires_dist", "source_date_epoch"]
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """Everything one build needs, resolved by the task generator from the lock."""
+
+    node: g.Node
+    key: BuildKey
+    variant: str
+    target: Mapping[str, str]
+    settings: Settings
+    patches: Sequence[Path]
+    env_wheels: Sequence[Path]  # cached wheels of every build-environment member
+    network_isolation: bool = True
+    base_env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+
+
+def source_date_epoch(archive: Path) -> int:
+    """The newest member time of the sdist: a fixed, meaningful date for this source."""
+    newest = 0
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            for info in zf.infolist():
+                newest = max(newest, int(time.mktime((*info.date_time, 0, 0, -1))))
+    else:
+        with tarfile.open(archive) as tf:
+            for member in tf:
+                newest = max(newest, int(member.mtime))
+    # Zip files cannot hold dates before 1980; backends clamp, we do it up front.
+    return max(newest, 315532800)
+
+
+def check_requires_dist(
+    wheel_requires: Sequence[str],
+    node: g.Node,
+    nodes: Mapping[g.NodeKey, g.Node],
+    target: Mapping[str, str],
+) -> list[str]:
+    """Problems between the built wheel's dependencies and the lock (empty when they agree).
+
+    The lock was made from metadata that was a prediction (static PKG-INFO, a
+    wheel's metadata, or the metadata hook); the real wheel is the truth. Every
+    dependency it declares for the target environment must be in the lock, at a
+    version that satisfies it.
+    """
+    locked = {}
+    for edge in node.edges_of("install"):
+        dep = nodes[edge.key]
+        locked[canonicalize_name(dep.name)] = Version(dep.version)
+    problems = []
+    for text in wheel_requires:
+        req = Requirement(text)
+        if req.marker is not None and not req.marker.evaluate({**target, "extra": ""}):
+            continue
+        name = canonicalize_name(req.name)
+        if name not in locked:
+            problems.append(f"the wheel requires {text}, which the lock does not have")
+        elif not req.specifier.contains(locked[name], prereleases=True):
+            problems.append(f"the wheel requires {text}, the lock has {name}=={locked[name]}")
+    return problems
+
+
+class Builder:
+    """Builds lock nodes into a :class:`BuildCache`."""
+
+    def __init__(self, *, cache: BuildCache, store: SdistStore, workdir: Path) -> None:
+        self.cache = cache
+        self.store = store
+        self.workdir = workdir
+
+    def build(self, request: BuildRequest, graph: g.Graph | None) -> CacheEntry:
+        """Build into the cache; ``graph`` (the lock) is what the wheel's dependencies are
+        checked against, skipped when None (a build made while locking)."""
+        cached = self.cache.get(request.key)
+        if cached is not None:
+            return cached
+        node = request.node
+        if node.prebuilt:
+            raise AffineurError(
+                "prebuilt packages are fetched, not built",
+                package=node.name,
+                version=node.version,
+                stage="internal",
+            )
+        assert node.sdist is not None
+        started = time.time()
+        with self.cache.staging(request.key) as staging:
+            log = staging / "build.log"
+            try:
+                wheel, details = self._build(request, graph, staging, log)
+            except AffineurError as exc:
+                self._keep_failed_log(request, log)
+                if exc.package is None:
+                    exc.package, exc.version = node.name, node.version
+                raise
+            record = {
+                "name": node.name,
+                "version": node.version,
+                "build_key": request.key,
+                "variant": request.variant,
+                "sdist": {"filename": node.sdist.filename, "sha256": node.sdist.sha256},
+                "build_env": sorted(node.build_env),
+                "settings": request.settings.to_json(),
+                "patches": [p.name for p in request.patches],
+                "target": dict(request.target),
+                "wheel": wheel.name,
+                "started": started,
+                "seconds": round(time.time() - started, 3),
+                **details,
+            }
+            return self.cache.commit(request.key, staging, record)
+
+    def failed_log(self, request: BuildRequest) -> Path:
+        return (
+            self.workdir
+            / "logs"
+            / request.variant
+            / f"{request.node.name}-{request.node.version}.log"
+        )
+
+    def _keep_failed_log(self, request: BuildRequest, log: Path) -> None:
+        target = self.failed_log(request)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if log.exists():
+            shutil.copyfile(log, target)
+
+    def _build(
+        self, request: BuildRequest, graph: g.Graph | None, staging: Path, log: Path
+    ) -> tuple[Path, dict[str, Any]]:
+        node = request.node
+        assert node.sdist is not None
+        sdist = self.store.ensure(node.name, node.sdist.filename, node.sdist.sha256, None)
+        work = Path(tempfile.mkdtemp(prefix=f"{node.name}-{node.version}-", dir=self._work_root()))
+        try:
+            source_root = safe_extract(sdist, work / "src")
+            self._apply_patches(request.patches, source_root, log)
+            source = (
+                source_root / request.settings.build_dir
+                if request.settings.build_dir
+                else source_root
+            )
+            build_system = effective_build_system(source, request.settings.build_requires)
+            if not is_empty(request.settings.build_requires):
+                write_build_system(source, build_system)
+            env = BuildEnvironment.create(work / "env")
+            try:
+                env.install(request.env_wheels)
+            except AffineurError:
+                raise
+            except Exception as exc:  # installer raises plain exceptions on bad wheels
+                raise AffineurError(
+                    f"cannot install the build environment: {exc}", stage="build-env"
+                ) from exc
+            epoch = source_date_epoch(sdist)
+            home = work / "home"
+            home.mkdir()
+            tmp = work / "tmp"
+            tmp.mkdir()
+            variables = hook_environment(
+                base=request.base_env,
+                package_env=request.settings.env,
+                name=node.name,
+                version=node.version,
+                source_date_epoch=epoch,
+                home=home,
+                tmpdir=tmp,
+            )
+            caller = HookCaller(
+                source,
+                build_system,
+                python=str(env.python),
+                env=variables,
+                log=log,
+                network=not request.network_isolation,
+                timeout=request.settings.timeout,
+            )
+            config = dict(request.settings.config_settings) or None
+            self._check_requires_drift(
+                caller.get_requires_for_build_wheel(config), node, request.target
+            )
+            out = work / "out"
+            out.mkdir()
+            wheel = caller.build_wheel(out, config)
+            problems = (
+                check_requires_dist(requires_dist(wheel), node, graph.nodes, request.target)
+                if graph is not None
+                else []
+            )
+            if problems:
+                raise AffineurError(
+                    "the built wheel's dependencies differ from the lock",
+                    stage="metadata-drift",
+                    causes=tuple(problems),
+                    hint="re-lock ('doit lock'); if the metadata is dynamic the lock guessed wrong",
+                )
+            add_build_record(
+                wheel,
+                {
+                    "build_key": request.key,
+                    "sdist": {"filename": node.sdist.filename, "sha256": node.sdist.sha256},
+                    "build_env": sorted(node.build_env),
+                    "variant": request.variant,
+                    "source_date_epoch": epoch,
+                },
+                source_date_epoch=epoch,
+            )
+            build_number = len(request.settings.changelog)
+            if build_number:
+                wheel = set_build_number(wheel, build_number)
+            final = staging / wheel.name
+            shutil.move(str(wheel), final)
+            return final, {"source_date_epoch": epoch, "build_number": build_number}
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _work_root(self) -> Path:
+        root = self.workdir / "work"
+        root.mkdir(parents=True, exist_ok=True)
+        return root
+
+    @staticmethod
+    def _check_requires_drift(
+        found: Sequence[str], node: g.Node, target: Mapping[str, str]
+    ) -> None:
+        # Requirements whose markers exclude the target were never locked; they
+        # are not drift.
+        locked = {str(Requirement(e.req)) for e in node.edges_of("build-backend")}
+        now = set()
+        for text in found:
+            req = Requirement(text)
+            if req.marker is None or req.marker.evaluate({**target, "extra": ""}):
+                now.add(str(req))
+        if now != locked:
+            causes = [f"hook now asks for {r}" for r in sorted(now - locked)]
+            causes += [
+                f"lock has {r}, the hook no longer asks for it" for r in sorted(locked - now)
+            ]
+            raise AffineurError(
+                "get_requires_for_build_wheel differs from the lock",
+                stage="hook",
+                causes=tuple(causes),
+                hint="re-lock with 'doit lock' so the build environment matches",
+            )
+
+    @staticmethod
+    def _apply_patches(patches: Sequence[Path], source: Path, log: Path) -> None:
+        # No fuzz: a patch whose context no longer matches must fail loudly, not
+        # land a few lines away in a new version of the source.
+        for patch in patches:
+            with log.open("a") as out:
+                out.write(f"=== patch {patch.name}\n")
+                out.flush()
+                proc = subprocess.run(
+                    [
+                        "patch",
+                        "-p1",
+                        "--forward",
+                        "--fuzz=0",
+                        "--batch",
+                        "--no-backup-if-mismatch",
+                        "-i",
+                        str(patch),
+                    ],
+                    cwd=source,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    check=False,
+                )
+            if proc.returncode != 0:
+                tail = log.read_text(errors="replace").splitlines()[-15:]
+                raise AffineurError(
+                    f"patch {patch} does not apply",
+                    stage="patch",
+                    causes=tuple(tail),
+                    hint="refresh the patch against this version, or limit it to a version range",
+                )

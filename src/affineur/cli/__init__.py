@@ -1,0 +1,11 @@
+"""The ``affineur`` command."""
+
+from affineur.cli._main import main
+from affineur.cli._render import dot_to_svg, to_dot, to_mermaid
+
+__all__ = [
+    "dot_to_svg",
+    "main",
+    "to_dot",
+    "to_mermaid",
+]

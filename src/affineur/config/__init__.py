@@ -1,0 +1,51 @@
+"""Stage 0: the repository's own files (collections, variants, overrides), read and checked."""
+
+from affineur.config._edit import add_requirement, remove_requirement
+from affineur.config._fromager import collection_text, import_fromager, parse_fromager
+from affineur.config._patches import find_patches, patch_hashes
+from affineur.config._pipconfig import config_files, default_index_url, index_url_from_files
+from affineur.config._project import (
+    Collection,
+    PackageOverride,
+    Project,
+    Variant,
+    load_project,
+    project_input_files,
+    target_environment,
+)
+from affineur.config._schema import did_you_mean, schemas_dir, validate
+from affineur.config._settings import (
+    BuildRequiresOverride,
+    Settings,
+    effective_settings,
+    expand_env,
+    expand_template,
+)
+
+__all__ = [
+    "BuildRequiresOverride",
+    "Collection",
+    "PackageOverride",
+    "Project",
+    "Settings",
+    "Variant",
+    "add_requirement",
+    "collection_text",
+    "config_files",
+    "default_index_url",
+    "did_you_mean",
+    "effective_settings",
+    "expand_env",
+    "expand_template",
+    "find_patches",
+    "import_fromager",
+    "index_url_from_files",
+    "load_project",
+    "parse_fromager",
+    "patch_hashes",
+    "project_input_files",
+    "remove_requirement",
+    "schemas_dir",
+    "target_environment",
+    "validate",
+]

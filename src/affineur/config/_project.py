@@ -1,0 +1,656 @@
+"""The project's declarative files, loaded into typed, immutable models.
+
+A project directory holds ``collections/*.toml`` (what to build),
+``variants/*.yaml`` (how to build for a target) and ``overrides/*.yaml`` (per
+package adjustments; ``overrides/patches/`` holds patch files). :func:`load_project`
+reads and checks all of them and raises a single :class:`AffineurError` that lists
+every problem in every file: a user fixing a pull request should not have to
+rerun once per typo.
+
+Checks happen in three passes: syntax (file and line from the parser), the JSON
+Schema of each file, then what a schema cannot say (requirement strings parse,
+variants referenced exist, ``extends`` has no loop, paths stay inside the sdist).
+The third pass only looks at files that passed the second, so it may trust types.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from types import MappingProxyType
+from typing import Any, Literal, cast
+
+import yaml
+from packaging.markers import default_environment
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import canonicalize_name
+
+from affineur.config._schema import (
+    KeyPath,
+    Lines,
+    did_you_mean,
+    line_of,
+    raise_problems,
+    schema_problems,
+)
+from affineur.errors import AffineurError
+
+__all__ = [
+    "Collection",
+    "Discovery",
+    "PackageOverride",
+    "Project",
+    "Variant",
+    "load_project",
+    "project_input_files",
+    "target_environment",
+]
+
+Discovery = Literal["wheels", "source"]
+
+COLLECTIONS = "collections"
+VARIANTS = "variants"
+OVERRIDES = "overrides"
+PATCHES = "patches"
+
+# Collection and variant names end up in doit task names ("build:cpu:requests-2.32.3")
+# and directory names, so keep them to characters that are safe in both.
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# PEP 508 project names, for override file stems.
+_PROJECT_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Collection:
+    """``collections/<name>.toml``: top-level requirements built for some variants."""
+
+    name: str
+    description: str
+    requirements: tuple[str, ...]
+    constraints: tuple[str, ...]
+    variants: tuple[str, ...]
+    prereleases: bool
+    file: Path
+
+
+@dataclass(frozen=True)
+class Variant:
+    """``variants/<name>.yaml`` with ``extends`` already applied.
+
+    ``defaults`` holds raw package settings (the schema of an override file
+    without ``variants``/``versions``); :mod:`affineur.settings` merges them.
+    """
+
+    name: str
+    description: str
+    python: str
+    platform: Mapping[str, str]
+    indexes: tuple[str, ...]
+    discovery: Discovery
+    env: Mapping[str, str]
+    resources: Mapping[str, float]
+    defaults: Mapping[str, Any]
+    changelog: tuple[str, ...]
+    timeout: float | None
+    network_isolation: bool
+    file: Path
+    files: tuple[Path, ...] = ()
+    """This variant's file and those of every variant it extends, nearest first."""
+
+
+@dataclass(frozen=True)
+class PackageOverride:
+    """``overrides/<name>.yaml``; ``name`` is canonical, ``raw`` is the validated file."""
+
+    name: str
+    raw: Mapping[str, Any]
+    file: Path
+
+
+@dataclass(frozen=True)
+class Project:
+    root: Path
+    collections: Mapping[str, Collection] = field(default_factory=dict)
+    variants: Mapping[str, Variant] = field(default_factory=dict)
+    overrides: Mapping[str, PackageOverride] = field(default_factory=dict)
+    """Keyed by canonical package name."""
+
+    def override_for(self, package: str) -> PackageOverride | None:
+        return self.overrides.get(canonicalize_name(package))
+
+
+def target_environment(variant: Variant) -> dict[str, str]:
+    """The PEP 508 marker environment the variant's packages are resolved for.
+
+    The running interpreter's values are the base. A different target Python
+    only fixes ``X.Y``; its patch release is unknowable here, so ``X.Y.0`` stands
+    in (markers comparing patch releases are rare, and the lowest one is the safe
+    guess for ``>=`` checks written against features).
+    """
+    env: dict[str, str] = {k: str(v) for k, v in default_environment().items()}
+    running = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if variant.python != running:
+        env["python_version"] = variant.python
+        env["python_full_version"] = f"{variant.python}.0"
+        if env.get("implementation_name") == "cpython":
+            env["implementation_version"] = f"{variant.python}.0"
+    env.update(variant.platform)
+    return env
+
+
+def project_input_files(root: Path) -> list[Path]:
+    """Every file a lock is made from, in a stable order (for the lock's input hash)."""
+    files = [
+        *(root / COLLECTIONS).glob("*.toml"),
+        *(root / VARIANTS).glob("*.yaml"),
+        *(root / OVERRIDES).glob("*.yaml"),
+        *(p for p in (root / OVERRIDES / PATCHES).rglob("*") if p.is_file()),
+    ]
+    return sorted((p for p in files if p.is_file()), key=lambda p: p.relative_to(root).as_posix())
+
+
+def load_project(root: Path) -> Project:
+    """Read and check every config file under ``root``; raise once with all problems."""
+    if not (root / COLLECTIONS).is_dir():
+        raise AffineurError(
+            f"not an affineur project: {root / COLLECTIONS} is not a directory",
+            hint="run affineur from the repository root, or create collections/<name>.toml",
+            stage="config",
+        )
+    problems: list[AffineurError] = []
+    collections = _read_all(root / COLLECTIONS, ".toml", "collection", problems)
+    variants = _read_all(root / VARIANTS, ".yaml", "variant", problems)
+    overrides = _read_all(root / OVERRIDES, ".yaml", "overrides", problems)
+
+    for doc in collections.values():
+        if doc.valid:
+            problems += _check_collection(doc, variants)
+    for doc in variants.values():
+        if doc.valid:
+            problems += _check_variant(doc, variants)
+    problems += _extends_loops(variants)
+    problems += _duplicate_overrides(overrides.values())
+    for doc in overrides.values():
+        if not _PROJECT_NAME.match(doc.name):
+            problems.append(doc.problem(f"{doc.name!r} is not a valid package name", ()))
+        if doc.valid:
+            problems += _check_override(doc, variants)
+    problems.sort(key=lambda p: (p.file or "", p.line or 0))
+    raise_problems(problems)
+
+    return Project(
+        root=root,
+        collections=MappingProxyType(
+            {name: _collection(doc) for name, doc in sorted(collections.items())}
+        ),
+        variants=MappingProxyType({name: _variant(name, variants) for name in sorted(variants)}),
+        overrides=MappingProxyType(
+            {
+                canonicalize_name(doc.name): PackageOverride(
+                    canonicalize_name(doc.name), _freeze(doc.data), doc.path
+                )
+                for doc in sorted(overrides.values(), key=lambda d: d.name)
+            }
+        ),
+    )
+
+
+# --- reading files ------------------------------------------------------------------
+
+
+@dataclass
+class _Document:
+    """One parsed config file, with where each key is, and whether it passed its schema."""
+
+    name: str
+    path: Path
+    data: dict[str, Any]
+    lines: Lines
+    valid: bool
+
+    def problem(self, message: str, key_path: KeyPath, hint: str | None = None) -> AffineurError:
+        return AffineurError(
+            message,
+            hint=hint,
+            file=str(self.path),
+            key_path=key_path,
+            line=line_of(self.lines, key_path),
+            stage="config",
+        )
+
+
+def _read_all(
+    directory: Path, suffix: str, schema: str, problems: list[AffineurError]
+) -> dict[str, _Document]:
+    documents: dict[str, _Document] = {}
+    if not directory.is_dir():
+        return documents
+    for path in sorted(directory.iterdir()):
+        if suffix == ".yaml" and path.suffix == ".yml":
+            # Silently ignoring it would silently drop the user's settings.
+            problems.append(
+                AffineurError(
+                    "config files must end in .yaml",
+                    hint=f"rename it to {path.with_suffix('.yaml').name}",
+                    file=str(path),
+                    stage="config",
+                )
+            )
+            continue
+        if path.suffix != suffix or not path.is_file():
+            continue
+        data, lines, found = _parse(path)
+        if data is not None:
+            found += schema_problems(data, schema, file=str(path), lines=lines)
+        if schema != "overrides" and not _NAME.match(path.stem):
+            found.append(
+                AffineurError(
+                    f"{path.stem!r} is not a valid name",
+                    hint="use letters, digits, '.', '_' and '-' (it is used in task names)",
+                    file=str(path),
+                    stage="config",
+                )
+            )
+        problems += found
+        valid = not found and isinstance(data, dict)
+        documents[path.stem] = _Document(
+            path.stem, path, data if isinstance(data, dict) else {}, lines, valid
+        )
+    return documents
+
+
+def _parse(path: Path) -> tuple[object, Lines, list[AffineurError]]:
+    """(data, lines, problems); data is None when the file cannot be parsed at all."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, {}, [AffineurError(f"cannot read: {exc}", file=str(path), stage="config")]
+    if path.suffix == ".toml":
+        return _parse_toml(text, str(path))
+    return _parse_yaml(text, str(path))
+
+
+_TOML_POSITION = re.compile(r"\s*\(at line (\d+), column \d+\)$")
+
+
+def _parse_toml(text: str, file: str) -> tuple[object, Lines, list[AffineurError]]:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        found = _TOML_POSITION.search(message)
+        line = int(found.group(1)) if found else None
+        message = _TOML_POSITION.sub("", message)
+        return (
+            None,
+            {},
+            [AffineurError(f"invalid TOML: {message}", file=file, line=line, stage="config")],
+        )
+    return data, _toml_lines(text), []
+
+
+_TOML_TABLE = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?")
+_TOML_BARE_OR_QUOTED = r"""[A-Za-z0-9_-]+|"[^"]*"|'[^']*'"""
+_TOML_KEY = re.compile(
+    rf"^\s*((?:{_TOML_BARE_OR_QUOTED})(?:\s*\.\s*(?:{_TOML_BARE_OR_QUOTED}))*)\s*="
+)
+_TOML_KEY_PART = re.compile(_TOML_BARE_OR_QUOTED)
+
+
+def _toml_lines(text: str) -> Lines:
+    """Lines of table headers and ``key =`` lines.
+
+    The standard library's parser keeps no positions; collection files are
+    small and flat, so matching headers and assignments line by line locates
+    every key a collection can have. Lines inside multi-line strings may be
+    mistaken for keys, which at worst points an error at a nearby line.
+    """
+    lines: dict[KeyPath, int] = {(): 1}
+    table: KeyPath = ()
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = _TOML_TABLE.match(line)
+        if header:
+            table = tuple(_toml_key_parts(header.group(1)))
+            lines.setdefault(table, number)
+            continue
+        key = _TOML_KEY.match(line)
+        if key:
+            lines.setdefault(table + tuple(_toml_key_parts(key.group(1))), number)
+    return lines
+
+
+def _toml_key_parts(dotted: str) -> list[str]:
+    return [part.strip("\"'") for part in _TOML_KEY_PART.findall(dotted)]
+
+
+def _parse_yaml(text: str, file: str) -> tuple[object, Lines, list[AffineurError]]:
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else {}
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        detail = " ".join(str(part) for part in (exc.context, exc.problem) if part)
+        return (
+            None,
+            {},
+            [
+                AffineurError(
+                    f"invalid YAML: {detail}",
+                    file=file,
+                    line=mark.line + 1 if mark else None,
+                    stage="config",
+                )
+            ],
+        )
+    except yaml.YAMLError as exc:
+        return None, {}, [AffineurError(f"invalid YAML: {exc}", file=file, stage="config")]
+    finally:
+        loader.dispose()
+    lines: dict[KeyPath, int] = {(): 1}
+    problems: list[AffineurError] = []
+    if node is not None:
+        _yaml_lines(node, (), lines, problems, file)
+    return _string_keys(data), lines, problems
+
+
+def _yaml_lines(
+    node: yaml.Node,
+    path: KeyPath,
+    lines: dict[KeyPath, int],
+    problems: list[AffineurError],
+    file: str,
+) -> None:
+    """Record the line of every key and item; report what safe_load silently accepts.
+
+    A repeated key would make YAML keep only the last value, and an unquoted key
+    like ``1.10`` would become the number 1.1: both lose what the user wrote.
+    """
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            child = (*path, key)
+            line = key_node.start_mark.line + 1
+            if key_node.tag != "tag:yaml.org,2002:str":
+                problems.append(
+                    AffineurError(
+                        f"key {key!r} is not a string",
+                        hint="quote it",
+                        file=file,
+                        key_path=child,
+                        line=line,
+                        stage="config",
+                    )
+                )
+            if key in seen:
+                problems.append(
+                    AffineurError(
+                        f"duplicate key {key!r}",
+                        hint="YAML keeps only the last one; merge them",
+                        file=file,
+                        key_path=child,
+                        line=line,
+                        stage="config",
+                    )
+                )
+            seen.add(key)
+            lines.setdefault(child, line)
+            _yaml_lines(value_node, child, lines, problems, file)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            lines[(*path, index)] = item.start_mark.line + 1
+            _yaml_lines(item, (*path, index), lines, problems, file)
+
+
+def _string_keys(data: object) -> object:
+    """Keys as the user wrote them; non-string keys are already reported."""
+    if isinstance(data, dict):
+        return {str(k): _string_keys(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_string_keys(v) for v in data]
+    return data
+
+
+# --- checks beyond the schema -------------------------------------------------------
+
+
+def _requirement_problems(
+    doc: _Document, values: Sequence[str], key_path: KeyPath, *, extras: bool = True
+) -> list[AffineurError]:
+    problems = []
+    for index, text in enumerate(values):
+        problem = _requirement_problem(text, extras=extras)
+        if problem:
+            problems.append(doc.problem(problem, (*key_path, index)))
+    return problems
+
+
+def _requirement_problem(text: str, *, extras: bool = True) -> str | None:
+    try:
+        requirement = Requirement(text)
+    except InvalidRequirement as exc:
+        first = str(exc).splitlines()[0]
+        return f"invalid requirement {text!r}: {first}"
+    if requirement.extras and not extras:
+        return f"constraint {text!r} must not have extras"
+    return None
+
+
+def _name_problem(text: str) -> str | None:
+    if not _PROJECT_NAME.match(text):
+        return f"{text!r} is not a valid package name"
+    return None
+
+
+def _check_collection(doc: _Document, variants: Mapping[str, _Document]) -> list[AffineurError]:
+    problems = _requirement_problems(doc, doc.data["requirements"], ("requirements",))
+    problems += _requirement_problems(
+        doc, doc.data.get("constraints", []), ("constraints",), extras=False
+    )
+    for index, name in enumerate(doc.data["variants"]):
+        if name not in variants:
+            problems.append(_unknown_variant(doc, name, ("variants", index), variants))
+    return problems
+
+
+def _unknown_variant(
+    doc: _Document, name: str, key_path: KeyPath, variants: Mapping[str, _Document]
+) -> AffineurError:
+    hint = did_you_mean(name, variants) or (
+        f"known variants: {', '.join(sorted(variants))}"
+        if variants
+        else "create variants/<name>.yaml"
+    )
+    return doc.problem(f"unknown variant {name!r}", key_path, hint)
+
+
+def _check_variant(doc: _Document, variants: Mapping[str, _Document]) -> list[AffineurError]:
+    problems: list[AffineurError] = []
+    extends = doc.data.get("extends")
+    if extends is not None and extends not in variants:
+        problems.append(_unknown_variant(doc, extends, ("extends",), variants))
+    if "defaults" in doc.data:
+        problems += _settings_problems(doc, doc.data["defaults"], ("defaults",))
+    return problems
+
+
+def _extends_loops(variants: Mapping[str, _Document]) -> list[AffineurError]:
+    """One problem per ``extends`` loop, shown as its path (``a -> b -> a``)."""
+    problems: list[AffineurError] = []
+    reported: set[frozenset[str]] = set()
+    for start in sorted(variants):
+        chain: list[str] = []
+        current: str | None = start
+        while current is not None and current in variants and current not in chain:
+            chain.append(current)
+            extends = variants[current].data.get("extends")
+            current = extends if isinstance(extends, str) else None
+        if current is None or current not in chain:
+            continue
+        loop = chain[chain.index(current) :]
+        if frozenset(loop) in reported:
+            continue
+        reported.add(frozenset(loop))
+        first = min(loop)
+        at = loop.index(first)
+        ordered = [*loop[at:], *loop[:at], first]
+        problems.append(
+            variants[first].problem(
+                "extends loop: " + " -> ".join(ordered),
+                ("extends",),
+                "remove 'extends' from one of these variants",
+            )
+        )
+    return problems
+
+
+def _duplicate_overrides(overrides: Iterable[_Document]) -> list[AffineurError]:
+    by_name: dict[str, list[_Document]] = {}
+    for doc in overrides:
+        by_name.setdefault(canonicalize_name(doc.name), []).append(doc)
+    problems = []
+    for name, docs in sorted(by_name.items()):
+        if len(docs) > 1:
+            files = " and ".join(d.path.name for d in docs)
+            problems.append(
+                docs[0].problem(
+                    f"{files} both configure package {name!r}",
+                    (),
+                    "merge them into one file",
+                )
+            )
+    return problems
+
+
+def _check_override(doc: _Document, variants: Mapping[str, _Document]) -> list[AffineurError]:
+    problems = _settings_problems(doc, doc.data, ())
+    for variant, settings in doc.data.get("variants", {}).items():
+        if variant not in variants:
+            problems.append(_unknown_variant(doc, variant, ("variants", variant), variants))
+        problems += _settings_problems(doc, settings, ("variants", variant))
+    for spec, settings in doc.data.get("versions", {}).items():
+        try:
+            SpecifierSet(spec)
+        except InvalidSpecifier:
+            problems.append(
+                doc.problem(
+                    f"invalid version specifier {spec!r}",
+                    ("versions", spec),
+                    "use a PEP 440 specifier such as '>=2.0,<3' or '==1.2.*'",
+                )
+            )
+        problems += _settings_problems(doc, settings, ("versions", spec))
+    return problems
+
+
+def _settings_problems(
+    doc: _Document, settings: Mapping[str, Any], at: KeyPath
+) -> list[AffineurError]:
+    """What the schema cannot check in one block of package settings."""
+    problems = _requirement_problems(doc, settings.get("constraints", []), (*at, "constraints"))
+    build_requires = settings.get("build_requires", {})
+    problems += _requirement_problems(
+        doc, build_requires.get("add", []), (*at, "build_requires", "add")
+    )
+    for index, name in enumerate(build_requires.get("remove", [])):
+        problem = _name_problem(name)
+        if problem:
+            problems.append(doc.problem(problem, (*at, "build_requires", "remove", index)))
+    for name, requirement in build_requires.get("replace", {}).items():
+        path = (*at, "build_requires", "replace", name)
+        problem = _name_problem(name) or _requirement_problem(requirement)
+        if problem:
+            problems.append(doc.problem(problem, path))
+    if "build_dir" in settings:
+        problem = _build_dir_problem(settings["build_dir"])
+        if problem:
+            problems.append(doc.problem(problem, (*at, "build_dir")))
+    return problems
+
+
+def _build_dir_problem(build_dir: str) -> str | None:
+    """build_dir is joined to the unpacked sdist; it must not lead out of it."""
+    posix, windows = PurePosixPath(build_dir), PureWindowsPath(build_dir)
+    if posix.is_absolute() or windows.is_absolute() or windows.drive:
+        return f"build_dir {build_dir!r} must be a relative path inside the sdist"
+    if ".." in posix.parts or ".." in windows.parts:
+        return f"build_dir {build_dir!r} must not contain '..'"
+    return None
+
+
+# --- building models ----------------------------------------------------------------
+
+
+def _collection(doc: _Document) -> Collection:
+    data = doc.data
+    return Collection(
+        name=doc.name,
+        description=data.get("description", ""),
+        requirements=tuple(data["requirements"]),
+        constraints=tuple(data.get("constraints", ())),
+        variants=tuple(data["variants"]),
+        prereleases=bool(data.get("options", {}).get("prereleases", False)),
+        file=doc.path,
+    )
+
+
+def _variant(name: str, documents: Mapping[str, _Document]) -> Variant:
+    data = _extended(name, documents)
+    return Variant(
+        name=name,
+        description=data.get("description", ""),
+        python=data.get("python", f"{sys.version_info.major}.{sys.version_info.minor}"),
+        platform=MappingProxyType(dict(data.get("platform", {}))),
+        indexes=tuple(data.get("indexes", ())),
+        discovery=cast(Discovery, data.get("discovery", "wheels")),
+        env=MappingProxyType(dict(data.get("env", {}))),
+        resources=MappingProxyType({k: float(v) for k, v in data.get("resources", {}).items()}),
+        defaults=_freeze(data.get("defaults", {})),
+        changelog=tuple(data.get("changelog", ())),
+        timeout=float(data["timeout"]) if data.get("timeout") is not None else None,
+        network_isolation=bool(data.get("network_isolation", True)),
+        file=documents[name].path,
+        files=tuple(documents[n].path for n in _chain(name, documents)),
+    )
+
+
+def _chain(name: str, documents: Mapping[str, _Document]) -> list[str]:
+    """``name`` and the variants it extends, nearest first (loops are rejected before this)."""
+    chain = [name]
+    while (base := documents[chain[-1]].data.get("extends")) is not None:
+        chain.append(base)
+    return chain
+
+
+def _extended(name: str, documents: Mapping[str, _Document]) -> dict[str, Any]:
+    """The variant's data merged over what it extends (loops are rejected before this)."""
+    data = documents[name].data
+    base = data.get("extends")
+    own = {k: v for k, v in data.items() if k != "extends"}
+    return _deep_merge(_extended(base, documents), own) if base else own
+
+
+def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """Mappings merge key by key; lists and scalars of ``over`` replace ``base``'s."""
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _freeze(value: Any) -> Any:
+    """Read-only views all the way down, so a loaded project cannot be changed by accident."""
+    if isinstance(value, Mapping):
+        return MappingProxyType({k: _freeze(v) for k, v in value.items()})
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v) for v in value)
+    return value

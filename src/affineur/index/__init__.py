@@ -1,0 +1,50 @@
+"""Package indexes: dist files, the simple-API client, upstream wheels, other sources.
+
+Also the store of downloaded files, which both stages read.
+"""
+
+from affineur.index._client import (
+    ACCEPT,
+    DistFile,
+    IndexClient,
+    make_file,
+    parse_html_page,
+    parse_json_page,
+    redact_url,
+    usable_files,
+)
+from affineur.index._files import SDIST_SUFFIXES, sha256_file
+from affineur.index._sources import UrlSource, source_url
+from affineur.index._store import Fetcher, SdistStore
+from affineur.index._upstream import UpstreamWheels, best_wheel
+from affineur.index._wheelmeta import (
+    dist_info_dir,
+    open_wheel,
+    read_metadata,
+    record_hash,
+    requires_dist,
+)
+
+__all__ = [
+    "ACCEPT",
+    "SDIST_SUFFIXES",
+    "DistFile",
+    "Fetcher",
+    "IndexClient",
+    "SdistStore",
+    "UpstreamWheels",
+    "UrlSource",
+    "best_wheel",
+    "dist_info_dir",
+    "make_file",
+    "open_wheel",
+    "parse_html_page",
+    "parse_json_page",
+    "read_metadata",
+    "record_hash",
+    "redact_url",
+    "requires_dist",
+    "sha256_file",
+    "source_url",
+    "usable_files",
+]

@@ -1,0 +1,103 @@
+"""Upstream wheels: for discovery environments and for packages marked prebuilt.
+
+Stage 1 may run build hooks with upstream wheels (it is the untrusted, networked
+stage); nothing taken here reaches stage 2 except a ``prebuilt`` package, whose
+wheel is then locked by hash like any sdist.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+
+from packaging.tags import Tag, sys_tags
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from affineur.errors import AffineurError
+from affineur.index._client import DistFile, IndexClient
+from affineur.index._files import sha256_file
+
+__all__ = ["UpstreamWheels", "best_wheel"]
+
+
+def best_wheel(files: Sequence[DistFile], version: Version, tags: Sequence[Tag]) -> DistFile | None:
+    """The wheel of ``version`` whose tags rank best for this interpreter, not yanked."""
+    rank = {tag: i for i, tag in enumerate(tags)}
+    best: tuple[int, DistFile] | None = None
+    for f in files:
+        if f.kind != "wheel" or f.version != version or f.yanked:
+            continue
+        score = min((rank[t] for t in f.tags if t in rank), default=None)
+        if score is not None and (best is None or score < best[0]):
+            best = (score, f)
+    return None if best is None else best[1]
+
+
+class UpstreamWheels:
+    def __init__(self, client: IndexClient, cache_dir: Path) -> None:
+        self.client = client
+        self.cache_dir = cache_dir
+
+    @cached_property
+    def tags(self) -> list[Tag]:
+        return list(sys_tags())
+
+    def wheel_file(self, name: str, version: Version) -> DistFile | None:
+        return best_wheel(self.client.project_files(name), version, self.tags)
+
+    def fetch(self, name: str, version: Version) -> Path:
+        """A wheel of exactly ``name==version`` for this interpreter.
+
+        Prefers the index's wheel; when there is none, pip builds one from the
+        sdist, which is acceptable here because discovery is the stage that may run
+        untrusted code with network access, and its result never ships.
+        """
+        canonical = canonicalize_name(name)
+        found = self.wheel_file(canonical, version)
+        if found is not None:
+            target = self.cache_dir / found.filename
+            if target.exists() and (found.sha256 is None or sha256_file(target) == found.sha256):
+                return target
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            return self.client.download(found, self.cache_dir)
+        built_dir = self.cache_dir / "built" / f"{canonical}-{version}"
+        existing = sorted(built_dir.glob("*.whl")) if built_dir.is_dir() else []
+        if existing:
+            return existing[0]
+        return self._pip_wheel(canonical, version, built_dir)
+
+    def _pip_wheel(self, name: str, version: Version, dest: Path) -> Path:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
+            cmd = [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--no-deps",
+                "--quiet",
+                "--index-url",
+                self.client.index_urls[0],
+                "-w",
+                tmp,
+                f"{name}=={version}",
+            ]
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            wheels = sorted(Path(tmp).glob("*.whl"))
+            if proc.returncode != 0 or not wheels:
+                tail = (proc.stderr or proc.stdout).strip().splitlines()[-20:]
+                raise AffineurError(
+                    "no upstream wheel, and pip could not build one for discovery",
+                    package=name,
+                    version=str(version),
+                    stage="discovery",
+                    causes=tuple(tail),
+                    hint="set 'discovery: source' in the variant, or mark it prebuilt",
+                )
+            Path(tmp).rename(dest)
+        return dest / wheels[0].name

@@ -1,0 +1,38 @@
+"""Stage 1: resolve a collection for a variant into a lock, and read, compare and explain locks."""
+
+from affineur.lock._check import check_project
+from affineur.lock._diff import (
+    BuildEnvChange,
+    LockId,
+    VersionChange,
+    diff_graphs,
+    diff_locks,
+    render_markdown,
+    render_text,
+)
+from affineur.lock._explain import format_path, tree_lines, why
+from affineur.lock._files import LockPaths, input_hash, lock_is_fresh, read_lock, write_lock
+from affineur.lock._locker import lock
+from affineur.lock._resolver import ResolveRequest, resolve
+
+__all__ = [
+    "BuildEnvChange",
+    "LockId",
+    "LockPaths",
+    "ResolveRequest",
+    "VersionChange",
+    "check_project",
+    "diff_graphs",
+    "diff_locks",
+    "format_path",
+    "input_hash",
+    "lock",
+    "lock_is_fresh",
+    "read_lock",
+    "render_markdown",
+    "render_text",
+    "resolve",
+    "tree_lines",
+    "why",
+    "write_lock",
+]

@@ -1,0 +1,242 @@
+"""Build-requirement discovery: what each sdist needs in order to be built.
+
+For one sdist: ``[build-system]`` from its pyproject.toml, then the
+``get_requires_for_build_wheel`` and ``get_requires_for_build_sdist`` hooks run in
+an environment holding the build-system requirements. Discovery is stage 1: it
+runs untrusted code with network access, and in the default ``wheels`` mode it
+installs upstream wheels to do so, which makes locking fast and needs no compiler.
+Its results are data only (requirement strings), cached by sdist hash and
+environment so a re-lock does not run a hook twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.utils import NormalizedName
+from packaging.version import Version
+
+from affineur.config import Settings
+from affineur.pep517 import (
+    BuildEnvironment,
+    BuildSystem,
+    HookCaller,
+    effective_build_system,
+    hook_environment,
+    read_build_system,
+    safe_extract,
+)
+
+__all__ = ["BuildRequirements", "Discoverer", "Pins", "ResolveFn", "WheelFn"]
+
+Pins = Mapping[NormalizedName, Version]
+# Resolves requirement strings into one version per project (the build environment).
+ResolveFn = Callable[[Sequence[str]], Pins]
+# Supplies a wheel of name==version to install into a discovery environment.
+WheelFn = Callable[[NormalizedName, Version], Path]
+
+CACHE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class BuildRequirements:
+    """The three kinds of build requirement, kept apart because the lock types its edges."""
+
+    build_backend_name: str
+    build_system: tuple[str, ...]
+    build_backend: tuple[str, ...]
+    build_sdist: tuple[str, ...]
+
+    def all(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((*self.build_system, *self.build_backend, *self.build_sdist)))
+
+
+def _digest(data: object) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+class Discoverer:
+    """Runs discovery hooks in cached, isolated environments under ``workdir``."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        wheels: WheelFn,
+        base_env: Mapping[str, str] | None = None,
+        timeout: float | None = 1800,
+    ) -> None:
+        self.workdir = workdir
+        self.wheels = wheels
+        self.base_env = dict(os.environ if base_env is None else base_env)
+        self.timeout = timeout
+
+    # --- sources ------------------------------------------------------------
+
+    def source_tree(self, sdist: Path, sha256: str, settings: Settings) -> Path:
+        """The unpacked sdist (kept per hash: unpacking is cheap but not free)."""
+        root = self.workdir / "src" / sha256[:32]
+        if not root.is_dir():
+            root.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=root.parent) as tmp:
+                safe_extract(sdist, Path(tmp)).rename(root)
+        return root / settings.build_dir if settings.build_dir else root
+
+    # --- environments -------------------------------------------------------
+
+    def environment(self, pins: Pins) -> BuildEnvironment:
+        """A venv holding exactly ``pins``; reused across packages that need the same set."""
+        key = _digest(sorted(f"{n}=={v}" for n, v in pins.items()))[:24]
+        path = self.workdir / "envs" / key
+        marker = path / ".affineur-complete"
+        if marker.exists():
+            return BuildEnvironment.open(path)
+        # Built in place, not renamed into place: installed scripts carry the venv's
+        # path in their shebang. The marker, written last, says it is complete.
+        if path.exists():
+            shutil.rmtree(path)
+        env = BuildEnvironment.create(path)
+        env.install([self.wheels(n, v) for n, v in sorted(pins.items())])
+        marker.write_text(json.dumps(sorted(f"{n}=={v}" for n, v in pins.items())))
+        return env
+
+    # --- hooks --------------------------------------------------------------
+
+    def _caller(
+        self,
+        source: Path,
+        build_system: BuildSystem,
+        env: BuildEnvironment,
+        settings: Settings,
+        log: Path,
+        name: str,
+        version: Version,
+    ) -> HookCaller:
+        home = self.workdir / "home"
+        home.mkdir(parents=True, exist_ok=True)
+        variables = hook_environment(
+            base=self.base_env,
+            package_env=settings.env,
+            name=name,
+            version=str(version),
+            source_date_epoch=int(self.base_env.get("SOURCE_DATE_EPOCH", "315532800")),
+            home=home,
+            tmpdir=Path(tempfile.gettempdir()),
+        )
+        return HookCaller(
+            source,
+            build_system,
+            python=str(env.python),
+            env=variables,
+            log=log,
+            network=True,
+            timeout=settings.timeout or self.timeout,
+        )
+
+    def requirements(
+        self,
+        name: NormalizedName,
+        version: Version,
+        sdist: Path,
+        sha256: str,
+        settings: Settings,
+        resolve: ResolveFn,
+        log: Path,
+    ) -> BuildRequirements:
+        """Discover the build requirements of one sdist (cached by hash and environment)."""
+        source = self.source_tree(sdist, sha256, settings)
+        build_system = effective_build_system(source, settings.build_requires)
+        pins = resolve(build_system.requires)
+        cache_key = _digest(
+            {
+                "format": CACHE_FORMAT,
+                "sdist": sha256,
+                "build_dir": settings.build_dir,
+                "build_system": [
+                    build_system.requires,
+                    build_system.build_backend,
+                    build_system.backend_path,
+                ],
+                "pins": sorted(f"{n}=={v}" for n, v in pins.items()),
+                "config_settings": dict(settings.config_settings),
+                "env": dict(settings.env),
+            }
+        )
+        cached = self.workdir / "hooks" / f"{cache_key}.json"
+        if cached.exists():
+            data = json.loads(cached.read_text())
+            wheel_reqs, sdist_reqs = tuple(data["wheel"]), tuple(data["sdist"])
+        else:
+            env = self.environment(pins)
+            caller = self._caller(source, build_system, env, settings, log, name, version)
+            config = dict(settings.config_settings) or None
+            wheel_reqs = tuple(caller.get_requires_for_build_wheel(config))
+            sdist_reqs = tuple(caller.get_requires_for_build_sdist(config))
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(
+                json.dumps({"wheel": wheel_reqs, "sdist": sdist_reqs, "at": time.time()})
+            )
+            tmp.replace(cached)
+        return BuildRequirements(
+            build_backend_name=build_system.build_backend,
+            build_system=build_system.requires,
+            build_backend=wheel_reqs,
+            build_sdist=sdist_reqs,
+        )
+
+    def prepare_metadata(
+        self,
+        name: NormalizedName,
+        version: Version,
+        sdist: Path,
+        sha256: str,
+        settings: Settings,
+        requirements: BuildRequirements,
+        resolve: ResolveFn,
+        log: Path,
+    ) -> bytes | None:
+        """Core metadata from ``prepare_metadata_for_build_wheel`` (None without the hook)."""
+        source = self.source_tree(sdist, sha256, settings)
+        declared = read_build_system(source)
+        build_system = BuildSystem(
+            requires=requirements.build_system,
+            build_backend=declared.build_backend,
+            backend_path=declared.backend_path,
+        )
+        pins = resolve([*requirements.build_system, *requirements.build_backend])
+        cache_key = _digest(
+            {
+                "format": CACHE_FORMAT,
+                "metadata": sha256,
+                "build_dir": settings.build_dir,
+                "pins": sorted(f"{n}=={v}" for n, v in pins.items()),
+                "config_settings": dict(settings.config_settings),
+                "env": dict(settings.env),
+            }
+        )
+        cached = self.workdir / "metadata" / f"{cache_key}.METADATA"
+        if cached.exists():
+            return cached.read_bytes()
+        env = self.environment(pins)
+        caller = self._caller(source, build_system, env, settings, log, name, version)
+        with tempfile.TemporaryDirectory(dir=self.workdir) as out:
+            dist_info = caller.prepare_metadata_for_build_wheel(
+                Path(out), dict(settings.config_settings) or None
+            )
+            if dist_info is None:
+                return None
+            data = (Path(out) / dist_info / "METADATA").read_bytes()
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(cached)
+        return data

@@ -1,0 +1,45 @@
+"""Running PEP 517 build backends: unpacking, environments, isolation and the hook runner.
+
+Shared by discovery (stage 1) and building (stage 2), so neither stage imports the other.
+"""
+
+from affineur.pep517._environment import BuildEnvironment
+from affineur.pep517._hooks import (
+    LEGACY_BUILD_SYSTEM,
+    BuildSystem,
+    HookCaller,
+    read_build_system,
+    run_hook_process,
+)
+from affineur.pep517._isolation import (
+    build_environment_variables,
+    hook_environment,
+    isolate_command,
+    network_isolation_available,
+)
+from affineur.pep517._pyproject import (
+    effective_build_system,
+    is_empty,
+    override_requires,
+    write_build_system,
+)
+from affineur.pep517._unpack import read_pkg_info, safe_extract
+
+__all__ = [
+    "LEGACY_BUILD_SYSTEM",
+    "BuildEnvironment",
+    "BuildSystem",
+    "HookCaller",
+    "build_environment_variables",
+    "effective_build_system",
+    "hook_environment",
+    "is_empty",
+    "isolate_command",
+    "network_isolation_available",
+    "override_requires",
+    "read_build_system",
+    "read_pkg_info",
+    "run_hook_process",
+    "safe_extract",
+    "write_build_system",
+]

@@ -1,0 +1,439 @@
+"""PEP 517 hook calls: which backend a source tree declares, and calling it.
+
+pyproject-hooks does the protocol (the in-process script, JSON in and out); this
+module adds what a build system needs around it: a runner that seals the hook
+process (exact environment, network namespace, timeout, output in a log file),
+and errors that say which stage failed and show the end of the log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import threading
+import tomllib
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from packaging.requirements import InvalidRequirement, Requirement
+from pyproject_hooks import (
+    BackendUnavailable,
+    BuildBackendHookCaller,
+    BuildBackendWarning,
+    HookMissing,
+)
+
+from affineur.errors import AffineurError, Stage
+from affineur.pep517._isolation import isolate_command
+
+__all__ = [
+    "LEGACY_BUILD_SYSTEM",
+    "BuildSystem",
+    "HookCaller",
+    "HookProcessFailed",
+    "Runner",
+    "read_build_system",
+    "run_hook_process",
+]
+
+# How much of the log a failure carries: enough for a compiler error and the
+# traceback that follows it, short enough for a terminal and a JSON report.
+LOG_TAIL_LINES = 30
+
+# pyproject-hooks re-emits the backend's warnings in *this* process with
+# warnings.warn_explicit, which would print them on our terminal, out of the
+# package's log. warnings.catch_warnings is process-global and not thread-safe
+# (builds run in threads), so instead each thread names the log it is hooking for
+# and one display function sends backend warnings there.
+_hook_log = threading.local()
+_show_other_warning = warnings.showwarning
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    log: Path | None = getattr(_hook_log, "path", None)
+    if log is None or not issubclass(category, BuildBackendWarning):
+        _show_other_warning(message, category, filename, lineno, file, line)
+        return
+    with log.open("a") as out:
+        out.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+def _route_backend_warnings() -> None:
+    if warnings.showwarning is not _show_warning:
+        warnings.showwarning = _show_warning
+    warnings.filterwarnings("always", category=BuildBackendWarning)
+
+
+@dataclass(frozen=True)
+class BuildSystem:
+    """The ``[build-system]`` table of a source tree."""
+
+    requires: tuple[str, ...]
+    build_backend: str
+    backend_path: tuple[str, ...] = ()
+
+
+# PEP 517/518: a tree without the table (or without ``build-backend``) is built
+# the way setuptools always built it.
+LEGACY_BUILD_SYSTEM = BuildSystem(
+    requires=("setuptools>=40.8.0",), build_backend="setuptools.build_meta:__legacy__"
+)
+
+
+def _strings(value: object, file: Path, key: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise AffineurError(
+            f"'{key}' must be a list of strings",
+            file=str(file),
+            key_path=("build-system", key),
+            stage="build-env",
+        )
+    return tuple(value)
+
+
+def read_build_system(source_dir: Path) -> BuildSystem:
+    """The build system ``source_dir`` declares, with the PEP 517/518 defaults."""
+    pyproject = source_dir / "pyproject.toml"
+    try:
+        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return LEGACY_BUILD_SYSTEM
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise AffineurError(f"invalid TOML: {exc}", file=str(pyproject), stage="build-env") from exc
+    table = data.get("build-system")
+    if table is None:
+        return LEGACY_BUILD_SYSTEM
+    if not isinstance(table, dict):
+        raise AffineurError(
+            "'build-system' must be a table",
+            file=str(pyproject),
+            key_path=("build-system",),
+            stage="build-env",
+        )
+    if "requires" not in table:
+        # PEP 518: a table without its one required key is an error, not a default.
+        raise AffineurError(
+            "the [build-system] table has no 'requires' key",
+            file=str(pyproject),
+            key_path=("build-system", "requires"),
+            stage="build-env",
+        )
+    requires = _strings(table["requires"], pyproject, "requires")
+    for req in requires:
+        try:
+            Requirement(req)
+        except InvalidRequirement as exc:
+            raise AffineurError(
+                f"invalid requirement {req!r}: {exc}",
+                file=str(pyproject),
+                key_path=("build-system", "requires"),
+                stage="build-env",
+            ) from exc
+    backend = table.get("build-backend")
+    if backend is None:
+        return BuildSystem(requires=requires, build_backend=LEGACY_BUILD_SYSTEM.build_backend)
+    if not isinstance(backend, str) or not backend.strip():
+        raise AffineurError(
+            "'build-backend' must be a non-empty string",
+            file=str(pyproject),
+            key_path=("build-system", "build-backend"),
+            stage="build-env",
+        )
+    backend_path = _strings(table.get("backend-path", []), pyproject, "backend-path")
+    root = source_dir.resolve()
+    for entry in backend_path:
+        # PEP 517 asks frontends to refuse in-tree backends that live outside the tree.
+        if not (root / entry).resolve().is_relative_to(root):
+            raise AffineurError(
+                f"backend-path entry {entry!r} points outside the source tree",
+                file=str(pyproject),
+                key_path=("build-system", "backend-path"),
+                stage="build-env",
+            )
+    return BuildSystem(requires=requires, build_backend=backend, backend_path=backend_path)
+
+
+# --- running hook processes ---------------------------------------------------
+
+
+class HookProcessFailed(Exception):
+    """The hook process exited with a non-zero status."""
+
+    def __init__(self, returncode: int) -> None:
+        super().__init__(f"exit status {returncode}")
+        self.returncode = returncode
+
+
+class Runner(Protocol):
+    """Runs one hook process; raises :class:`HookProcessFailed` when it fails.
+
+    It gets everything that decides what the process can see, so a test (or
+    another sandbox) can stand in for the default :func:`run_hook_process`.
+    """
+
+    def __call__(
+        self,
+        cmd: Sequence[str],
+        *,
+        cwd: Path,
+        env: Mapping[str, str],
+        log: Path,
+        network: bool,
+        timeout: float | None,
+    ) -> None: ...
+
+
+def run_hook_process(
+    cmd: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    log: Path,
+    network: bool,
+    timeout: float | None,
+) -> None:
+    """Run ``cmd`` with exactly ``env``, output appended to ``log``.
+
+    The process gets its own session so a timeout kills everything it started
+    (a compiler driver and its children), not only the Python at the top.
+    """
+    argv = isolate_command(cmd, network=network)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            returncode = process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(process)
+            raise AffineurError(
+                f"the build hook did not finish within {timeout:g} s and was killed",
+                stage="timeout",
+                hint="raise 'timeout' for this package in its override if the build is just slow",
+            ) from None
+        except BaseException:
+            # Interrupted (Ctrl-C in the parent): leave no orphaned build behind.
+            _kill_group(process)
+            raise
+    if returncode != 0:
+        raise HookProcessFailed(returncode)
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def _log_tail(log: Path, offset: int) -> tuple[str, ...]:
+    """The last lines written to ``log`` since ``offset``."""
+    try:
+        with log.open("rb") as stream:
+            stream.seek(offset)
+            text = stream.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ()
+    return tuple(text.splitlines()[-LOG_TAIL_LINES:])
+
+
+_MISSING_MODULE = re.compile(r"No module named '([^']+)'")
+
+
+class HookCaller:
+    """Calls the PEP 517 hooks of one source tree in a sealed subprocess.
+
+    ``env`` is the complete environment of the hook process (see
+    :func:`affineur.pep517._isolation.build_environment_variables`); nothing of this
+    process's environment is added to it, except the interpreter's directory
+    first on PATH so the build environment's own scripts (cython, meson, ninja)
+    are the ones a backend finds.
+    """
+
+    def __init__(
+        self,
+        source_dir: Path,
+        build_system: BuildSystem,
+        *,
+        python: str,
+        env: Mapping[str, str],
+        log: Path,
+        network: bool,
+        timeout: float | None,
+        runner: Runner | None = None,
+    ) -> None:
+        self.source_dir = source_dir
+        self.build_system = build_system
+        self.log = log
+        self.network = network
+        self.timeout = timeout
+        self._runner: Runner = runner or run_hook_process
+        self._env = dict(env)
+        bin_dir = str(Path(python).parent)
+        path = self._env.get("PATH", "")
+        if path.split(os.pathsep)[0] != bin_dir:
+            self._env["PATH"] = os.pathsep.join(p for p in (bin_dir, path) if p)
+        self._hooks = BuildBackendHookCaller(
+            str(source_dir),
+            build_system.build_backend,
+            backend_path=list(build_system.backend_path) or None,
+            runner=self._run,
+            python_executable=python,
+        )
+
+    def _run(
+        self,
+        cmd: Sequence[str],
+        cwd: str | None = None,
+        extra_environ: Mapping[str, str] | None = None,
+    ) -> None:
+        # pyproject-hooks tells the in-process script which backend to load
+        # through extra_environ; without it no hook can run.
+        env = {**self._env, **(extra_environ or {})}
+        self._runner(
+            cmd,
+            cwd=Path(cwd) if cwd else self.source_dir,
+            env=env,
+            log=self.log,
+            network=self.network,
+            timeout=self.timeout,
+        )
+
+    def _call(self, hook: str, stage: Stage, kwargs: Mapping[str, Any]) -> Any:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(UTC).isoformat(timespec="seconds")
+        with self.log.open("ab") as out:
+            out.write(
+                f"=== {stamp} {hook} ({self.build_system.build_backend}) "
+                f"in {self.source_dir}\n".encode()
+            )
+            offset = out.tell()
+        _route_backend_warnings()
+        _hook_log.path = self.log
+        try:
+            return getattr(self._hooks, hook)(**kwargs)
+        except AffineurError as exc:
+            # A timeout from the runner: what the hook printed last shows where it hung.
+            if not exc.causes:
+                exc.causes = _log_tail(self.log, offset)
+            raise
+        except HookProcessFailed as exc:
+            raise AffineurError(
+                f"the {hook} hook of {self.build_system.build_backend} failed ({exc})",
+                stage=stage,
+                causes=_log_tail(self.log, offset),
+                hint=f"the full output is in {self.log}",
+            ) from None
+        except BackendUnavailable as exc:
+            missing = _MISSING_MODULE.findall(exc.traceback) or _MISSING_MODULE.findall(str(exc))
+            if missing:
+                hint = (
+                    f"the build environment has no module {missing[-1]!r}: add the project "
+                    "that provides it to the build requirements (an override of "
+                    "build-system requires), then re-lock"
+                )
+            else:
+                hint = "check [build-system] build-backend and backend-path in pyproject.toml"
+            raise AffineurError(
+                f"cannot import the build backend {self.build_system.build_backend!r}",
+                stage="build-env",
+                hint=hint,
+                causes=tuple(exc.traceback.splitlines()[-LOG_TAIL_LINES:]),
+            ) from None
+        finally:
+            _hook_log.path = None
+
+    def _requirements(self, hook: str, config_settings: Mapping[str, Any] | None) -> list[str]:
+        value = self._call(hook, "hook", {"config_settings": config_settings})
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise AffineurError(
+                f"the {hook} hook returned {value!r}, not a list of requirement strings",
+                stage="hook",
+            )
+        for item in value:
+            try:
+                Requirement(item)
+            except InvalidRequirement as exc:
+                raise AffineurError(
+                    f"the {hook} hook returned an invalid requirement {item!r}: {exc}",
+                    stage="hook",
+                ) from exc
+        return value
+
+    def get_requires_for_build_wheel(
+        self, config_settings: Mapping[str, Any] | None = None
+    ) -> list[str]:
+        """Extra build requirements for a wheel (``[]`` when the backend has no such hook)."""
+        return self._requirements("get_requires_for_build_wheel", config_settings)
+
+    def get_requires_for_build_sdist(
+        self, config_settings: Mapping[str, Any] | None = None
+    ) -> list[str]:
+        """Extra build requirements for an sdist (``[]`` when the backend has no such hook)."""
+        return self._requirements("get_requires_for_build_sdist", config_settings)
+
+    def prepare_metadata_for_build_wheel(
+        self, outdir: Path, config_settings: Mapping[str, Any] | None = None
+    ) -> Path | None:
+        """The ``.dist-info`` directory the backend wrote into ``outdir``.
+
+        None when the backend has no such hook: the fallback (building the whole
+        wheel to read its metadata) is the caller's decision, not a hidden cost.
+        """
+        outdir.mkdir(parents=True, exist_ok=True)
+        try:
+            name = self._call(
+                "prepare_metadata_for_build_wheel",
+                "hook",
+                {
+                    "metadata_directory": str(outdir),
+                    "config_settings": config_settings,
+                    "_allow_fallback": False,
+                },
+            )
+        except HookMissing:
+            return None
+        return self._output(outdir, name, "prepare_metadata_for_build_wheel", "hook")
+
+    def build_wheel(self, outdir: Path, config_settings: Mapping[str, Any] | None = None) -> Path:
+        """Build a wheel into ``outdir`` and return its path."""
+        outdir.mkdir(parents=True, exist_ok=True)
+        name = self._call(
+            "build_wheel",
+            "build",
+            {"wheel_directory": str(outdir), "config_settings": config_settings},
+        )
+        return self._output(outdir, name, "build_wheel", "build")
+
+    def _output(self, outdir: Path, name: object, hook: str, stage: Stage) -> Path:
+        # The hook returns a basename; anything else would let a backend point
+        # us at a file outside the directory we gave it.
+        if not isinstance(name, str) or not name or Path(name).name != name:
+            raise AffineurError(f"the {hook} hook returned {name!r}, not a name", stage=stage)
+        path = outdir / name
+        if not path.exists():
+            raise AffineurError(
+                f"the {hook} hook returned {name!r}, which it did not create in {outdir}",
+                stage=stage,
+            )
+        return path

@@ -1,0 +1,435 @@
+"""doit's reporter for affineur runs: progress a person can follow, and the reports at the end.
+
+doit calls a reporter for every task event; this one prints one plain line per
+event that matters: doit's own ``.  build:cpu:foo-1.0`` when a task starts, and
+when it ends::
+
+    [12/40] built build cpu:foo-1.0 (3.2s) | running: cpu:bar-2.0, cpu:baz-1.1 | 1m02s
+
+with a failure's whole error (causes, hint) indented under its line. On a
+terminal only, a status line of the running builds stays under them (so CI logs
+get no control characters). When the run completes it writes
+``build/reports/summary.md``, ``summary.json`` and ``report.json`` and prints the
+counts.
+
+doit only sees success, failure, up to date and "not run, a dependency
+failed"; whether a build reused a cache entry or was substituted by an upstream
+wheel comes from the :class:`~affineur.run._reports.RunRecorder` the build actions
+write into, looked up by the build key each build task carries in
+``meta["package"]``. A failed action returns an :class:`ActionFailed`, which
+carries the structured error, so the report never parses messages.
+
+doit instantiates the reporter class itself, so :func:`progress_reporter` binds
+the recorder and the report folder into a subclass for ``DOIT_CONFIG["reporter"]``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, TextIO
+
+from doit import get_var
+from doit.exceptions import BaseFail, InvalidDodoFile, TaskFailed, UnmetDependency
+from doit.reporter import ConsoleReporter
+
+from affineur.config import validate
+from affineur.errors import AffineurError
+from affineur.run._reports import (
+    Failure,
+    Outcome,
+    PackageResult,
+    RunRecorder,
+    RunSummary,
+    counts_line,
+    duration,
+    report_json,
+    summary_json,
+    summary_markdown,
+)
+from affineur.run._scheduler import mark_run_failed
+from affineur.run._substitution import SubstitutesPublished, requested
+
+__all__ = [
+    "ActionFailed",
+    "ProgressReporter",
+    "progress_reporter",
+    "report_config",
+    "test_mode_requested",
+    "write_load_failure",
+    "write_reports",
+]
+
+# The stage a failure gets when its error names none, by task group.
+_DEFAULT_STAGE = {"lock": "resolve", "download": "download", "build": "build"}
+_SHOWN_RUNNING = 3
+
+
+class ActionFailed(TaskFailed):  # type: ignore[misc]
+    """doit's TaskFailed, keeping the AffineurError it came from for the report."""
+
+    def __init__(self, message: str, error: AffineurError) -> None:
+        super().__init__(message)
+        self.error = error
+
+
+def write_reports(summary: RunSummary, folder: Path) -> list[Path]:
+    """Write report.json (validated), summary.json and summary.md; return their paths."""
+    report, data = report_json(summary), summary_json(summary)
+    validate(report, "report", file=str(folder / "report.json"))
+    # The summary is checked against its schema by the tests, not on every run:
+    # on a large tree checking it would cost more than the rest of a no-op run.
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in (
+        ("report.json", json.dumps(report, indent=2) + "\n"),
+        ("summary.json", json.dumps(data, indent=2) + "\n"),
+        ("summary.md", summary_markdown(summary)),
+    ):
+        path = folder / name
+        tmp = path.with_name(f".{name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+        written.append(path)
+    return written
+
+
+def write_load_failure(exc: AffineurError, folder: Path, *, test_mode: bool = False) -> None:
+    """Report an error raised while the dodo loads (re-locking: resolve, discovery, ...).
+
+    No task runs then, so the reporter never starts; the report still has to say why.
+    """
+    failure = Failure.from_error(exc, default_stage="resolve")
+    summary = RunSummary(
+        packages=(),
+        failures=(failure,),
+        started=datetime.now(UTC).isoformat(timespec="seconds"),
+        test_mode=test_mode,
+    )
+    # The load error itself is what the user must see; a report that cannot be
+    # written must not hide it.
+    with contextlib.suppress(AffineurError, OSError):
+        write_reports(summary, folder)
+
+
+def _title(name: str) -> str:
+    """``build:cpu:foo-1.0`` -> ``build cpu:foo-1.0``: the group, then what a person types."""
+    group, _, rest = name.partition(":")
+    return f"{group} {rest}" if rest else group
+
+
+def _package(task: Any) -> Mapping[str, str] | None:
+    info = (task.meta or {}).get("package")
+    return info if isinstance(info, Mapping) and "key" in info else None
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+class ProgressReporter(ConsoleReporter):  # type: ignore[misc]
+    """See the module docstring. Worker threads call :meth:`execute_task`, hence the lock."""
+
+    desc = "affineur progress and build reports"
+    recorder: ClassVar[RunRecorder] = RunRecorder()
+    reports_dir: ClassVar[Path | None] = None
+    test_mode: ClassVar[bool] = False
+
+    def __init__(self, outstream: TextIO, options: Mapping[str, Any]) -> None:
+        super().__init__(outstream, options)
+        self._lock = threading.RLock()
+        self.tty = _isatty(outstream)
+        self.started = time.monotonic()
+        self.started_at = datetime.now(UTC).isoformat(timespec="seconds")
+        self.tasks: dict[str, Any] = {}
+        self.total = 0
+        self.done: set[str] = set()
+        self.running: dict[str, float] = {}
+        self.results: dict[str, PackageResult] = {}
+        self.package_failures: list[Failure] = []
+        self.failed_tasks: list[str] = []
+        self._status_shown = False
+
+    # --- doit's reporter interface -----------------------------------------------------
+
+    def initialize(self, tasks: Mapping[str, Any], selected_tasks: list[str]) -> None:
+        with self._lock:
+            todo, seen = list(selected_tasks), set()
+            while todo:
+                name = todo.pop()
+                if name in seen or name not in tasks:
+                    continue
+                seen.add(name)
+                task = tasks[name]
+                todo += [*task.task_dep, *task.setup_tasks]
+            self.tasks = {n: tasks[n] for n in seen if self._counted(tasks[n])}
+            self.total = len(self.tasks)
+
+    def execute_task(self, task: Any) -> None:
+        with self._lock:
+            if task.name not in self.tasks:
+                return
+            self.running[task.name] = time.monotonic()
+            # doit's own form of "now executing", which people and scripts already
+            # know; the progress figures come with each finished task.
+            self._clear_status()
+            self.write(f".  {task.name}\n")
+            self._status()
+
+    def add_success(self, task: Any) -> None:
+        with self._lock:
+            if task.name not in self.tasks:
+                return
+            seconds = self._finish(task.name)
+            info = _package(task)
+            verb: str = "done"
+            if info is not None:
+                known = self.recorder.get(info["key"])
+                outcome: Outcome = known.outcome if known else "built"
+                self._result(task, outcome, seconds)
+                if known is not None and known.failure is not None:
+                    self.package_failures.append(replace(known.failure, task=task.name))
+                verb = outcome
+            self._line(verb, task.name, seconds)
+
+    def add_failure(self, task: Any, fail: BaseFail) -> None:
+        with self._lock:
+            if fail.report:
+                self.failures.append({"task": task, "exception": fail})
+            if task.name not in self.tasks:
+                return
+            seconds = self._finish(task.name)
+            if isinstance(fail, UnmetDependency):
+                because = tuple(str(fail.message).split())
+                if _package(task) is not None:
+                    self._result(task, "skipped", 0.0, because)
+                self._line("skipped", task.name, detail=f"waits for {', '.join(because)}")
+                return
+            self.failed_tasks.append(task.name)
+            failure = self._failure(task, fail)
+            if failure is not None:
+                self.package_failures.append(failure)
+            if _package(task) is not None:
+                self._result(task, "failed", seconds)
+            error = failure.error if failure else str(fail.message).strip().splitlines()[0]
+            self._line("FAILED", task.name, seconds, detail=error)
+            # The whole error (causes, hint, log tail) belongs next to the failure,
+            # where doit's console reporter prints it too.
+            text = fail.message if isinstance(fail, ActionFailed) else fail.get_msg()
+            self._clear_status()
+            self.write("".join(f"    {line}\n" for line in str(text).strip().splitlines()))
+            self._status()
+
+    def skip_uptodate(self, task: Any) -> None:
+        with self._lock:
+            if task.name not in self.tasks:
+                return
+            self.done.add(task.name)
+            if _package(task) is not None:
+                self._result(task, "uptodate", 0.0)
+
+    def skip_ignore(self, task: Any) -> None:
+        with self._lock:
+            if task.name not in self.tasks:
+                return
+            self.done.add(task.name)
+            if _package(task) is not None:
+                self._result(task, "skipped", 0.0, ("ignored",))
+
+    def complete_run(self) -> None:
+        with self._lock:
+            self._clear_status()
+            self._captured_output()
+            summary = self.summary()
+            if summary.failures:
+                mark_run_failed()
+            self.write(f"{counts_line(summary)}\n")
+            if self.reports_dir is not None:
+                try:
+                    paths = write_reports(summary, self.reports_dir)
+                except (AffineurError, OSError) as exc:
+                    self.write(f"error: cannot write the build reports: {exc}\n")
+                else:
+                    self.write(f"reports: {', '.join(str(p) for p in paths)}\n")
+
+    def _captured_output(self) -> None:
+        """What failed tasks printed while doit captured it (doit's own reporter
+        prints an empty block per failure; only real output is worth the space)."""
+        for entry in self.failures:
+            task = entry["task"]
+            if not task.executed:
+                continue
+            for kind in ("err", "out"):
+                text = "".join(getattr(a, kind) or "" for a in task.actions).strip()
+                if text:
+                    self.write(f"{task.name} <std{kind}>:\n{text}\n")
+        if self.runtime_errors:
+            self.write("Execution aborted.\n" + "\n".join(self.runtime_errors) + "\n")
+
+    # --- the run as data --------------------------------------------------------------------
+
+    def summary(self) -> RunSummary:
+        """The run so far; tasks that never ran (doit stopped early) count as skipped."""
+        results = dict(self.results)
+        for name, task in self.tasks.items():
+            if name not in results and _package(task) is not None:
+                results[name] = self._make_result(task, "skipped", 0.0, ("not run",))
+        return RunSummary(
+            packages=tuple(results[n] for n in sorted(results)),
+            failures=tuple(self.package_failures),
+            failed_tasks=tuple(self.failed_tasks),
+            seconds=time.monotonic() - self.started,
+            started=self.started_at,
+            test_mode=self.test_mode,
+        )
+
+    def _failure(self, task: Any, fail: BaseFail) -> Failure | None:
+        info = _package(task)
+        if info is not None:
+            known = self.recorder.get(info["key"])
+            if known is not None and known.failure is not None:
+                return replace(known.failure, task=task.name)
+        if isinstance(fail, ActionFailed):
+            if isinstance(fail.error, SubstitutesPublished):
+                return None  # each substitute is already reported as the failure it replaced
+            failure = Failure.from_error(
+                fail.error,
+                default_stage=_DEFAULT_STAGE.get(task.name.partition(":")[0], "internal"),
+                task=task.name,
+            )
+        else:  # a crash rather than an AffineurError: still a failure of this task
+            lines = str(fail.message).strip().splitlines() or ["failed"]
+            failure = Failure(stage="internal", error=lines[0], causes=tuple(lines[1:]))
+            failure = replace(failure, task=task.name)
+        meta = (task.meta or {}).get("package") or {}
+        return replace(
+            failure,
+            package=failure.package or meta.get("name"),
+            version=failure.version or meta.get("version"),
+            variant=failure.variant or meta.get("variant"),
+        )
+
+    def _make_result(
+        self, task: Any, outcome: Outcome, seconds: float, because: tuple[str, ...] = ()
+    ) -> PackageResult:
+        info = _package(task) or {}
+        deps = tuple(
+            sorted(d for d in task.task_dep if d in self.tasks and _package(self.tasks[d]))
+        )
+        return PackageResult(
+            task=task.name,
+            package=str(info.get("name", "")),
+            version=str(info.get("version", "")),
+            variant=str(info.get("variant", "")),
+            outcome=outcome,
+            seconds=seconds,
+            deps=deps,
+            because=because,
+            prebuilt=bool(info.get("prebuilt", False)),
+        )
+
+    def _result(
+        self, task: Any, outcome: Outcome, seconds: float, because: tuple[str, ...] = ()
+    ) -> None:
+        self.results[task.name] = self._make_result(task, outcome, seconds, because)
+
+    # --- output ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _counted(task: Any) -> bool:
+        # Group tasks (no actions) and private ones are doit's bookkeeping, not work.
+        return bool(task.actions) and not task.name.startswith("_")
+
+    def _finish(self, name: str) -> float:
+        self.done.add(name)
+        start = self.running.pop(name, None)
+        return 0.0 if start is None else time.monotonic() - start
+
+    def _line(self, verb: str, name: str, seconds: float | None = None, detail: str = "") -> None:
+        took = f" ({duration(seconds)})" if seconds is not None else ""
+        extra = f": {detail}" if detail else ""
+        self._clear_status()
+        self.write(
+            f"[{len(self.done)}/{self.total}] {verb} {_title(name)}{took}{extra}"
+            f"{self._running_text()} | {duration(time.monotonic() - self.started)}\n"
+        )
+        self._status()
+
+    def _status(self) -> None:
+        if self.tty and self.running:
+            elapsed = duration(time.monotonic() - self.started)
+            self.write(f"[{len(self.done)}/{self.total}]{self._running_text()} | {elapsed}")
+            self._status_shown = True
+        self.outstream.flush()
+
+    def _running_text(self) -> str:
+        if not self.running:
+            return ""
+        names = sorted(self.running, key=self.running.__getitem__)
+        shown = ", ".join(n.partition(":")[2] or n for n in names[:_SHOWN_RUNNING])
+        more = f" (+{len(names) - _SHOWN_RUNNING})" if len(names) > _SHOWN_RUNNING else ""
+        return f" | running: {shown}{more}"
+
+    def _clear_status(self) -> None:
+        if self._status_shown:
+            # Only ever on a terminal: carriage return, then erase the line.
+            self.write("\r\x1b[K")
+            self._status_shown = False
+
+
+def progress_reporter(
+    *, recorder: RunRecorder, reports_dir: Path | None, test_mode: bool = False
+) -> type[ProgressReporter]:
+    """A reporter class for ``DOIT_CONFIG["reporter"]`` bound to this run's recorder."""
+
+    class Bound(ProgressReporter):
+        pass
+
+    Bound.recorder = recorder
+    Bound.reports_dir = reports_dir
+    Bound.test_mode = test_mode
+    return Bound
+
+
+def test_mode_requested() -> bool:
+    """``doit test_mode=1`` or ``AFFINEUR_TEST_MODE=1``, read while the dodo loads."""
+    try:
+        return requested(get_var("test_mode"), os.environ)
+    except AffineurError as exc:
+        hint = f"\nhint: {exc.hint}" if exc.hint else ""
+        raise InvalidDodoFile(f"{exc.one_line()}{hint}") from None
+
+
+class _Run(Protocol):
+    @property
+    def recorder(self) -> RunRecorder: ...
+
+    @property
+    def build_dir(self) -> Path: ...
+
+    @property
+    def test_mode(self) -> bool: ...
+
+
+def report_config(engine: _Run) -> dict[str, Any]:
+    """The ``DOIT_CONFIG`` entries of this module: the reporter, and ``continue`` in test mode."""
+    config: dict[str, Any] = {
+        "reporter": progress_reporter(
+            recorder=engine.recorder,
+            reports_dir=engine.build_dir / "reports",
+            test_mode=engine.test_mode,
+        )
+    }
+    if engine.test_mode:
+        config["continue"] = True
+    return config

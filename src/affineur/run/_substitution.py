@@ -1,0 +1,267 @@
+"""Test mode: keep building after failures, with upstream wheels standing in for failed builds.
+
+Switched on with ``doit test_mode=1`` (a doit command-line variable, read when
+the dodo loads) or ``AFFINEUR_TEST_MODE=1``; it also sets doit's ``continue``.
+
+A build that fails at any stage is replaced by the index's wheel of the same
+name and version for this interpreter, when there is one and the index gives
+its sha256 (the download is checked against it). The wheel goes into the cache
+under the package's own build key, with ``"substituted": true`` in its record,
+so dependents build against it and the index is published. A substitute is
+never trusted later: the next run withdraws it and tries the real build again
+(so every run reports the failure), and publishing an index that holds one
+fails the publish task, so the run's exit code is not 0.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal, Protocol
+
+from packaging.tags import Tag, sys_tags
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from affineur.build import BuildCache, BuildKey, CacheEntry
+from affineur.errors import AffineurError
+from affineur.index import DistFile, best_wheel, sha256_file
+from affineur.run._reports import BuildOutcome, Failure, RunRecorder, Substitute
+
+__all__ = [
+    "ENV_VAR",
+    "Attempt",
+    "Attempts",
+    "SubstitutesPublished",
+    "WheelIndex",
+    "is_substitute",
+    "read_tail",
+    "refuse_substitutes",
+    "requested",
+    "substitute",
+    "trusted",
+    "withdraw",
+]
+
+ENV_VAR = "AFFINEUR_TEST_MODE"
+_ON = frozenset({"1", "true", "yes", "on"})
+_OFF = frozenset({"", "0", "false", "no", "off"})
+TAIL_LINES = 40
+
+
+def requested(var: str | None, environ: Mapping[str, str]) -> bool:
+    """Whether test mode is on: the doit variable wins over the environment variable."""
+    for value, where in ((var, "test_mode="), (environ.get(ENV_VAR), f"{ENV_VAR}=")):
+        if value is None:
+            continue
+        text = value.strip().lower()
+        if text in _ON:
+            return True
+        if text in _OFF:
+            return False
+        raise AffineurError(
+            f"{where}{value}: expected 1 or 0",
+            hint="turn test mode on with 'doit test_mode=1'",
+            stage="config",
+        )
+    return False
+
+
+class WheelIndex(Protocol):
+    """The part of :class:`affineur.index._client.IndexClient` a substitution needs."""
+
+    def project_files(self, name: str) -> list[DistFile]: ...
+
+    def download(self, file: DistFile, dest: Path) -> Path: ...
+
+
+# A marker file beside the record: doit asks "is this a substitute?" for every
+# build task on every run, and a stat is much cheaper than parsing the record.
+SUBSTITUTE_MARKER = "SUBSTITUTE"
+
+
+def is_substitute(entry: CacheEntry) -> bool:
+    return (entry.path / SUBSTITUTE_MARKER).exists()
+
+
+def trusted(cache: BuildCache, key: BuildKey) -> bool:
+    """For doit's ``uptodate``: an entry holding a substitute is never up to date."""
+    entry = cache.get(key)
+    return entry is None or not is_substitute(entry)
+
+
+def withdraw(cache: BuildCache, key: BuildKey) -> bool:
+    """Remove a substitute from the cache so the real build is tried again."""
+    entry = cache.get(key)
+    if entry is None or not is_substitute(entry):
+        return False
+    # Rename first: the entry disappears at once, never half-deleted.
+    aside = Path(tempfile.mkdtemp(prefix=f".withdrawn-{key[:16]}-", dir=cache.root))
+    entry.path.rename(aside / "entry")
+    shutil.rmtree(aside, ignore_errors=True)
+    return True
+
+
+def read_tail(log: Path | None, *, since: float = 0.0, lines: int = TAIL_LINES) -> tuple[str, ...]:
+    """The last lines of a build log, unless the log is older than this build (stale)."""
+    if log is None or not log.is_file() or log.stat().st_mtime < since:
+        return ()
+    return tuple(log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def substitute(
+    *,
+    cache: BuildCache,
+    key: BuildKey,
+    name: str,
+    version: str,
+    variant: str,
+    failure: Failure,
+    index: WheelIndex,
+    downloads: Path,
+    tags: Iterable[Tag] | None = None,
+) -> Substitute | None:
+    """Put the upstream wheel of ``name==version`` into the cache under ``key``.
+
+    None when the index has no wheel of that version for this interpreter. A
+    wheel whose sha256 the index does not give is refused: nothing unverified
+    enters the cache.
+    """
+    try:
+        wanted = Version(version)
+    except InvalidVersion:
+        return None
+    files = index.project_files(str(canonicalize_name(name)))
+    found = best_wheel(files, wanted, list(tags if tags is not None else sys_tags()))
+    if found is None:
+        return None
+    if not found.sha256:
+        raise AffineurError(
+            f"the index gives no sha256 for {found.filename}; it cannot stand in unverified",
+            package=name,
+            version=version,
+            stage="hash",
+        )
+    path = downloads / found.filename
+    if not (path.is_file() and sha256_file(path) == found.sha256):
+        path = index.download(found, downloads)
+    if sha256_file(path) != found.sha256:
+        raise AffineurError(
+            f"{found.filename}: sha256 differs from the index's",
+            package=name,
+            version=version,
+            stage="hash",
+        )
+    with cache.staging(key) as staging:
+        shutil.copyfile(path, staging / found.filename)
+        (staging / SUBSTITUTE_MARKER).touch()
+        cache.commit(
+            key,
+            staging,
+            {
+                "name": name,
+                "version": version,
+                "build_key": key,
+                "variant": variant,
+                "substituted": True,
+                "wheel": found.filename,
+                "sha256": found.sha256,
+                "failure": {"stage": failure.stage, "error": failure.error},
+            },
+        )
+    return Substitute(found.filename, found.sha256)
+
+
+class SubstitutesPublished(AffineurError):
+    """A published index holds substitutes: the run must not pass, though nothing new broke."""
+
+
+def refuse_substitutes(entries: Iterable[CacheEntry], where: str) -> None:
+    """Fail after publishing an index that holds substitutes, so the run does not pass."""
+    names = sorted(
+        f"{r['name']} {r['version']}" for r in (e.record() for e in entries) if r.get("substituted")
+    )
+    if names:
+        raise SubstitutesPublished(
+            f"published {where} with {len(names)} upstream wheel(s) in place of failed builds",
+            causes=tuple(names),
+            stage="build",
+            hint="see build/reports/report.json; test mode keeps the index installable meanwhile",
+        )
+
+
+@dataclass
+class Attempt:
+    """What the build action tells its :meth:`Attempts.attempt` while it runs."""
+
+    outcome: Literal["built", "reused"] = "built"
+    log: Path | None = None
+
+    def reused(self) -> None:
+        self.outcome = "reused"
+
+
+@dataclass
+class Attempts:
+    """Runs build actions: records their outcome, and in test mode substitutes failures."""
+
+    cache: BuildCache
+    recorder: RunRecorder
+    downloads: Path
+    test_mode: bool = False
+
+    @contextmanager
+    def attempt(
+        self,
+        *,
+        key: BuildKey,
+        name: str,
+        version: str,
+        variant: str,
+        index: WheelIndex,
+    ) -> Iterator[Attempt]:
+        """Wrap one build; a failure is recorded, then substituted (suppressed) or re-raised."""
+        withdraw(self.cache, key)
+        attempt = Attempt()
+        started = time.time()
+        try:
+            yield attempt
+        except AffineurError as exc:
+            failure = Failure.from_error(
+                exc,
+                default_stage="build",
+                variant=variant,
+                log=str(attempt.log) if attempt.log and attempt.log.is_file() else None,
+                log_tail=read_tail(attempt.log, since=started - 1),
+            )
+            failure = replace(failure, package=failure.package or name)
+            failure = replace(failure, version=failure.version or version)
+            stand_in = None
+            if self.test_mode:
+                try:
+                    stand_in = substitute(
+                        cache=self.cache,
+                        key=key,
+                        name=name,
+                        version=version,
+                        variant=variant,
+                        failure=failure,
+                        index=index,
+                        downloads=self.downloads,
+                    )
+                except AffineurError as sub_exc:
+                    note = f"no substitute: {sub_exc.one_line()}"
+                    failure = replace(failure, causes=(*failure.causes, note))
+            if stand_in is None:
+                self.recorder.record(key, BuildOutcome("failed", failure))
+                raise
+            self.recorder.record(
+                key, BuildOutcome("substituted", replace(failure, substitute=stand_in))
+            )
+        else:
+            self.recorder.record(key, BuildOutcome(attempt.outcome))
