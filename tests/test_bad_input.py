@@ -69,4 +69,4 @@ def test_affineur_outside_a_checkout_says_where_to_run_it(tmp_path: pytest.TempP
     )
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and "no collections/ folder" in result.stderr
-    assert "hint: run affineur in the checkout" in result.stderr
+    assert "hint: pass the folder that holds collections/" in result.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -27,12 +28,36 @@ def fake_keys(graph: Graph) -> dict[NodeKey, BuildKey]:
     return {k: BuildKey(hashlib.sha256(k.encode()).hexdigest()) for k in graph.nodes}
 
 
-def fill_cache(cache: BuildCache, graph: Graph, keys: dict[NodeKey, BuildKey]) -> None:
+def tiny_wheel(path: Path, name: str, version: str, requires_python: str | None = None) -> Path:
+    """A wheel with just enough in it to be read: its METADATA."""
+    dist = f"{name.replace('-', '_')}-{version}.dist-info"
+    meta = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+    if requires_python:
+        meta += f"Requires-Python: {requires_python}\n"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(f"{dist}/METADATA", meta)
+        zf.writestr(f"{dist}/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\n")
+    return path
+
+
+def fill_cache(
+    cache: BuildCache,
+    graph: Graph,
+    keys: dict[NodeKey, BuildKey],
+    records: dict[str, dict[str, object]] | None = None,
+) -> None:
     for key, node in graph.nodes.items():
         filename = f"{node.name.replace('-', '_')}-{node.version}-py3-none-any.whl"
         with cache.staging(keys[key]) as staging:
-            (staging / filename).write_bytes(f"wheel of {key}".encode())
-            cache.commit(keys[key], staging, {"wheel": filename})
+            tiny_wheel(staging / filename, node.name, node.version, ">=3.8")
+            record = {"wheel": filename, **(records or {}).get(key, {})}
+            cache.commit(keys[key], staging, record)
+
+
+def wheel_sha(cache: BuildCache, keys: dict[NodeKey, BuildKey], key: str) -> str:
+    entry = cache.get(keys[NodeKey(key)])
+    assert entry is not None
+    return hashlib.sha256(entry.wheel.read_bytes()).hexdigest()
 
 
 def test_collect_hashes_our_wheels_of_the_install_set_only(tmp_path: Path) -> None:
@@ -46,9 +71,12 @@ def test_collect_hashes_our_wheels_of_the_install_set_only(tmp_path: Path) -> No
         ("requests", "2.32.3"),
         ("urllib3", "2.2.1"),
     ]
-    assert wheels[0].sha256 == hashlib.sha256(b"wheel of idna==3.7").hexdigest()
+    assert wheels[0].sha256 == wheel_sha(cache, keys, "idna==3.7")
     assert wheels[0].filename == "idna-3.7-py3-none-any.whl"
-    assert wheels[0].size == len(b"wheel of idna==3.7")
+    assert wheels[0].size == cache.get(keys[NodeKey("idna==3.7")]).wheel.stat().st_size  # type: ignore[union-attr]
+    assert wheels[0].requires_python == ">=3.8"
+    assert wheels[1].dependencies == ("idna", "urllib3")
+    assert {w.origin for w in wheels} == {"built"}
 
 
 def test_missing_wheels_are_listed_with_the_fix(tmp_path: Path) -> None:
@@ -118,29 +146,60 @@ def test_pylock_with_an_index_url() -> None:
 # --- affineur export --------------------------------------------------------------
 
 
-def built_project(root: Path) -> Path:
+def built_project(root: Path, records: dict[str, dict[str, object]] | None = None) -> Path:
     """A project whose web/cpu lock has all its wheels in build/cache at the engine's keys."""
+    write_project(root, [web_graph()])
+    cache = BuildCache(root / "build" / "cache")
+    fill_cache(cache, web_graph(), engine_keys(root), records)
+    return root
+
+
+def engine_keys(root: Path) -> dict[NodeKey, BuildKey]:
     from affineur.progress import NullReporter
     from affineur.run import Engine
 
-    write_project(root, [web_graph()])
     (lv,) = Engine(root, reporter=NullReporter()).locked
-    fill_cache(BuildCache(root / "build" / "cache"), lv.graph, dict(lv.keys))
-    return root
+    return dict(lv.keys)
 
 
 def test_export_constraints_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = built_project(tmp_path)
-    args = ["--root", str(root), "export", "--collection", "web", "--variant", "cpu"]
-    assert main(args) == 0
+    # One lock: --collection and --variant may be left out.
+    assert main(["--root", str(root), "export"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    idna = hashlib.sha256(b"wheel of idna==3.7").hexdigest()
+    idna = wheel_sha(BuildCache(root / "build" / "cache"), engine_keys(root), "idna==3.7")
     assert f"idna==3.7 --hash=sha256:{idna}" in lines
     assert [line.split("==")[0] for line in lines if not line.startswith("#")] == [
         "idna",
         "requests",
         "urllib3",
     ]
+    simple = (root / "dist/web/cpu/simple").as_uri()
+    assert f"#   pip install --require-hashes --only-binary :all: --index-url {simple} -r FILE" in (
+        lines
+    )
+
+
+def test_upstream_wheels_are_labelled_in_both_exports(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = built_project(
+        tmp_path, {"idna==3.7": {"substituted": True}, "urllib3==2.2.1": {"prebuilt": True}}
+    )
+    assert main(["--root", str(root), "export"]) == 0
+    text = capsys.readouterr().out
+    assert "and 2 upstream wheel(s) marked below" in text
+    assert "# idna: upstream wheel standing in for a failed build (test mode)" in text
+    assert "# urllib3: upstream wheel (prebuilt in its settings), not built here" in text
+    assert "# requests:" not in text
+    assert main(["--root", str(root), "export", "--format", "pylock"]) == 0
+    data = tomllib.loads(capsys.readouterr().out)
+    origins = {p["name"]: p["tool"]["affineur"]["origin"] for p in data["packages"]}
+    assert origins == {"idna": "upstream", "requests": "built", "urllib3": "upstream"}
+    assert data["requires-python"] == "==3.11.*"
+    requests = next(p for p in data["packages"] if p["name"] == "requests")
+    assert requests["dependencies"] == [{"name": "idna"}, {"name": "urllib3"}]
+    assert requests["requires-python"] == ">=3.8"
 
 
 def test_export_pylock_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

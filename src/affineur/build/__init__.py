@@ -8,6 +8,7 @@ from affineur.build._export import (
     constraints_text,
     pylock_text,
     target_markers,
+    target_requires_python,
 )
 from affineur.build._key import BuildInputs, BuildKey, build_keys, compute_key
 from affineur.build._publish import publish_index
@@ -30,4 +31,5 @@ __all__ = [
     "pylock_text",
     "set_build_number",
     "target_markers",
+    "target_requires_python",
 ]

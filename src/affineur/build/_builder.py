@@ -137,7 +137,13 @@ class Builder:
             try:
                 wheel, details = self._build(request, graph, staging, log)
             except AffineurError as exc:
-                self._keep_failed_log(request, log)
+                kept = self._keep_failed_log(request, log)
+                # The staging folder (and its log) is gone once this returns: point
+                # at the copy that stays, and at the command that shows it.
+                if exc.hint and str(log) in exc.hint:
+                    exc.hint = exc.hint.replace(str(log), str(kept)) + (
+                        f" ('affineur log {node.name} --variant {request.variant}' shows it)"
+                    )
                 if exc.package is None:
                     exc.package, exc.version = node.name, node.version
                 raise
@@ -166,11 +172,12 @@ class Builder:
             / f"{request.node.name}-{request.node.version}.log"
         )
 
-    def _keep_failed_log(self, request: BuildRequest, log: Path) -> None:
+    def _keep_failed_log(self, request: BuildRequest, log: Path) -> Path:
         target = self.failed_log(request)
         target.parent.mkdir(parents=True, exist_ok=True)
         if log.exists():
             shutil.copyfile(log, target)
+        return target
 
     def _build(
         self, request: BuildRequest, graph: g.Graph | None, staging: Path, log: Path

@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import tomlkit
 
@@ -21,6 +21,7 @@ from affineur.build._cache import CacheEntry
 from affineur.build._key import BuildKey
 from affineur.errors import AffineurError
 from affineur.graph import Graph, NodeKey, install_closure
+from affineur.index import read_metadata
 
 __all__ = [
     "ExportedWheel",
@@ -28,11 +29,17 @@ __all__ = [
     "constraints_text",
     "pylock_text",
     "target_markers",
+    "target_requires_python",
 ]
 
 
 class _Cache(Protocol):
     def get(self, key: BuildKey) -> CacheEntry | None: ...
+
+
+Origin = Literal["built", "prebuilt", "substituted"]
+"""Where a wheel came from: built here, or an upstream wheel taken on purpose
+(``prebuilt`` in the package's settings) or in place of a failed build (test mode)."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,14 @@ class ExportedWheel:
     filename: str
     sha256: str
     size: int
+    origin: Origin = "built"
+    requires_python: str | None = None
+    dependencies: tuple[str, ...] = ()
+    """Names of the packages it installs with (its install edges in the lock)."""
+
+    @property
+    def upstream(self) -> bool:
+        return self.origin != "built"
 
 
 def _sha256(path: Path) -> str:
@@ -70,8 +85,28 @@ def collect_wheels(
         if wheel is None or not wheel.is_file():
             missing.append(key)
             continue
+        record = entry.record() if entry is not None else {}
+        origin: Origin = (
+            "substituted"
+            if record.get("substituted")
+            else "prebuilt"
+            if record.get("prebuilt") or node.prebuilt
+            else "built"
+        )
+        requires_python = read_metadata(wheel).get("Requires-Python")
         found.append(
-            ExportedWheel(node.name, node.version, wheel.name, _sha256(wheel), wheel.stat().st_size)
+            ExportedWheel(
+                node.name,
+                node.version,
+                wheel.name,
+                _sha256(wheel),
+                wheel.stat().st_size,
+                origin=origin,
+                requires_python=str(requires_python) if requires_python else None,
+                dependencies=tuple(
+                    sorted({graph.nodes[e.key].name for e in node.edges_of("install")})
+                ),
+            )
         )
     if missing:
         raise AffineurError(
@@ -83,10 +118,25 @@ def collect_wheels(
     return found
 
 
+_ORIGIN_NOTE = {
+    "prebuilt": "upstream wheel (prebuilt in its settings), not built here",
+    "substituted": "upstream wheel standing in for a failed build (test mode), not built here",
+}
+
+
 def constraints_text(wheels: Sequence[ExportedWheel], *, header: str) -> str:
-    """pip constraints with hashes: ``pip install -c FILE --require-hashes`` style pins."""
+    """Every package pinned with the hash of our wheel, one per line.
+
+    Meant for ``pip install --require-hashes -r FILE``: in hash-checking mode pip
+    (and uv) demand that every requirement be pinned and hashed, which a file
+    listing the whole install set is, and which ``-c FILE NAME`` never is (NAME
+    itself carries no pin). The same file still works as ``-c`` without hashes.
+    """
     lines = [f"# {line}" for line in header.splitlines()]
-    lines += [f"{w.name}=={w.version} --hash=sha256:{w.sha256}" for w in wheels]
+    for w in wheels:
+        if w.upstream:
+            lines.append(f"# {w.name}: {_ORIGIN_NOTE[w.origin]}")
+        lines.append(f"{w.name}=={w.version} --hash=sha256:{w.sha256}")
     return "\n".join(lines) + "\n"
 
 
@@ -100,24 +150,46 @@ def target_markers(target: Mapping[str, str]) -> str:
     return " and ".join(f"{k} == {v!r}" for k in _TARGET_MARKERS if (v := target.get(k)))
 
 
+def target_requires_python(target: Mapping[str, str]) -> str | None:
+    """The Python the wheels were built for, as a ``requires-python`` specifier."""
+    version = target.get("python_version")
+    return f"=={version}.*" if version else None
+
+
 def pylock_text(
     wheels: Sequence[ExportedWheel],
     *,
     locate: Callable[[ExportedWheel], Mapping[str, str]],
     environment: str | None = None,
     index: str | None = None,
+    requires_python: str | None = None,
 ) -> str:
-    """A PEP 751 lock file; ``locate`` gives each wheel its ``path`` or ``url`` entry."""
+    """A PEP 751 lock file; ``locate`` gives each wheel its ``path`` or ``url`` entry.
+
+    Each package lists its ``dependencies`` by name (one version of each name is
+    installed, so the name identifies the entry), and an upstream wheel says so
+    in ``[packages.tool.affineur]``, the table PEP 751 reserves for tools.
+    """
     doc = tomlkit.document()
     doc["lock-version"] = "1.0"
     if environment:
         doc["environments"] = [environment]
+    if requires_python:
+        doc["requires-python"] = requires_python
     doc["created-by"] = "affineur"
     packages = tomlkit.aot()
     for w in wheels:
         package = tomlkit.table()
         package["name"] = w.name
         package["version"] = w.version
+        if w.requires_python:
+            package["requires-python"] = w.requires_python
+        deps = tomlkit.array()
+        for dep in w.dependencies:
+            item = tomlkit.inline_table()
+            item["name"] = dep
+            deps.append(item)
+        package["dependencies"] = deps
         if index:
             package["index"] = index
         wheel: dict[str, Any] = {"name": w.filename, **locate(w), "size": w.size}
@@ -129,6 +201,11 @@ def pylock_text(
         array = tomlkit.array()
         array.append(entry)
         package["wheels"] = array
+        tool = tomlkit.table()
+        tool["origin"] = "built" if not w.upstream else "upstream"
+        if w.upstream:
+            tool["note"] = _ORIGIN_NOTE[w.origin]
+        package["tool"] = {"affineur": tool}
         packages.append(package)
     doc["packages"] = packages
     return tomlkit.dumps(doc)

@@ -1,7 +1,8 @@
-"""The ``affineur`` command: the operations that do not fit doit's task model.
+"""The ``affineur`` command: the parser, the lock and settings commands, and error printing.
 
-Only this module turns an :class:`AffineurError` into text: one ``error:`` line,
-the causes indented under it, an optional ``hint:`` line, and exit status 2.
+Only :func:`main` turns an :class:`~affineur.errors.AffineurError` into text: one
+``error:`` line, the causes indented under it, an optional ``hint:`` line, and
+exit status 2. Commands raise; they never print an error themselves.
 """
 
 from __future__ import annotations
@@ -10,96 +11,274 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as dist_version
 from pathlib import Path
+from typing import Any
 
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
+from affineur.cli._select import Checkout, open_checkout, unknown
 from affineur.errors import AffineurError
-from affineur.progress import StreamReporter
 
-__all__ = ["main"]
+__all__ = ["build_parser", "context", "main"]
 
 EXIT_ERROR = 2
 
+DESCRIPTION = """\
+affineur builds a whole Python dependency tree from source into wheels, from the
+collections, variants and overrides of a repository, and pins it all in lock/.
+'doit' locks and builds; these commands start a repository, edit and inspect it,
+and hand the results to pip."""
 
-def _root(args: argparse.Namespace) -> Path:
-    root = Path(args.root).resolve()
-    if not (root / "collections").is_dir():
-        raise AffineurError(
-            f"{root} has no collections/ folder",
-            hint="run affineur in the checkout (or pass --root)",
-        )
-    return root
+EPILOG = """\
+a typical day:
+  affineur init myrepo          start a repository (then: cd myrepo)
+  affineur add 'requests>=2'    add a requirement to the collection
+  affineur lock                 resolve it into lock/ (doit does this too)
+  doit -n 2                     build every package; publish dist/<collection>/<variant>/simple/
+  affineur diff / why / check   review what a change does, in a pull request and in CI
+  affineur serve                offer the built wheels to pip over HTTP
+
+Every command finds the repository from the current folder upward (or --root).
+'affineur COMMAND --help' tells more."""
+
+
+def context(args: argparse.Namespace) -> tuple[Path, Checkout]:
+    """The checkout's root and the names it offers, for the command being run."""
+    return open_checkout(getattr(args, "root", None))
+
+
+def _version() -> str:
+    try:
+        return dist_version("affineur")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+# --- lock -------------------------------------------------------------------------------
+
+
+def _upgrade_names(names: Sequence[str], root: Path, checkout: Checkout) -> frozenset[str]:
+    """The packages ``--upgrade`` names, each one that exists in a lock or a collection."""
+    if not names:
+        return frozenset()
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    from affineur.config import load_project
+
+    known: set[str] = set()
+    for lock in checkout.locks:
+        known |= {n.name for n in checkout.graph(lock).nodes.values()}
+    for collection in load_project(root).collections.values():
+        for text in collection.requirements:
+            try:
+                known.add(canonicalize_name(Requirement(text).name))
+            except InvalidRequirement:
+                continue
+    wanted = frozenset(canonicalize_name(n) for n in names)
+    for name in sorted(wanted - known):
+        raise unknown("package", name, known, where=" to upgrade")
+    return wanted
 
 
 def cmd_lock(args: argparse.Namespace) -> int:
     from affineur.lock import lock_is_fresh
+    from affineur.progress import StreamReporter
     from affineur.run import Engine
 
-    engine = Engine(_root(args), reporter=StreamReporter(verbose=args.verbose))
+    root, checkout = context(args)
+    for name in args.collection:
+        checkout.check_collection(name)
+    for name in args.variant:
+        checkout.check_variant(name)
+    pairs = [
+        pair
+        for pair in checkout.select(locked=False)
+        if (not args.collection or pair[0] in args.collection)
+        and (not args.variant or pair[1] in args.variant)
+    ]
+    if not pairs:
+        raise AffineurError(
+            "no collection is built for the chosen variants",
+            hint="see which variants each collection lists in collections/*.toml",
+        )
     upgrade: frozenset[str] | bool = (
-        True if args.upgrade_all else frozenset(canonicalize_name(n) for n in args.upgrade)
+        True if args.upgrade_all else _upgrade_names(args.upgrade, root, checkout)
     )
-
-    for collection, variant in engine.pairs():
-        if args.collection and collection.name not in args.collection:
+    engine = Engine(root, reporter=StreamReporter(verbose=args.verbose))
+    for collection, variant in pairs:
+        c = engine.project.collections[collection]
+        v = engine.project.variants[variant]
+        if not upgrade and not args.force and lock_is_fresh(engine.project, c, v):
+            print(f"{collection}/{variant}: up to date")
             continue
-        if args.variant and variant.name not in args.variant:
-            continue
-        if not upgrade and not args.force and lock_is_fresh(engine.project, collection, variant):
-            engine.reporter.message(f"lock {collection.name}/{variant.name} is up to date")
-            continue
-        path = engine.lock(collection.name, variant.name, upgrade=upgrade)
-        print(path.relative_to(engine.root))
+        path = engine.lock(collection, variant, upgrade=upgrade)
+        print(path.relative_to(root))
     return 0
+
+
+# --- settings ---------------------------------------------------------------------------
+
+
+def _settings_entries(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from affineur.config import effective_settings, find_patches, load_project
+
+    root, checkout = context(args)
+    checkout.check_variant(args.variant)
+    project = load_project(root)
+    variants = [args.variant] if args.variant else sorted(project.variants)
+    name = canonicalize_name(args.name)
+    if args.version is not None:
+        try:
+            Version(args.version)
+        except InvalidVersion:
+            raise AffineurError(f"{args.version!r} is not a valid version") from None
+
+    locked: dict[str, set[str]] = {}  # variant -> versions locked for it
+    known: set[str] = set(project.overrides)
+    for collection, variant in checkout.locks:
+        graph = checkout.graph((collection, variant))
+        known |= {n.name for n in graph.nodes.values()}
+        locked.setdefault(variant, set()).update(graph.versions_of(name))
+    if name not in known:
+        raise unknown("package", args.name, known, where=" (not in any lock or override)")
+
+    override = project.overrides.get(name)
+    entries = []
+    for variant in variants:
+        versions: list[str | None] = [args.version] if args.version else []
+        if not versions:
+            versions = [*sorted(locked.get(variant, ()), key=Version)] or [None]
+        for version in versions:
+            settings = effective_settings(
+                variant=project.variants[variant], override=override, version=version
+            )
+            patches = find_patches(root, name, version, variant) if version else []
+            entries.append(
+                {
+                    "package": name,
+                    "version": version,
+                    "variant": variant,
+                    "variant_file": project.variants[variant].file.relative_to(root).as_posix(),
+                    "override_file": override.file.relative_to(root).as_posix()
+                    if override
+                    else None,
+                    "patches": [p.relative_to(root).as_posix() for p in patches],
+                    "settings": settings.to_json(),
+                }
+            )
+    return entries
 
 
 def cmd_settings(args: argparse.Namespace) -> int:
-    from affineur.config import effective_settings, load_project
+    from affineur.cli._output import emit_json
 
-    project = load_project(_root(args))
-    variant_name = args.variant or sorted(project.variants)[0]
-    if variant_name not in project.variants:
-        raise AffineurError(
-            f"no variant {variant_name!r}", hint=f"variants: {', '.join(sorted(project.variants))}"
-        )
-    settings = effective_settings(
-        variant=project.variants[variant_name],
-        override=project.overrides.get(canonicalize_name(args.name)),
-        version=args.version,
-    )
-    print(json.dumps(settings.to_json(), indent=2, sort_keys=True))
+    entries = _settings_entries(args)
+    if args.format == "json":
+        emit_json(entries, "settings")
+        return 0
+    for i, e in enumerate(entries):
+        if i:
+            print()
+        version = e["version"] or "(not locked: settings for version ranges not applied)"
+        print(f"{e['package']} {version}, variant {e['variant']} ({e['variant_file']})")
+        print(f"  override: {e['override_file'] or 'none'}")
+        print(f"  patches:  {', '.join(e['patches']) or 'none'}")
+        changed = {k: v for k, v in e["settings"].items() if v not in (None, False, [], {})}
+        changed.pop("build_requires", None)
+        if any(e["settings"]["build_requires"].values()):
+            changed["build_requires"] = e["settings"]["build_requires"]
+        for key, value in sorted(changed.items()):
+            print(f"  {key}: {json.dumps(value, sort_keys=True)}")
+        print("  (every other setting at its default; --format json shows all)")
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="affineur", description=__doc__)
-    parser.add_argument("--root", default=".", help="the checkout (default: the current folder)")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    sub = parser.add_subparsers(dest="command", required=True)
+# --- the parser -------------------------------------------------------------------------
 
-    p = sub.add_parser("lock", help="lock collections (stage 1)")
-    p.add_argument("--collection", action="append", default=[], help="only this collection")
-    p.add_argument("--variant", action="append", default=[], help="only this variant")
+
+def _common(suppress: bool) -> argparse.ArgumentParser:
+    """--root and -v, accepted before or after the command name."""
+    default = argparse.SUPPRESS if suppress else None
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--root",
+        metavar="DIR",
+        default=default,
+        help="the repository (default: found from the current folder upward)",
+    )
+    common.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS if suppress else False,
+        help="say more while working",
+    )
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="affineur",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[_common(suppress=False)],
+    )
+    parser.add_argument("--version", action="version", version=f"affineur {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = _common(suppress=True)
+
+    def add(name: str, help: str, **kwargs: Any) -> argparse.ArgumentParser:
+        kwargs.setdefault("description", help[0].upper() + help[1:] + ".")
+        return sub.add_parser(name, help=help, parents=[common], **kwargs)
+
+    from affineur.cli._init import register as register_init
+
+    register_init(add)
+
+    p = add("lock", "resolve collections into lock/ (stage 1; needs the index)")
+    p.add_argument(
+        "--collection", action="append", default=[], metavar="NAME", help="only this collection"
+    )
+    p.add_argument(
+        "--variant", action="append", default=[], metavar="NAME", help="only this variant"
+    )
     p.add_argument(
         "--upgrade",
         action="append",
         default=[],
         metavar="NAME",
-        help="let NAME move to its newest allowed version; others stay",
+        help="let NAME move to its newest allowed version; the others stay",
     )
     p.add_argument("--upgrade-all", action="store_true", help="let every package move")
     p.add_argument("--force", action="store_true", help="re-lock even if the lock is fresh")
     p.set_defaults(func=cmd_lock)
 
-    p = sub.add_parser("settings", help="print the effective settings of a package")
-    p.add_argument("name")
-    p.add_argument("--variant")
-    p.add_argument("--version")
+    p = add(
+        "settings",
+        "the effective build settings of a package",
+        description=(
+            "Print the settings a package is built with: the variant's defaults, its\n"
+            "overrides file, the blocks for its version and variant, and its patches.\n"
+            "Without --version, each version in the locks is shown; without --variant,\n"
+            "each variant."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("name", help="the package (as in the lock or overrides/<name>.yaml)")
+    p.add_argument("--variant", metavar="NAME", help="only this variant (default: each)")
+    p.add_argument(
+        "--version", metavar="X", help="as if locked at this version (default: the locked ones)"
+    )
+    p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(func=cmd_settings)
+
     from affineur.cli._workflow import register
 
-    register(sub)
+    register(add)
     return parser
 
 
@@ -117,3 +296,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `affineur tree | head`: the reader left, nothing is wrong
+        sys.stderr.close()
+        return 0

@@ -1,58 +1,44 @@
 """The pull-request workflow commands: edit a collection, review the lock diff, check, export.
 
-Each command is a thin layer over a pure module (lockdiff, explain, render,
-export, collections_edit, check, fromager): it finds the files, calls the
-logic, prints to stdout, and raises :class:`AffineurError` for ``cli.main`` to
+Each command is a thin layer over a pure module (lock diff, explain, render,
+export, collection edits, check, fromager import): it finds the files, calls the
+logic, prints text or JSON, and raises :class:`AffineurError` for ``cli.main`` to
 print. Reading locks from git lives here because it is the commands' I/O.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Literal
 from urllib.parse import urljoin
 
+from affineur.cli._output import emit, emit_json
+from affineur.cli._select import Checkout, LockId, open_checkout, package_in
 from affineur.config import validate
 from affineur.errors import AffineurError
-from affineur.graph import Graph, from_data
-from affineur.lock import LockId
+from affineur.graph import ROOT, Graph, from_data
 
-__all__ = ["register"]
+__all__ = ["AddCommand", "register"]
 
 EXIT_SAME = 0
 EXIT_CHANGED = 1
 
-_LOCK_GLOB = "lock/*/*/graph.json"
+AddCommand = Callable[..., argparse.ArgumentParser]
+"""``add(name, help, **parser_kwargs)``: a subcommand with the common options."""
 
 
-def _root(args: argparse.Namespace) -> Path:
-    root = Path(getattr(args, "root", ".")).resolve()
-    if not (root / "collections").is_dir():
-        raise AffineurError(
-            f"{root} has no collections/ folder",
-            hint="run affineur in the checkout (or pass --root)",
-        )
-    return root
+def _context(args: argparse.Namespace) -> tuple[Path, Checkout]:
+    return open_checkout(getattr(args, "root", None))
 
 
-def _emit(text: str, output: str | None) -> None:
-    if output is None:
-        sys.stdout.write(text)
-        return
-    path = Path(output)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    print(f"wrote {output}")
-
-
-# --- reading locks ------------------------------------------------------------------
+# --- reading locks from git and folders ---------------------------------------------------
 
 
 def _parse_lock(raw: bytes, where: str) -> Graph:
@@ -66,7 +52,7 @@ def _parse_lock(raw: bytes, where: str) -> Graph:
 
 def _dir_locks(root: Path) -> dict[LockId, Graph]:
     locks = {}
-    for path in sorted(root.glob(_LOCK_GLOB)):
+    for path in sorted(root.glob("lock/*/*/graph.json")):
         graph = _parse_lock(path.read_bytes(), str(path))
         locks[(path.parent.parent.name, path.parent.name)] = graph
     return locks
@@ -112,89 +98,203 @@ def _locks_at(root: Path, spec: str | None) -> dict[LockId, Graph]:
     return _git_locks(root, spec)
 
 
-def _select(
-    locks: dict[LockId, Graph], collection: str | None, variant: str | None
-) -> dict[LockId, Graph]:
-    chosen = {
-        lid: g
-        for lid, g in locks.items()
-        if (collection is None or lid[0] == collection) and (variant is None or lid[1] == variant)
-    }
-    if not chosen:
-        have = ", ".join(f"{c}/{v}" for c, v in sorted(locks)) or "none"
+def _one(args: argparse.Namespace) -> tuple[Path, LockId, Graph]:
+    root, checkout = _context(args)
+    lock = checkout.select_one(args.collection, args.variant)
+    return root, lock, checkout.graph(lock)
+
+
+def _edge_json(source: str, edge: Any) -> dict[str, str]:
+    return {"from": source, "key": edge.key, "req_type": edge.req_type, "req": edge.req}
+
+
+# --- editing collections -------------------------------------------------------------------
+
+
+def _collection_name(checkout: Checkout, given: str | None) -> str:
+    if given is not None:
+        checkout.check_collection(given)
+        if given not in checkout.collections:
+            raise AffineurError(f"collection {given!r} has a lock but no collections/ file")
+        return given
+    if len(checkout.collections) == 1:
+        return next(iter(checkout.collections))
+    if not checkout.collections:
         raise AffineurError(
-            "no lock matches" + (f" {collection or '*'}/{variant or '*'}"),
-            hint=f"locks in the checkout: {have}; 'doit lock' makes them",
-            stage="lock",
+            "the repository has no collection", hint="create collections/<name>.toml"
         )
-    return chosen
-
-
-def _one(args: argparse.Namespace) -> Graph:
-    chosen = _select(_dir_locks(_root(args)), args.collection, args.variant)
-    if len(chosen) > 1:
-        raise AffineurError(
-            "several locks match",
-            hint="choose one with --collection and --variant: "
-            + ", ".join(f"{c}/{v}" for c, v in sorted(chosen)),
-        )
-    return next(iter(chosen.values()))
-
-
-# --- commands -------------------------------------------------------------------------
+    raise AffineurError(
+        f"several collections ({', '.join(checkout.collections)}); choose one with --collection"
+    )
 
 
 def cmd_add(args: argparse.Namespace) -> int:
     from affineur.config import add_requirement
 
-    print(add_requirement(_root(args), args.collection, args.requirement).describe())
+    root, checkout = _context(args)
+    collection = _collection_name(checkout, args.collection)
+    key: Literal["requirements", "constraints"] = (
+        "constraints" if args.constraint else "requirements"
+    )
+    print(add_requirement(root, collection, args.requirement, key=key).describe())
     return 0
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
     from affineur.config import remove_requirement
 
-    for edit in remove_requirement(_root(args), args.name, args.collection):
+    root, checkout = _context(args)
+    if args.collection is not None:
+        checkout.check_collection(args.collection)
+    key: Literal["requirements", "constraints"] = (
+        "constraints" if args.constraint else "requirements"
+    )
+    for edit in remove_requirement(root, args.name, args.collection, key=key):
         print(edit.describe())
     return 0
+
+
+# --- reviewing -----------------------------------------------------------------------------
+
+
+def _diff_json(diffs: list[Any]) -> list[dict[str, Any]]:
+    out = []
+    for d in diffs:
+        data = dataclasses.asdict(d)
+        data["changed"] = d.changed
+        for change, raw in zip(d.versions, data["versions"], strict=True):
+            raw["kind"] = change.kind
+        out.append(data)
+    return out
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
     from affineur.lock import diff_locks, render_markdown, render_text
 
-    root = _root(args)
+    root, _checkout = _context(args)
     old = _locks_at(root, args.old or "HEAD")
     new = _locks_at(root, args.new)
     diffs = diff_locks(old, new)
-    render = render_markdown if args.format == "markdown" else render_text
-    sys.stdout.write(render(diffs))
+    if args.format == "json":
+        emit_json(_diff_json(list(diffs)), "diff")
+    else:
+        render = render_markdown if args.format == "markdown" else render_text
+        sys.stdout.write(render(diffs))
     return EXIT_CHANGED if any(d.changed for d in diffs) else EXIT_SAME
 
 
-def cmd_why(args: argparse.Namespace) -> int:
+def _why_paths(args: argparse.Namespace, graphs: dict[LockId, Graph]) -> int:
     from affineur.lock import format_path, why
 
-    chosen = _select(_dir_locks(_root(args)), args.collection, args.variant)
-    holders = {lid: g for lid, g in chosen.items() if g.versions_of(args.name)}
-    if not holders:
-        why(next(iter(chosen.values())), args.name)  # raises, with a did-you-mean hint
-    for (collection, variant), graph in sorted(holders.items()):
-        paths, truncated = why(graph, args.name)
-        if len(chosen) > 1:
-            print(f"{collection}/{variant}:")
-        for p in paths:
-            print(format_path(p))
-        if not paths:
-            print(f"{args.name} is in the lock but no top-level requirement reaches it")
-        if truncated:
-            print(f"... (first {len(paths)} paths shown)")
+    name = package_in(args.name, graphs)
+    results: list[dict[str, Any]] = []
+    for (collection, variant), graph in sorted(graphs.items()):
+        if not graph.versions_of(name):
+            continue
+        paths, truncated = why(graph, name)
+        results.append(
+            {
+                "collection": collection,
+                "variant": variant,
+                "package": name,
+                "versions": graph.versions_of(name),
+                "paths": [
+                    [
+                        _edge_json(ROOT if i == 0 else p.edges[i - 1].key, e)
+                        for i, e in enumerate(p.edges)
+                    ]
+                    for p in paths
+                ],
+                "truncated": truncated,
+                "text": [format_path(p) for p in paths],
+            }
+        )
+    if args.format == "json":
+        for r in results:
+            del r["text"]
+        emit_json(results, "why")
+        return 0
+    for r in results:
+        if len(graphs) > 1:
+            print(f"{r['collection']}/{r['variant']}:")
+        for line in r["text"]:
+            print(line)
+        if not r["text"]:
+            print(f"{name} is in the lock but no top-level requirement reaches it")
+        if r["truncated"]:
+            print(f"... (first {len(r['text'])} paths shown)")
     return 0
 
 
-def cmd_tree(args: argparse.Namespace) -> int:
-    from affineur.lock import tree_lines
+def _why_duplicates(args: argparse.Namespace, graphs: dict[LockId, Graph]) -> int:
+    from affineur.lock import duplicates
 
-    for line in tree_lines(_one(args), build=args.edges == "all"):
+    results: list[dict[str, Any]] = []
+    for (collection, variant), graph in sorted(graphs.items()):
+        for dup in duplicates(graph):
+            results.append(
+                {
+                    "collection": collection,
+                    "variant": variant,
+                    "name": dup.name,
+                    "installed": dup.installed,
+                    "versions": [
+                        {
+                            "version": version,
+                            "required_by": [_edge_json(src, e) for src, e in edges],
+                        }
+                        for version, edges in dup.versions
+                    ],
+                }
+            )
+    if args.format == "json":
+        emit_json(results, "duplicates")
+        return 0
+    if not results:
+        where = ", ".join(f"{c}/{v}" for c, v in sorted(graphs))
+        print(f"every package is locked at one version ({where})")
+        return 0
+    last = None
+    for r in results:
+        if len(graphs) > 1 and last != (r["collection"], r["variant"]):
+            print(f"{r['collection']}/{r['variant']}:")
+            last = (r["collection"], r["variant"])
+        print(f"{r['name']}: {', '.join(v['version'] for v in r['versions'])}")
+        for v in r["versions"]:
+            note = " (installed)" if v["version"] == r["installed"] else " (build only)"
+            print(f"  {v['version']}{note}, required by:")
+            for edge in v["required_by"]:
+                source = "the collection" if edge["from"] == ROOT else edge["from"]
+                print(f"    {source} [{edge['req_type']}] {edge['req']}")
+    return 0
+
+
+def cmd_why(args: argparse.Namespace) -> int:
+    _root, checkout = _context(args)
+    graphs = checkout.graphs(checkout.select(args.collection, args.variant))
+    if args.duplicates:
+        if args.name is not None:
+            raise AffineurError("give a package name or --duplicates, not both")
+        return _why_duplicates(args, graphs)
+    if args.name is None:
+        raise AffineurError(
+            "which package?", hint="affineur why NAME, or affineur why --duplicates"
+        )
+    return _why_paths(args, graphs)
+
+
+def cmd_tree(args: argparse.Namespace) -> int:
+    from affineur.lock import tree_data, tree_lines
+
+    _root, (collection, variant), graph = _one(args)
+    build = args.edges == "all"
+    if args.format == "json":
+        emit_json(
+            {"collection": collection, "variant": variant, "tree": tree_data(graph, build=build)},
+            "tree",
+        )
+        return 0
+    for line in tree_lines(graph, build=build):
         print(line)
     return 0
 
@@ -202,15 +302,53 @@ def cmd_tree(args: argparse.Namespace) -> int:
 def cmd_graph(args: argparse.Namespace) -> int:
     from affineur.cli._render import dot_to_svg, to_dot, to_mermaid
 
-    graph = _one(args)
+    _root, _lock, graph = _one(args)
     if args.format == "mermaid":
         text = to_mermaid(graph, edges=args.edges)
     else:
         text = to_dot(graph, edges=args.edges)
         if args.format == "svg":
             text = dot_to_svg(text)
-    _emit(text, args.output)
+    emit(text, args.output)
     return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from affineur.lock import check_project
+
+    root, _checkout = _context(args)
+    report = check_project(root)
+    if args.format == "json":
+        emit_json(
+            {
+                "ok": report.ok,
+                "config_problems": list(report.config_problems),
+                "locks": [
+                    {
+                        "collection": s.collection,
+                        "variant": s.variant,
+                        "state": s.state,
+                        "detail": s.detail,
+                    }
+                    for s in report.locks
+                ],
+            },
+            "check",
+        )
+        return 0 if report.ok else 2
+    for line in report.lines():
+        print(line)
+    if not report.ok:
+        problems = report.problems()
+        raise AffineurError(
+            f"{len(problems)} problem(s) in config or locks",
+            causes=tuple(problems),
+            hint="fix the config, or re-lock with 'affineur lock' and commit lock/",
+        )
+    return 0
+
+
+# --- handing wheels on -----------------------------------------------------------------------
 
 
 def _pylock_locator(
@@ -224,12 +362,33 @@ def _pylock_locator(
     return (lambda w: {"path": Path(os.path.relpath(files / w.filename, anchor)).as_posix()}), None
 
 
+def _constraints_header(collection: str, variant: str, simple: str, upstream: int) -> str:
+    origin = (
+        "every wheel built by affineur"
+        if not upstream
+        else f"wheels built by affineur, and {upstream} upstream wheel(s) marked below"
+    )
+    return (
+        f"{collection}/{variant}: the install set, pinned to the sha256 of its wheels ({origin}).\n"
+        "Install exactly this set (pip 23.2 and later, or uv):\n"
+        f"  pip install --require-hashes --only-binary :all: --index-url {simple} -r FILE\n"
+        f"  uv pip install --require-hashes --index-url {simple} -r FILE\n"
+        "Without --require-hashes, -c FILE pins what other requirements pull in."
+    )
+
+
 def cmd_export(args: argparse.Namespace) -> int:
-    from affineur.build import collect_wheels, constraints_text, pylock_text, target_markers
+    from affineur.build import (
+        collect_wheels,
+        constraints_text,
+        pylock_text,
+        target_markers,
+        target_requires_python,
+    )
     from affineur.progress import StreamReporter
     from affineur.run import Engine
 
-    root = _root(args)
+    root, checkout = _context(args)
     if args.format == "pylock" and args.output:
         name = Path(args.output).name
         if not (name == "pylock.toml" or (name.startswith("pylock.") and name.endswith(".toml"))):
@@ -237,63 +396,53 @@ def cmd_export(args: argparse.Namespace) -> int:
                 f"PEP 751 lock files are named pylock.toml or pylock.<name>.toml, not {name}",
                 hint="-o pylock.toml",
             )
+    collection, variant = checkout.select_one(args.collection, args.variant)
     engine = Engine(root, reporter=StreamReporter(verbose=getattr(args, "verbose", False)))
     found = [
         lv
         for lv in engine.locked
-        if lv.collection.name == args.collection and lv.variant.name == args.variant
+        if lv.collection.name == collection and lv.variant.name == variant
     ]
     if not found:
         raise AffineurError(
-            f"no lock of {args.collection}/{args.variant}",
-            hint="check the names; 'doit lock' makes the lock, 'doit' builds the wheels",
+            f"no lock of {collection}/{variant}",
+            hint="'affineur lock' makes the lock, 'doit' builds the wheels",
             stage="lock",
         )
     lv = found[0]
     wheels = collect_wheels(lv.graph, lv.keys, engine.cache)
-    header = (
-        f"{args.collection}/{args.variant}: wheels built by affineur\n"
-        f"pip install --require-hashes -c FILE ... installs only these"
-    )
+    dist = root / "dist" / collection / variant
     if args.format == "constraints":
+        simple = args.index_url or (dist / "simple").as_uri()
+        upstream = sum(1 for w in wheels if w.upstream)
+        header = _constraints_header(collection, variant, simple, upstream)
         text = constraints_text(wheels, header=header)
     else:
-        files = root / "dist" / args.collection / args.variant / "files"
-        locate, index = _pylock_locator(args, files)
+        locate, index = _pylock_locator(args, dist / "files")
         text = pylock_text(
-            wheels, locate=locate, environment=target_markers(lv.graph.target), index=index
+            wheels,
+            locate=locate,
+            environment=target_markers(lv.graph.target),
+            index=index,
+            requires_python=target_requires_python(lv.graph.target),
         )
-    _emit(text, args.output)
-    return 0
-
-
-def cmd_check(args: argparse.Namespace) -> int:
-    from affineur.lock import check_project
-
-    report = check_project(_root(args))
-    for line in report.lines():
-        print(line)
-    if not report.ok:
-        problems = report.problems()
-        raise AffineurError(
-            f"{len(problems)} problem(s) in config or locks",
-            causes=tuple(problems),
-            hint="fix the config, or re-lock with 'doit lock' and commit lock/",
-        )
+    emit(text, args.output)
     return 0
 
 
 def cmd_import_fromager(args: argparse.Namespace) -> int:
     from affineur.config import import_fromager, parse_fromager
 
-    root = _root(args)
+    root, checkout = _context(args)
+    for variant in args.variant:
+        checkout.check_variant(variant)
     source = Path(args.path)
     try:
         data = json.loads(source.read_bytes())
     except (OSError, ValueError) as exc:
         raise AffineurError(f"cannot read the fromager graph: {exc}", file=str(source)) from None
     graph = parse_fromager(data, file=str(source))
-    variants = args.variant or sorted(p.stem for p in (root / "variants").glob("*.yaml"))
+    variants = args.variant or list(checkout.variants)
     path = import_fromager(root, graph, name=args.collection, variants=variants, source=source.name)
     print(
         f"wrote {path.relative_to(root)}: {len(graph.toplevel)} requirements, "
@@ -306,35 +455,60 @@ def cmd_import_fromager(args: argparse.Namespace) -> int:
             "fromager took these as upstream wheels; to do the same, add "
             f"'prebuilt: true' to overrides/<name>.yaml: {', '.join(graph.prebuilt)}"
         )
-    print("fromager records no hashes, so no lock was written: run 'doit lock' to make it")
+    print("fromager records no hashes, so no lock was written: run 'affineur lock' to make it")
     return 0
 
 
-# --- the parser -----------------------------------------------------------------------
+# --- the parser -----------------------------------------------------------------------------
 
 
 def _lock_choice(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--collection", help="the collection (needed when several are locked)")
-    p.add_argument("--variant", help="the variant (needed when several are locked)")
+    p.add_argument(
+        "--collection", metavar="NAME", help="the collection (needed only when several match)"
+    )
+    p.add_argument("--variant", metavar="NAME", help="the variant (needed only when several match)")
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _json_format(p: argparse.ArgumentParser, *others: str) -> None:
+    p.add_argument(
+        "--format",
+        choices=["text", *others, "json"],
+        default="text",
+        help="json: one document, described by schemas/cli-*.schema.json",
+    )
+
+
+def register(add: AddCommand) -> None:
     """Add the workflow subcommands to the ``affineur`` parser."""
     raw = argparse.RawDescriptionHelpFormatter
 
-    p = sub.add_parser("add", help="add (or replace) a requirement of a collection")
-    p.add_argument("requirement", help="a PEP 508 requirement; one on the same name is replaced")
-    p.add_argument("--collection", required=True)
+    p = add(
+        "add",
+        "add (or replace) a requirement or constraint of a collection",
+        description=(
+            "Add a PEP 508 requirement to collections/<name>.toml, replacing one on the\n"
+            "same name; comments and layout are kept. --constraint adds it to the\n"
+            "collection's constraints instead (a limit, not something to install).\n"
+            "Then 'affineur lock' (or 'doit') re-locks."
+        ),
+        formatter_class=raw,
+    )
+    p.add_argument("requirement", help="a PEP 508 requirement, such as 'requests>=2.31'")
+    p.add_argument("--collection", metavar="NAME", help="needed only when there are several")
+    p.add_argument(
+        "--constraint", action="store_true", help="a constraint (limits versions, installs nothing)"
+    )
     p.set_defaults(func=cmd_add)
 
-    p = sub.add_parser("remove", help="remove a requirement from collections")
+    p = add("remove", "remove a requirement (or constraint) from collections")
     p.add_argument("name")
-    p.add_argument("--collection", help="only this one (default: every collection that has it)")
+    p.add_argument("--collection", metavar="NAME", help="only this one (default: every one)")
+    p.add_argument("--constraint", action="store_true", help="remove a constraint instead")
     p.set_defaults(func=cmd_remove)
 
-    p = sub.add_parser(
+    p = add(
         "diff",
-        help="what changed between two sets of locks",
+        "what changed between two sets of locks",
         formatter_class=raw,
         description=(
             "Compare locks package by package: added, removed, upgraded and downgraded\n"
@@ -347,65 +521,91 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("old", nargs="?", help="revision or folder (default: HEAD)")
     p.add_argument("new", nargs="?", help="revision or folder (default: the work tree)")
-    p.add_argument("--format", choices=["text", "markdown"], default="text")
+    _json_format(p, "markdown")
     p.set_defaults(func=cmd_diff)
 
-    p = sub.add_parser("why", help="every path from a top-level requirement to a package")
-    p.add_argument("name")
+    p = add(
+        "why",
+        "how a package gets into the locks, or which names have several versions",
+        formatter_class=raw,
+        description=(
+            "Every path from a top-level requirement to NAME, through install and\n"
+            "build edges, in every lock that matches (all of them by default).\n\n"
+            "--duplicates lists each name locked at several versions, and for each\n"
+            "version the requirements that force it."
+        ),
+    )
+    p.add_argument("name", nargs="?", help="the package")
+    p.add_argument(
+        "--duplicates", action="store_true", help="names locked at several versions, and why"
+    )
     _lock_choice(p)
+    _json_format(p)
     p.set_defaults(func=cmd_why)
 
-    p = sub.add_parser("tree", help="a lock as a tree (build edges marked)")
+    p = add("tree", "a lock as a tree (build edges marked)")
     _lock_choice(p)
     p.add_argument("--edges", choices=["all", "install"], default="all")
+    _json_format(p)
     p.set_defaults(func=cmd_tree)
 
-    p = sub.add_parser("graph", help="draw a lock (dot, mermaid, or svg with graphviz)")
+    p = add("graph", "draw a lock (dot, mermaid, or svg with graphviz)")
     p.add_argument("--format", choices=["dot", "svg", "mermaid"], default="dot")
     p.add_argument("--edges", choices=["all", "install", "build"], default="all")
     p.add_argument("-o", "--output", help="write to this file (default: stdout)")
     _lock_choice(p)
     p.set_defaults(func=cmd_graph)
 
-    p = sub.add_parser(
+    p = add(
         "export",
-        help="the built install set as constraints or PEP 751 pylock.toml",
+        "the built install set as a hashed requirements file or PEP 751 pylock.toml",
         formatter_class=raw,
         description=(
-            "Export the install closure with the sha256 of the wheels affineur built.\n"
-            "pylock wheels point into dist/<collection>/<variant>/files/ by a path\n"
-            "relative to the output file, or, with --index-url, by URL next to that\n"
-            "index (as 'doit' publishes it: <index>/../files/<wheel>)."
+            "Export the install set with the sha256 of the wheels in build/cache.\n\n"
+            "constraints (the default): NAME==VERSION --hash=sha256:... lines, for\n"
+            "  pip install --require-hashes -r FILE (pip 23.2 and later, uv pip install).\n"
+            "pylock: PEP 751; wheels point into dist/<collection>/<variant>/files/ by a\n"
+            "  path relative to the output file, or, with --index-url, by URL next to that\n"
+            "  index (as doit publishes it: <index>/../files/<wheel>).\n"
+            "Upstream wheels (prebuilt, or substituted in test mode) are marked as such."
         ),
     )
     p.add_argument("--format", choices=["constraints", "pylock"], default="constraints")
-    p.add_argument("--collection", required=True)
-    p.add_argument("--variant", required=True)
-    p.add_argument("--index-url", help="the published simple/ URL of this collection's wheels")
+    _lock_choice(p)
+    p.add_argument("--index-url", help="the URL this collection's simple/ index is served at")
     p.add_argument("-o", "--output", help="write to this file (default: stdout)")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser(
+    p = add(
         "check",
-        help="validate config and locks, fail on stale locks (offline, for CI)",
+        "validate config and locks, fail on stale locks (offline, for CI)",
         description="exit status: 0 all good, 2 with every problem listed. Uses no network.",
     )
+    _json_format(p)
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser(
+    from affineur.cli._commands import register as register_more
+
+    register_more(add)
+
+    p = add(
         "import-fromager",
-        help="start a collection from a fromager graph.json",
+        "start a collection from a fromager graph.json",
         formatter_class=raw,
         description=(
             "Write collections/NAME.toml from a fromager graph.json: its top-level\n"
             "requirements as written, and constraints pinning the install closure to\n"
             "the versions fromager built. fromager records no hashes and a lock needs\n"
-            "them, so no lock is written: 'doit lock' makes it (same versions)."
+            "them, so no lock is written: 'affineur lock' makes it (same versions)."
         ),
     )
     p.add_argument("path", help="fromager's graph.json")
-    p.add_argument("--collection", required=True, help="the new collection's name")
+    p.add_argument("--collection", required=True, metavar="NAME", help="the new collection's name")
     p.add_argument(
-        "--variant", action="append", default=[], help="build for this variant (default: all)"
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="build for this variant (default: all)",
     )
     p.set_defaults(func=cmd_import_fromager)

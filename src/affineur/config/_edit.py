@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 import tomlkit
 from packaging.requirements import InvalidRequirement, Requirement
@@ -34,6 +35,10 @@ __all__ = [
 ]
 
 
+Key = Literal["requirements", "constraints"]
+"""The collection array an edit touches."""
+
+
 @dataclass(frozen=True)
 class Edit:
     """One collection's change: what was added, replaced or removed."""
@@ -42,13 +47,15 @@ class Edit:
     added: str | None = None
     replaced: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
+    key: Key = "requirements"
 
     def describe(self) -> str:
+        where = self.collection if self.key == "requirements" else f"{self.collection} constraints"
         if self.added and self.replaced:
-            return f"{self.collection}: {', '.join(self.replaced)} -> {self.added}"
+            return f"{where}: {', '.join(self.replaced)} -> {self.added}"
         if self.added:
-            return f"{self.collection}: + {self.added}"
-        return f"{self.collection}: - {', '.join(self.removed)}"
+            return f"{where}: + {self.added}"
+        return f"{where}: - {', '.join(self.removed)}"
 
 
 def _name_of(text: str) -> str | None:
@@ -58,16 +65,23 @@ def _name_of(text: str) -> str | None:
         return None  # config validation reports it; it just cannot match a name
 
 
-def _requirements(doc: tomlkit.TOMLDocument, file: str) -> Array:
-    array = doc.get("requirements")
+def _requirements(
+    doc: tomlkit.TOMLDocument, file: str, key: Key = "requirements", *, create: bool = False
+) -> Array:
+    array = doc.get(key)
+    if array is None and create and key == "constraints":
+        # Constraints are optional: the first one starts the array, placed
+        # before any table so it stays a top-level key.
+        doc[key] = tomlkit.array()
+        array = doc[key]
     if not isinstance(array, Array):
-        raise AffineurError(
-            "has no 'requirements' array to edit", file=file, key_path=("requirements",)
-        )
+        raise AffineurError(f"has no {key!r} array to edit", file=file, key_path=(key,))
     return array
 
 
-def with_requirement(text: str, requirement: str, *, file: str = "") -> tuple[str, tuple[str, ...]]:
+def with_requirement(
+    text: str, requirement: str, *, file: str = "", key: Key = "requirements"
+) -> tuple[str, tuple[str, ...]]:
     """The collection text with ``requirement`` in place of any of the same name.
 
     The first match is replaced where it stands (keeping its comment) and
@@ -78,7 +92,7 @@ def with_requirement(text: str, requirement: str, *, file: str = "") -> tuple[st
     if name is None:
         raise AffineurError(f"{requirement!r} is not a valid requirement", stage="config")
     doc = tomlkit.parse(text)
-    array = _requirements(doc, file)
+    array = _requirements(doc, file, key, create=True)
     matches = [i for i, item in enumerate(array) if _name_of(str(item)) == name]
     replaced = tuple(str(array[i]) for i in matches)
     if matches:
@@ -90,11 +104,15 @@ def with_requirement(text: str, requirement: str, *, file: str = "") -> tuple[st
     return tomlkit.dumps(doc), replaced
 
 
-def without_requirement(text: str, name: str, *, file: str = "") -> tuple[str, tuple[str, ...]]:
+def without_requirement(
+    text: str, name: str, *, file: str = "", key: Key = "requirements"
+) -> tuple[str, tuple[str, ...]]:
     """The collection text without any requirement on ``name``; returns what was removed."""
     wanted = canonicalize_name(name)
     doc = tomlkit.parse(text)
-    array = _requirements(doc, file)
+    if key == "constraints" and "constraints" not in doc:
+        return text, ()
+    array = _requirements(doc, file, key)
     matches = [i for i, item in enumerate(array) if _name_of(str(item)) == wanted]
     removed = tuple(str(array[i]) for i in matches)
     for i in reversed(matches):
@@ -158,14 +176,20 @@ def write_validated(root: Path, changes: Mapping[Path, str]) -> None:
         tmp_path.replace(path)
 
 
-def add_requirement(root: Path, collection: str, requirement: str) -> Edit:
+def add_requirement(
+    root: Path, collection: str, requirement: str, *, key: Key = "requirements"
+) -> Edit:
     path = _collection_file(root, collection)
-    text, replaced = with_requirement(path.read_text(encoding="utf-8"), requirement, file=str(path))
+    text, replaced = with_requirement(
+        path.read_text(encoding="utf-8"), requirement, file=str(path), key=key
+    )
     write_validated(root, {path: text})
-    return Edit(collection, added=requirement, replaced=replaced)
+    return Edit(collection, added=requirement, replaced=replaced, key=key)
 
 
-def remove_requirement(root: Path, name: str, collection: str | None = None) -> list[Edit]:
+def remove_requirement(
+    root: Path, name: str, collection: str | None = None, *, key: Key = "requirements"
+) -> list[Edit]:
     """Remove ``name`` from one collection, or from every collection that has it."""
     if collection is not None:
         paths = [_collection_file(root, collection)]
@@ -174,14 +198,17 @@ def remove_requirement(root: Path, name: str, collection: str | None = None) -> 
     changes: dict[Path, str] = {}
     edits: list[Edit] = []
     for path in paths:
-        text, removed = without_requirement(path.read_text(encoding="utf-8"), name, file=str(path))
+        text, removed = without_requirement(
+            path.read_text(encoding="utf-8"), name, file=str(path), key=key
+        )
         if removed:
             changes[path] = text
-            edits.append(Edit(path.stem, removed=removed))
+            edits.append(Edit(path.stem, removed=removed, key=key))
     if not edits:
         where = f"collection {collection!r}" if collection else "any collection"
+        kind = "constraint" if key == "constraints" else "requirement"
         raise AffineurError(
-            f"{canonicalize_name(name)} is not a requirement of {where}",
+            f"{canonicalize_name(name)} is not a {kind} of {where}",
             file=str(paths[0]) if collection else None,
             package=None,
             stage="config",

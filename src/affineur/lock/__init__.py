@@ -10,20 +10,31 @@ from affineur.lock._diff import (
     render_markdown,
     render_text,
 )
-from affineur.lock._explain import format_path, tree_lines, why
+from affineur.lock._explain import (
+    Duplicate,
+    WhyPath,
+    duplicates,
+    format_path,
+    tree_data,
+    tree_lines,
+    why,
+)
 from affineur.lock._files import LockPaths, input_hash, lock_is_fresh, read_lock, write_lock
 from affineur.lock._locker import lock
 from affineur.lock._resolver import ResolveRequest, resolve
 
 __all__ = [
     "BuildEnvChange",
+    "Duplicate",
     "LockId",
     "LockPaths",
     "ResolveRequest",
     "VersionChange",
+    "WhyPath",
     "check_project",
     "diff_graphs",
     "diff_locks",
+    "duplicates",
     "format_path",
     "input_hash",
     "lock",
@@ -32,6 +43,7 @@ __all__ = [
     "render_markdown",
     "render_text",
     "resolve",
+    "tree_data",
     "tree_lines",
     "why",
     "write_lock",

@@ -11,12 +11,22 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 from affineur.config import did_you_mean
 from affineur.errors import AffineurError
-from affineur.graph import BUILD_REQ_TYPES, Edge, Graph, NodeKey
+from affineur.graph import BUILD_REQ_TYPES, ROOT, Edge, Graph, NodeKey, install_closure
 
-__all__ = ["MAX_PATHS", "WhyPath", "format_path", "tree_lines", "why"]
+__all__ = [
+    "MAX_PATHS",
+    "Duplicate",
+    "WhyPath",
+    "duplicates",
+    "format_path",
+    "tree_data",
+    "tree_lines",
+    "why",
+]
 
 MAX_PATHS = 200
 """Paths through a big build graph grow combinatorially; past this many the
@@ -133,3 +143,93 @@ def tree_lines(graph: Graph, *, build: bool = True) -> list[str]:
         inner = path | {edge.key}
         stack.extend((child, depth + 1, inner) for child in reversed(children))
     return lines
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    """One name locked at several versions: each version and the edges that require it."""
+
+    name: str
+    versions: tuple[tuple[str, tuple[tuple[NodeKey, Edge], ...]], ...]
+    """(version, ((requiring node, edge), ...)); the root is the node ``""``."""
+    installed: str | None
+    """The version in the install closure, if any (only build environments hold the others)."""
+
+
+def duplicates(graph: Graph) -> list[Duplicate]:
+    """Every name the lock holds at more than one version, with what forces each.
+
+    Build environments are resolved one per package, so two packages whose build
+    requirements disagree (``setuptools<70`` and ``setuptools>=70.1``) each get
+    their own version; the requiring edges show which requirement did it.
+    """
+    by_name: dict[str, list[NodeKey]] = {}
+    for key, node in graph.nodes.items():
+        by_name.setdefault(node.name, []).append(key)
+    required: dict[NodeKey, list[tuple[NodeKey, Edge]]] = {}
+    for e in graph.toplevel:
+        required.setdefault(e.key, []).append((ROOT, e))
+    for key, node in graph.nodes.items():
+        for e in node.edges:
+            required.setdefault(e.key, []).append((key, e))
+    installed = {graph.nodes[k].name: graph.nodes[k].version for k in install_closure(graph)}
+    out = []
+    for name, keys in sorted(by_name.items()):
+        if len(keys) < 2:
+            continue
+        versions = tuple(
+            (graph.nodes[k].version, tuple(sorted(required.get(k, []))))
+            for k in sorted(keys, key=lambda k: _version_key(graph.nodes[k].version))
+        )
+        out.append(Duplicate(name, versions, installed.get(name)))
+    return out
+
+
+def _version_key(text: str) -> tuple[int, object]:
+    try:
+        return (1, Version(text))
+    except InvalidVersion:
+        return (0, text)
+
+
+def tree_data(graph: Graph, *, build: bool = True) -> list[dict[str, object]]:
+    """:func:`tree_lines` as nested data: each package expanded once, later ``"seen": true``."""
+    shown: set[NodeKey] = set()
+
+    def edges_of(key: NodeKey) -> list[Edge]:
+        edges = graph.nodes[key].edges
+        if not build:
+            edges = tuple(e for e in edges if e.req_type not in BUILD_REQ_TYPES)
+        return sorted(edges, key=lambda e: (e.req_type in BUILD_REQ_TYPES, e.req_type, e.key))
+
+    def item(edge: Edge) -> dict[str, object]:
+        node = graph.nodes[edge.key]
+        return {
+            "key": edge.key,
+            "name": node.name,
+            "version": node.version,
+            "req_type": edge.req_type,
+            "req": edge.req,
+        }
+
+    root: list[dict[str, object]] = []
+    # Explicit stack (deep build chains); each entry fills its parent's children list.
+    stack: list[tuple[Edge, list[dict[str, object]], frozenset[NodeKey]]] = [
+        (e, root, frozenset()) for e in sorted(graph.toplevel, reverse=True)
+    ]
+    while stack:
+        edge, into, path = stack.pop()
+        entry = item(edge)
+        into.append(entry)
+        if edge.key in path:
+            entry["cycle"] = True
+            continue
+        children = edges_of(edge.key)
+        if edge.key in shown and children:
+            entry["seen"] = True
+            continue
+        shown.add(edge.key)
+        kids: list[dict[str, object]] = []
+        entry["children"] = kids
+        stack.extend((child, kids, path | {edge.key}) for child in reversed(children))
+    return root
