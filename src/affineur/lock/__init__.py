@@ -22,6 +22,7 @@ from affineur.lock._explain import (
 from affineur.lock._files import LockPaths, input_hash, lock_is_fresh, read_lock, write_lock
 from affineur.lock._locker import lock
 from affineur.lock._resolver import ResolveRequest, resolve
+from affineur.lock._source_mode import SourceBuilds
 
 __all__ = [
     "BuildEnvChange",
@@ -29,6 +30,7 @@ __all__ = [
     "LockId",
     "LockPaths",
     "ResolveRequest",
+    "SourceBuilds",
     "VersionChange",
     "WhyPath",
     "check_project",

@@ -70,12 +70,12 @@ class Discoverer:
         self,
         workdir: Path,
         *,
-        wheels: WheelFn,
+        logs: Path,
         base_env: Mapping[str, str] | None = None,
         timeout: float | None = 1800,
     ) -> None:
         self.workdir = workdir
-        self.wheels = wheels
+        self.logs = logs
         self.base_env = dict(os.environ if base_env is None else base_env)
         self.timeout = timeout
 
@@ -92,7 +92,7 @@ class Discoverer:
 
     # --- environments -------------------------------------------------------
 
-    def environment(self, pins: Pins) -> BuildEnvironment:
+    def environment(self, pins: Pins, wheels: WheelFn) -> BuildEnvironment:
         """A venv holding exactly ``pins``; reused across packages that need the same set."""
         key = _digest(sorted(f"{n}=={v}" for n, v in pins.items()))[:24]
         path = self.workdir / "envs" / key
@@ -104,7 +104,7 @@ class Discoverer:
         if path.exists():
             shutil.rmtree(path)
         env = BuildEnvironment.create(path)
-        env.install([self.wheels(n, v) for n, v in sorted(pins.items())])
+        env.install([wheels(n, v) for n, v in sorted(pins.items())])
         marker.write_text(json.dumps(sorted(f"{n}=={v}" for n, v in pins.items())))
         return env
 
@@ -116,10 +116,11 @@ class Discoverer:
         build_system: BuildSystem,
         env: BuildEnvironment,
         settings: Settings,
-        log: Path,
         name: str,
         version: Version,
     ) -> HookCaller:
+        log = self.logs / f"{name}-{version}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
         home = self.workdir / "home"
         home.mkdir(parents=True, exist_ok=True)
         variables = hook_environment(
@@ -149,7 +150,7 @@ class Discoverer:
         sha256: str,
         settings: Settings,
         resolve: ResolveFn,
-        log: Path,
+        wheels: WheelFn,
     ) -> BuildRequirements:
         """Discover the build requirements of one sdist (cached by hash and environment)."""
         source = self.source_tree(sdist, sha256, settings)
@@ -175,8 +176,8 @@ class Discoverer:
             data = json.loads(cached.read_text())
             wheel_reqs, sdist_reqs = tuple(data["wheel"]), tuple(data["sdist"])
         else:
-            env = self.environment(pins)
-            caller = self._caller(source, build_system, env, settings, log, name, version)
+            env = self.environment(pins, wheels)
+            caller = self._caller(source, build_system, env, settings, name, version)
             config = dict(settings.config_settings) or None
             wheel_reqs = tuple(caller.get_requires_for_build_wheel(config))
             sdist_reqs = tuple(caller.get_requires_for_build_sdist(config))
@@ -202,7 +203,7 @@ class Discoverer:
         settings: Settings,
         requirements: BuildRequirements,
         resolve: ResolveFn,
-        log: Path,
+        wheels: WheelFn,
     ) -> bytes | None:
         """Core metadata from ``prepare_metadata_for_build_wheel`` (None without the hook)."""
         source = self.source_tree(sdist, sha256, settings)
@@ -226,8 +227,8 @@ class Discoverer:
         cached = self.workdir / "metadata" / f"{cache_key}.METADATA"
         if cached.exists():
             return cached.read_bytes()
-        env = self.environment(pins)
-        caller = self._caller(source, build_system, env, settings, log, name, version)
+        env = self.environment(pins, wheels)
+        caller = self._caller(source, build_system, env, settings, name, version)
         with tempfile.TemporaryDirectory(dir=self.workdir) as out:
             dist_info = caller.prepare_metadata_for_build_wheel(
                 Path(out), dict(settings.config_settings) or None

@@ -54,6 +54,7 @@ from affineur.progress import Reporter, StreamReporter
 from affineur.run._doit_reporter import ActionFailed, write_load_failure
 from affineur.run._reports import RunRecorder
 from affineur.run._scheduler import run_command_active
+from affineur.run._source_builds import SourceModeBuilds
 from affineur.run._substitution import Attempts, refuse_substitutes, trusted
 
 __all__ = ["Engine", "TaskDict"]
@@ -155,6 +156,17 @@ class Engine:
     ) -> Path:
         c = self.project.collections[collection]
         v = self.project.variants[variant]
+        builds = None
+        if v.discovery == "source":
+            builds = SourceModeBuilds(
+                v,
+                builder=self.builder,
+                cache=self.cache,
+                settings=partial(self.settings, v),
+                inputs=partial(self.inputs, v),
+                patches=lambda n: find_patches(self.root, n.name, n.version, v.name),
+                reporter=self.reporter,
+            )
         paths = lock(
             self.project,
             c,
@@ -163,6 +175,7 @@ class Engine:
             workdir=self.build_dir,
             reporter=self.reporter,
             upgrade=upgrade,
+            builds=builds,
         )
         self.__dict__.pop("locked", None)
         self.__dict__.pop("build_task_names", None)

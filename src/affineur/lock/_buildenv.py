@@ -1,0 +1,192 @@
+"""What each package needs in order to be built, resolved as one set.
+
+For one package: its build requirements (``[build-system]`` and the
+``get_requires_*`` hooks, through a :class:`BuildHooks`), then its whole build
+environment resolved jointly under the lock's policy, preferring versions the
+lock already holds. Discovery hooks run in environments of wheels that a
+:class:`DiscoveryWheels` supplies: upstream ones by default, or wheels built
+here in ``discovery: source`` mode.
+
+Every method takes the lock's candidate source as an argument rather than
+holding it: the source needs this object for its last metadata resort, and this
+object needs the source to resolve, so neither owns the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Protocol
+
+from packaging.requirements import Requirement
+from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import Version
+
+from affineur import graph as g
+from affineur.config import Settings
+from affineur.lock._candidates import IndexCandidates, Package
+from affineur.lock._discovery import BuildRequirements, ResolveFn, WheelFn
+from affineur.lock._policy import ResolvePolicy
+from affineur.lock._resolver import Resolution, ResolveRequest, resolve
+from affineur.lock._sources import LockIndex
+from affineur.progress import Reporter
+
+__all__ = [
+    "BuildEnvironments",
+    "BuildHooks",
+    "DiscoveryWheels",
+    "UpstreamDiscoveryWheels",
+    "build_edges",
+]
+
+
+class BuildHooks(Protocol):
+    """Runs discovery: :class:`~affineur.lock._discovery.Discoverer` is the real one.
+
+    Both calls run untrusted code in a subprocess (unless cached): call each at
+    most once per package.
+    """
+
+    def requirements(
+        self,
+        name: NormalizedName,
+        version: Version,
+        sdist: Path,
+        sha256: str,
+        settings: Settings,
+        resolve: ResolveFn,
+        wheels: WheelFn,
+    ) -> BuildRequirements: ...
+
+    def prepare_metadata(
+        self,
+        name: NormalizedName,
+        version: Version,
+        sdist: Path,
+        sha256: str,
+        settings: Settings,
+        requirements: BuildRequirements,
+        resolve: ResolveFn,
+        wheels: WheelFn,
+    ) -> bytes | None: ...
+
+
+class DiscoveryWheels(Protocol):
+    """Supplies the wheels a discovery environment is made of."""
+
+    def wheel(
+        self,
+        name: NormalizedName,
+        version: Version,
+        source: IndexCandidates,
+        envs: BuildEnvironments,
+    ) -> Path: ...
+
+
+class UpstreamDiscoveryWheels:
+    """``discovery: wheels``: the index's wheels (pip builds one when there is none)."""
+
+    def __init__(self, index: LockIndex) -> None:
+        self.index = index
+
+    def wheel(
+        self,
+        name: NormalizedName,
+        version: Version,
+        source: IndexCandidates,
+        envs: BuildEnvironments,
+    ) -> Path:
+        return self.index.discovery_wheel(name, version)
+
+
+def build_edges(build: BuildRequirements, env: Resolution) -> list[g.Edge]:
+    """Typed edges from a package to the members of its build environment it asked for."""
+    edges = []
+    typed: tuple[tuple[g.ReqType, tuple[str, ...]], ...] = (
+        ("build-system", build.build_system),
+        ("build-backend", build.build_backend),
+        ("build-sdist", build.build_sdist),
+    )
+    for req_type, reqs in typed:
+        for text in reqs:
+            name = canonicalize_name(Requirement(text).name)
+            if name in env.versions:
+                edges.append(g.Edge(g.node_key(name, str(env.versions[name])), req_type, text))
+    return edges
+
+
+class BuildEnvironments:
+    """Build requirements and build environments of the lock's packages, each found once."""
+
+    def __init__(
+        self,
+        hooks: BuildHooks,
+        policy: ResolvePolicy,
+        *,
+        wheels: DiscoveryWheels,
+        reporter: Reporter,
+    ) -> None:
+        self.hooks = hooks
+        self.policy = policy
+        self.wheels = wheels
+        self.reporter = reporter
+        self._requirements: dict[tuple[NormalizedName, Version], BuildRequirements] = {}
+        self._environments: dict[tuple[NormalizedName, Version], Resolution] = {}
+
+    def requirements(self, pkg: Package, source: IndexCandidates) -> BuildRequirements:
+        key = (pkg.name, pkg.version)
+        if key not in self._requirements:
+            sdist = source.sdist(pkg)
+            self.reporter.message(f"discover build requirements of {pkg.name}=={pkg.version}")
+            self._requirements[key] = self.hooks.requirements(
+                pkg.name,
+                pkg.version,
+                sdist.path,
+                sdist.ref.sha256,
+                pkg.settings,
+                self.pins(source),
+                self._wheels(source),
+            )
+        return self._requirements[key]
+
+    def environment(self, pkg: Package, source: IndexCandidates) -> Resolution:
+        """The package's whole build environment, resolved once."""
+        key = (pkg.name, pkg.version)
+        if key not in self._environments:
+            wanted = self.requirements(pkg, source).all()
+            self._environments[key] = resolve(source, self._request(wanted, source))
+        return self._environments[key]
+
+    def metadata(self, pkg: Package, source: IndexCandidates) -> bytes | None:
+        """Core metadata from the backend's ``prepare_metadata_for_build_wheel`` hook."""
+        build = self.requirements(pkg, source)
+        sdist = source.sdist(pkg)
+        return self.hooks.prepare_metadata(
+            pkg.name,
+            pkg.version,
+            sdist.path,
+            sdist.ref.sha256,
+            pkg.settings,
+            build,
+            self.pins(source),
+            self._wheels(source),
+        )
+
+    def pins(self, source: IndexCandidates) -> ResolveFn:
+        """Resolves a requirement list the way a build environment is resolved."""
+
+        def run(requirements: Sequence[str]) -> Mapping[NormalizedName, Version]:
+            if not requirements:
+                return {}
+            return resolve(source, self._request(requirements, source)).versions
+
+        return run
+
+    def _request(self, requirements: Sequence[str], source: IndexCandidates) -> ResolveRequest:
+        return self.policy.request(requirements, source.pinned())
+
+    def _wheels(self, source: IndexCandidates) -> WheelFn:
+        def wheel(name: NormalizedName, version: Version) -> Path:
+            return self.wheels.wheel(name, version, source, self)
+
+        return wheel

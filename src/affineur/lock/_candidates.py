@@ -1,0 +1,209 @@
+"""The resolver's candidate source over a :class:`LockIndex`, and the metadata chain.
+
+Which versions of a project count depends on its settings: sdists normally, any
+release when the sdist comes from a ``download_source`` URL, the upstream wheel
+when it is ``prebuilt``. The dependencies of one version come from the cheapest
+source that can be trusted, in order: the sdist's PKG-INFO when PEP 643 makes
+them static, the index's core metadata of a wheel of the same version (PEP
+658/714), and last the build backend's ``prepare_metadata_for_build_wheel`` hook,
+which needs the package's build requirements and so goes through the
+:class:`MetadataHook`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Protocol
+from urllib.parse import unquote, urlsplit
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import NormalizedName
+from packaging.version import Version
+
+from affineur import graph as g
+from affineur.config import Settings
+from affineur.errors import AffineurError
+from affineur.index import DistFile, source_url
+from affineur.lock._metadata import requires_dist, static_requires_dist
+from affineur.lock._resolver import VersionInfo
+from affineur.lock._sources import LocalSdist, LockIndex
+from affineur.progress import Reporter
+
+__all__ = ["IndexCandidates", "MetadataHook", "Package", "SettingsFn"]
+
+SettingsFn = Callable[[str, Version | None], Settings]
+"""The effective settings of a package (``None``: before its version is known)."""
+
+
+@dataclass
+class Package:
+    """What the lock learned about one name==version, filled in as it is needed."""
+
+    name: NormalizedName
+    version: Version
+    settings: Settings
+    sdist: LocalSdist | None = None
+    wheel: g.FileRef | None = None
+    requires: list[str] | None = None
+
+
+class MetadataHook(Protocol):
+    """The last resort of the metadata chain: ask the package's build backend."""
+
+    def metadata(self, pkg: Package, source: IndexCandidates) -> bytes | None: ...
+
+
+def _preferred_sdist(files: Iterable[DistFile]) -> DistFile | None:
+    sdists = [f for f in files if f.kind == "sdist"]
+    # .tar.gz is the standard sdist format (PEP 625); .zip only when it is all there is.
+    sdists.sort(key=lambda f: (not f.filename.endswith(".tar.gz"), f.filename))
+    return sdists[0] if sdists else None
+
+
+class IndexCandidates:
+    """A :class:`~affineur.lock._resolver.CandidateSource` that remembers what it learned.
+
+    Every ``name==version`` it is asked about gets a :class:`Package`, kept for the
+    whole lock, so each sdist is fetched and each metadata source asked at most once.
+    """
+
+    def __init__(
+        self,
+        index: LockIndex,
+        *,
+        settings_for: SettingsFn,
+        python: Version,
+        hook: MetadataHook,
+        reporter: Reporter,
+        previous: Sequence[g.Graph] = (),
+    ) -> None:
+        self.index = index
+        self.settings_for = settings_for
+        self.python = python
+        self.hook = hook
+        self.reporter = reporter
+        self.previous = previous
+        self.packages: dict[tuple[NormalizedName, Version], Package] = {}
+
+    # --- CandidateSource ----------------------------------------------------
+
+    def versions(self, name: NormalizedName) -> list[VersionInfo]:
+        settings = self.settings_for(name, None)
+        by_version: dict[Version, list[DistFile]] = {}
+        for f in self.index.files(name):
+            if f.version is None or not self._python_ok(f):
+                continue
+            if settings.download_source and not settings.prebuilt:
+                # The sdist comes from elsewhere: any release the index knows counts.
+                by_version.setdefault(f.version, []).append(f)
+            elif settings.prebuilt:
+                if f.kind == "wheel" and self.index.upstream_wheel(name, f.version) is f:
+                    by_version.setdefault(f.version, []).append(f)
+            elif f.kind == "sdist":
+                by_version.setdefault(f.version, []).append(f)
+        return [
+            VersionInfo(v, yanked=all(bool(f.yanked) for f in fs)) for v, fs in by_version.items()
+        ]
+
+    def dependencies(self, name: NormalizedName, version: Version) -> list[str]:
+        pkg = self.package(name, version)
+        if pkg.requires is None:
+            pkg.requires = self._requires(pkg)
+        return pkg.requires
+
+    # --- what the rest of the lock asks -------------------------------------
+
+    def package(self, name: NormalizedName, version: Version) -> Package:
+        key = (name, version)
+        if key not in self.packages:
+            self.packages[key] = Package(name, version, self.settings_for(name, version))
+        return self.packages[key]
+
+    def pinned(self) -> dict[NormalizedName, Version]:
+        """Versions already part of this lock (first seen first), to prefer elsewhere."""
+        out: dict[NormalizedName, Version] = {}
+        for (name, version), pkg in self.packages.items():
+            if pkg.requires is not None:
+                out.setdefault(name, version)
+        return out
+
+    # --- the metadata chain -------------------------------------------------
+
+    def _python_ok(self, f: DistFile) -> bool:
+        if not f.requires_python:
+            return True
+        try:
+            return SpecifierSet(f.requires_python).contains(self.python, prereleases=True)
+        except InvalidSpecifier:
+            return False
+
+    def _requires(self, pkg: Package) -> list[str]:
+        files = [f for f in self.index.files(pkg.name) if f.version == pkg.version]
+        if pkg.settings.prebuilt:
+            found = self.index.upstream_wheel(pkg.name, pkg.version)
+            if found is None:
+                raise AffineurError(
+                    "prebuilt, but no upstream wheel fits this interpreter",
+                    package=pkg.name,
+                    version=str(pkg.version),
+                    stage="resolve",
+                )
+            wheel = self.index.prebuilt_wheel(found)
+            pkg.wheel = wheel.ref
+            return list(wheel.requires_dist)
+        sdist = self.sdist(pkg, files)
+        if sdist.pkg_info is not None:
+            static = static_requires_dist(sdist.pkg_info)
+            if static is not None:
+                return static
+        for f in files:
+            if f.kind == "wheel" and f.core_metadata is not False and not f.yanked:
+                raw = self.index.core_metadata(f)
+                if raw is not None:
+                    self.reporter.detail(f"{pkg.name}=={pkg.version}: metadata from {f.filename}")
+                    return requires_dist(raw)
+        self.reporter.detail(f"{pkg.name}=={pkg.version}: metadata from the build backend")
+        raw_meta = self.hook.metadata(pkg, self)
+        if raw_meta is None:
+            raise AffineurError(
+                "no static metadata, no wheel metadata, and the backend has no "
+                "prepare_metadata_for_build_wheel hook",
+                package=pkg.name,
+                version=str(pkg.version),
+                stage="resolve",
+            )
+        return requires_dist(raw_meta)
+
+    def sdist(self, pkg: Package, files: Sequence[DistFile] | None = None) -> LocalSdist:
+        """The package's sdist on this machine, fetched on first use."""
+        if pkg.sdist is not None:
+            return pkg.sdist
+        if pkg.settings.download_source:
+            url = source_url(pkg.settings.download_source, pkg.name, str(pkg.version))
+            pkg.sdist = self.index.sdist_from_url(pkg.name, url, self._recorded_hash(pkg, url))
+            return pkg.sdist
+        if files is None:
+            files = [f for f in self.index.files(pkg.name) if f.version == pkg.version]
+        found = _preferred_sdist(files)
+        if found is None:
+            raise AffineurError(
+                "no sdist on the index",
+                package=pkg.name,
+                version=str(pkg.version),
+                stage="download",
+                hint="mark it 'prebuilt: true' or give a 'download_source'",
+            )
+        pkg.sdist = self.index.sdist(found)
+        return pkg.sdist
+
+    def _recorded_hash(self, pkg: Package, url: str) -> str | None:
+        """The hash a previous lock recorded for this URL's file, if any."""
+        filename = PurePosixPath(unquote(urlsplit(url).path)).name
+        key = g.node_key(pkg.name, str(pkg.version))
+        for graph in self.previous:
+            node = graph.nodes.get(key)
+            if node is not None and node.sdist is not None and node.sdist.filename == filename:
+                return node.sdist.sha256
+        return None

@@ -1,0 +1,139 @@
+"""What locking asks of package indexes, and the networked answer.
+
+The locker never talks to an index, a download or an archive directly: it asks a
+:class:`LockIndex` for a project's files, a wheel's core metadata, and local
+copies of sdists and wheels. :class:`NetworkIndex` answers over the simple API
+into the sdist store; tests answer from a frozen JSON index, so resolution,
+metadata and graph assembly run with no network and no file system.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from packaging.utils import NormalizedName
+from packaging.version import Version
+
+from affineur import graph as g
+from affineur.index import (
+    DistFile,
+    Fetcher,
+    IndexClient,
+    SdistStore,
+    UpstreamWheels,
+    UrlSource,
+    sha256_file,
+)
+from affineur.index import requires_dist as wheel_requires_dist
+from affineur.pep517 import read_pkg_info
+from affineur.progress import Reporter
+
+__all__ = ["LocalSdist", "LocalWheel", "LockIndex", "NetworkIndex"]
+
+
+@dataclass(frozen=True)
+class LocalSdist:
+    """An sdist on this machine, checked against ``ref``; ``pkg_info`` is read once."""
+
+    ref: g.FileRef
+    path: Path
+    pkg_info: bytes | None
+
+
+@dataclass(frozen=True)
+class LocalWheel:
+    """An upstream wheel taken as it is (``prebuilt``), with its declared dependencies."""
+
+    ref: g.FileRef
+    requires_dist: tuple[str, ...]
+
+
+class LockIndex(Protocol):
+    """The package index as stage 1 sees it.
+
+    ``files`` is called once per project per resolution and must be cheap after
+    the first call. ``core_metadata`` is one small request. ``sdist``,
+    ``sdist_from_url`` and ``prebuilt_wheel`` download (once: the store keeps
+    files by name and hash). ``discovery_wheel`` may even build a wheel with pip:
+    it serves discovery environments only, and nothing it returns ships.
+    """
+
+    def files(self, name: NormalizedName) -> Sequence[DistFile]: ...
+
+    def core_metadata(self, file: DistFile) -> bytes | None: ...
+
+    def upstream_wheel(self, name: NormalizedName, version: Version) -> DistFile | None:
+        """The best upstream wheel of exactly this version for the target interpreter."""
+        ...
+
+    def prebuilt_wheel(self, file: DistFile) -> LocalWheel: ...
+
+    def discovery_wheel(self, name: NormalizedName, version: Version) -> Path: ...
+
+    def sdist(self, file: DistFile) -> LocalSdist: ...
+
+    def sdist_from_url(self, name: NormalizedName, url: str, sha256: str | None) -> LocalSdist:
+        """The sdist at ``url``; held to ``sha256`` when a previous lock recorded one."""
+        ...
+
+
+class NetworkIndex:
+    """A :class:`LockIndex` over the simple API, downloading into the sdist store."""
+
+    def __init__(
+        self,
+        client: IndexClient,
+        store: SdistStore,
+        upstream: UpstreamWheels,
+        reporter: Reporter,
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.upstream = upstream
+        self.reporter = reporter
+
+    def files(self, name: NormalizedName) -> Sequence[DistFile]:
+        return self.client.project_files(name)
+
+    def core_metadata(self, file: DistFile) -> bytes | None:
+        return self.client.core_metadata(file)
+
+    def upstream_wheel(self, name: NormalizedName, version: Version) -> DistFile | None:
+        return self.upstream.wheel_file(name, version)
+
+    def prebuilt_wheel(self, file: DistFile) -> LocalWheel:
+        assert file.version is not None
+        path = self.upstream.fetch(file.project, file.version)
+        ref = g.FileRef(file.filename, file.sha256 or sha256_file(path))
+        return LocalWheel(ref, tuple(wheel_requires_dist(path)))
+
+    def discovery_wheel(self, name: NormalizedName, version: Version) -> Path:
+        return self.upstream.fetch(name, version)
+
+    def sdist(self, file: DistFile) -> LocalSdist:
+        path = self._download(file, file.filename, self.client)
+        sha = file.sha256 or sha256_file(path)
+        return self._local(file.project, file.filename, sha, self.client)
+
+    def sdist_from_url(self, name: NormalizedName, url: str, sha256: str | None) -> LocalSdist:
+        source = UrlSource(self.client, url, name)
+        path = self._download(source.file(), source.url, source)
+        # No index vouches for this file: its hash is recorded on first download,
+        # and a later lock holds the file to the hash recorded then.
+        return self._local(name, source.filename, sha256 or sha256_file(path), source)
+
+    def _local(self, name: str, filename: str, sha256: str, fetcher: Fetcher) -> LocalSdist:
+        path = self.store.ensure(name, filename, sha256, fetcher)
+        return LocalSdist(g.FileRef(filename, sha256), path, read_pkg_info(path))
+
+    def _download(self, file: DistFile, shown: str, fetcher: Fetcher) -> Path:
+        """Into the sdist store unless already there (its hash is checked by the caller)."""
+        path = self.store.path(file.filename)
+        if not path.exists():
+            self.reporter.message(f"download {shown}")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fetcher.download(file, path.parent)
+        return path
