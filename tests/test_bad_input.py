@@ -3,9 +3,18 @@ and nothing left half-written."""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
 import pytest
 
-from tests.workspace import Workspace, ok
+from tests.ecosystem import BuiltRelease, FakeIndex
+from tests.workspace import Workspace, make_workspace, ok
 
 
 def no_traceback(result_stdout: str, result_stderr: str) -> None:
@@ -70,3 +79,181 @@ def test_affineur_outside_a_checkout_says_where_to_run_it(tmp_path: pytest.TempP
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and "no collections/ folder" in result.stderr
     assert "hint: pass the folder that holds collections/" in result.stderr
+
+
+# --- the hostile-input table ----------------------------------------------------------------
+#
+# Each case damages a checkout that has been locked, built and published, runs the command a
+# user would, and must get its exact error line, a non-zero exit, no traceback, and the lock,
+# the build cache and the published index exactly as they were.
+
+BILLION_LAUGHS = "description: lol\nenv:\n  A: x\n" + "".join(
+    f"x{i}: &x{i} [{', '.join([f'*x{i - 1}' if i else '1'] * 9)}]\n" for i in range(10)
+)
+
+
+def _fifo(path: Path) -> None:
+    os.mkfifo(path)
+
+
+def _symlink_to(target: str) -> Callable[[Path], None]:
+    return lambda path: path.symlink_to(target)
+
+
+@dataclass(frozen=True)
+class Hostile:
+    id: str
+    files: Mapping[str, str | Callable[[Path], None]]
+    command: tuple[str, ...]
+    error: str
+    """A substring of the ``error:`` line (or of a cause under it) the command must print."""
+    env: Mapping[str, str] = field(default_factory=dict)
+    seconds: float | None = None
+    """When set, the command must fail within this time (input that costs time or memory)."""
+
+
+CASES = [
+    Hostile(
+        "yaml-billion-laughs",
+        {"variants/cpu.yaml": BILLION_LAUGHS},
+        ("check",),
+        "variants/cpu.yaml:9: YAML aliases expand this document to more than 100000 values",
+        seconds=1,
+    ),
+    Hostile(
+        "yaml-billion-laughs-doit",
+        {"overrides/lib-fast.yaml": BILLION_LAUGHS.replace("description: lol\n", "")},
+        ("doit",),
+        "YAML aliases expand this document to more than 100000 values; refused",
+        seconds=20,
+    ),
+    Hostile(
+        "yaml-recursive-alias",
+        {"overrides/lib-fast.yaml": "env: &e {A: x}\nconstraints: &c [*c]\n"},
+        ("check",),
+        "overrides/lib-fast.yaml:2: a YAML alias refers to a value that contains it",
+    ),
+    Hostile(
+        "config-file-too-big",
+        {"overrides/lib-fast.yaml": "# padding\n" * 300_000},
+        ("check",),
+        "overrides/lib-fast.yaml: the file is 3000000 bytes; config files are limited to",
+    ),
+    Hostile(
+        "pass-env-names-a-secret",
+        {"variants/cpu.yaml": "VARIANT\npass_env: [GITHUB_TOKEN]\n"},
+        ("check",),
+        "variants/cpu.yaml:3: pass_env.0: 'GITHUB_TOKEN' looks like a secret; builds never see",
+    ),
+    Hostile(
+        "pass-env-pattern-admits-secrets",
+        {"overrides/lib-fast.yaml": "pass_env: ['AWS_SECRET*']\n"},
+        ("check",),
+        "pass_env.0: 'AWS_SECRET*' looks like a secret",
+    ),
+    Hostile(
+        "secret-expanded-in-override-env",
+        {"overrides/lib-fast.yaml": "env:\n  AWS: '${AWS_SECRET_ACCESS_KEY}'\n"},
+        ("doit",),
+        "lib-fast==1.0: env.AWS uses ${AWS_SECRET_ACCESS_KEY}, which is not passed to builds: "
+        "its name looks like a secret",
+        env={"AWS_SECRET_ACCESS_KEY": "s3cr3t"},
+    ),
+    Hostile(
+        "unlisted-variable-expanded-in-override-env",
+        {"overrides/lib-fast.yaml": "env:\n  OPT: '${MY_TOOL_HOME}/bin'\n"},
+        ("doit",),
+        "builds see only the built-in list and the variant's pass_env",
+        env={"MY_TOOL_HOME": "/opt/tool"},
+    ),
+    Hostile(
+        "dangling-patch-link",
+        {"overrides/patches/lib-fast/0001-fix.patch": _symlink_to("/nonexistent/fix.patch")},
+        ("check",),
+        "overrides/patches/lib-fast/0001-fix.patch: is a symbolic link, not a regular file",
+    ),
+    Hostile(
+        "patch-is-a-fifo",
+        {"overrides/patches/lib-fast/0001-fix.patch": _fifo},
+        ("check",),
+        "overrides/patches/lib-fast/0001-fix.patch: is not a regular file",
+        seconds=5,
+    ),
+    Hostile(
+        "patch-link-doit",
+        {"overrides/patches/lib-fast/0001-fix.patch": _symlink_to("/etc/hostname")},
+        ("doit",),
+        "is a symbolic link, not a regular file",
+    ),
+]
+
+
+def _snapshot(root: Path) -> dict[str, tuple[str, int]]:
+    """Every file of the lock, the build cache and the index: content hash and mode."""
+    found = {}
+    for top in ("lock", "build/cache", "dist"):
+        for path in sorted((root / top).rglob("*")):
+            if path.is_file() and not path.is_symlink():
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+                found[path.relative_to(root).as_posix()] = (digest, path.stat().st_mode)
+    return found
+
+
+@pytest.fixture(scope="module")
+def hostile_index(fake_catalog_releases: list[BuiltRelease]) -> Iterator[FakeIndex]:
+    with FakeIndex() as index:
+        index.add(*fake_catalog_releases)
+        yield index
+
+
+@pytest.fixture(scope="module")
+def built_checkout(tmp_path_factory: pytest.TempPathFactory, hostile_index: FakeIndex) -> Path:
+    """A checkout that locked, built and published lib-fast: the state hostile input must keep."""
+    ws = make_workspace(tmp_path_factory.mktemp("hostile") / "checkout", hostile_index)
+    ws.collection(["lib-fast"])
+    ok(ws.doit())
+    assert _snapshot(ws.root), "nothing was built"
+    from affineur.cli import main
+
+    # Also loads and compiles every schema once, so the cases time their command only.
+    assert main(["--root", str(ws.root), "check"]) == 0
+    return ws.root
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_hostile_input_gets_its_error_and_changes_nothing(
+    case: Hostile,
+    built_checkout: Path,
+    hostile_index: FakeIndex,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    root = tmp_path / "checkout"
+    shutil.copytree(built_checkout, root, symlinks=True)
+    ws = Workspace(root, hostile_index)
+    variant = (root / "variants/cpu.yaml").read_text()
+    for relative, content in case.files.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if callable(content):
+            content(path)
+        else:
+            path.write_text(content.replace("VARIANT\n", variant))
+    from affineur.cli import main
+
+    before = _snapshot(root)
+    started = time.monotonic()
+    if case.command[0] == "check":
+        code = main(["--root", str(root), *case.command])
+        captured = capsys.readouterr()
+        out, err = captured.out, captured.err
+    else:
+        result = ws.doit(*case.command[1:], env=dict(case.env))
+        code, out, err = result.returncode, result.stdout, result.stderr
+    took = time.monotonic() - started
+    assert code != 0, out + err
+    no_traceback(out, err)
+    assert case.error in out + err, out + err
+    if case.seconds is not None:
+        assert took < case.seconds
+    assert _snapshot(root) == before

@@ -16,6 +16,7 @@ from affineur.pep517 import (
     BuildEnvironment,
     HookCaller,
     build_environment_variables,
+    hook_environment,
     isolate_command,
     network_isolation_available,
     read_build_system,
@@ -201,3 +202,48 @@ def test_isolated_hooks_still_work(tmp_path: Path, venv: BuildEnvironment) -> No
     hooks = caller(project, venv, {"PATH": os.environ["PATH"]}, network=False)
     assert hooks.get_requires_for_build_wheel() == ["cython"]
     assert hooks.build_wheel(tmp_path / "out").is_file()
+
+
+def test_a_pattern_never_admits_a_secret_looking_name(tmp_path: Path) -> None:
+    parent = {"CMAKE_CREDS": SECRET, "CMAKE_APIKEY": SECRET, "CMAKE_BUILD_TYPE": "Release"}
+    env = build_environment_variables(
+        base=parent, extra={}, source_date_epoch=1, home=tmp_path, tmpdir=tmp_path
+    )
+    assert env["CMAKE_BUILD_TYPE"] == "Release"
+    assert SECRET not in json.dumps(env)
+
+
+def test_pass_env_admits_names_and_prefixes_but_never_secrets(tmp_path: Path) -> None:
+    parent = {"MY_TOOL_HOME": "/opt/t", "ACME_A": "1", "ACME_TOKEN": SECRET, "OTHER": "x"}
+    env = build_environment_variables(
+        base=parent,
+        extra={},
+        source_date_epoch=1,
+        home=tmp_path,
+        tmpdir=tmp_path,
+        pass_env=("MY_TOOL_HOME", "ACME_*"),
+    )
+    assert env["MY_TOOL_HOME"] == "/opt/t" and env["ACME_A"] == "1"
+    assert "ACME_TOKEN" not in env and "OTHER" not in env
+
+
+def test_env_templates_expand_only_passed_variables(tmp_path: Path) -> None:
+    def expand(template: str, pass_env: tuple[str, ...] = ()) -> dict[str, str]:
+        return hook_environment(
+            base={"AWS_SECRET_ACCESS_KEY": SECRET, "MY_TOOL_HOME": "/opt/t", "CC": "gcc"},
+            package_env={"X": template},
+            name="demo",
+            version="1.0",
+            source_date_epoch=1,
+            home=tmp_path,
+            tmpdir=tmp_path,
+            pass_env=pass_env,
+        )
+
+    assert expand("${CC} -O2")["X"] == "gcc -O2"
+    assert expand("${MY_TOOL_HOME}/bin", ("MY_TOOL_HOME",))["X"] == "/opt/t/bin"
+    with pytest.raises(AffineurError, match="not passed to builds") as info:
+        expand("${MY_TOOL_HOME}/bin")
+    assert info.value.hint == "add MY_TOOL_HOME to 'pass_env' in the variant"
+    with pytest.raises(AffineurError, match="looks like a secret"):
+        expand("${AWS_SECRET_ACCESS_KEY}", ("AWS_*",))

@@ -42,6 +42,7 @@ from affineur.pep517 import (
     hook_environment,
     is_empty,
     safe_extract,
+    unpack_limits,
     write_build_system,
 )
 
@@ -187,7 +188,7 @@ class Builder:
         sdist = self.store.ensure(node.name, node.sdist.filename, node.sdist.sha256, None)
         work = Path(tempfile.mkdtemp(prefix=f"{node.name}-{node.version}-", dir=self._work_root()))
         try:
-            source_root = safe_extract(sdist, work / "src")
+            source_root = safe_extract(sdist, work / "src", unpack_limits(request.settings))
             self._apply_patches(request.patches, source_root, log)
             source = (
                 source_root / request.settings.build_dir
@@ -219,6 +220,7 @@ class Builder:
                 source_date_epoch=epoch,
                 home=home,
                 tmpdir=tmp,
+                pass_env=request.settings.pass_env,
             )
             caller = HookCaller(
                 source,

@@ -14,6 +14,7 @@ from affineur.config._project import (
     target_environment,
 )
 from affineur.config._schema import did_you_mean, schemas_dir, validate
+from affineur.config._secrets import is_secret_name
 from affineur.config._settings import (
     BuildRequiresOverride,
     Settings,
@@ -40,6 +41,7 @@ __all__ = [
     "find_patches",
     "import_fromager",
     "index_url_from_files",
+    "is_secret_name",
     "load_project",
     "parse_fromager",
     "patch_hashes",

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import stat
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-__all__ = ["find_patches", "patch_hashes"]
+from affineur.errors import AffineurError
+
+__all__ = ["find_patches", "patch_file_problem", "patch_hashes"]
 
 
 @functools.cache
@@ -35,9 +38,39 @@ def _find(root: Path, name: str, version: str, variant: str) -> tuple[Path, ...]
             folders.append(folder)
     found: list[Path] = []
     for folder in folders:
-        found.extend(p for p in folder.glob("*.patch") if p.is_file())
-        found.extend(p for p in (folder / variant).glob("*.patch") if p.is_file())
+        for patch in [*folder.glob("*.patch"), *(folder / variant).glob("*.patch")]:
+            problem = patch_file_problem(patch)
+            if problem:
+                raise AffineurError(
+                    f"patch {patch} {problem}",
+                    file=str(patch),
+                    package=canonical,
+                    version=version,
+                    stage="patch",
+                    hint="patches must be regular files in overrides/patches/",
+                )
+            found.append(patch)
     return tuple(sorted(found, key=lambda p: (p.name, str(p))))
+
+
+def patch_file_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be a patch (None when it can).
+
+    Only regular files: skipping a dangling link would build without a patch
+    someone meant to apply, and a link or a fifo would make the build read
+    something other than the reviewed file (or block on it).
+    """
+    try:
+        mode = path.lstat().st_mode
+    except OSError as exc:
+        return f"cannot be read: {exc.strerror}"
+    if stat.S_ISLNK(mode):
+        return "is a symbolic link, not a regular file"
+    if stat.S_ISDIR(mode):
+        return "is a directory, not a regular file"
+    if not stat.S_ISREG(mode):
+        return "is not a regular file"
+    return None
 
 
 def find_patches(root: Path, name: str, version: str, variant: str) -> list[Path]:

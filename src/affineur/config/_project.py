@@ -15,6 +15,7 @@ The third pass only looks at files that passed the second, so it may trust types
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import tomllib
@@ -30,6 +31,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 
+from affineur.config._patches import patch_file_problem
 from affineur.config._schema import (
     KeyPath,
     Lines,
@@ -38,6 +40,7 @@ from affineur.config._schema import (
     raise_problems,
     schema_problems,
 )
+from affineur.config._secrets import is_secret_name
 from affineur.errors import AffineurError
 
 __all__ = [
@@ -101,6 +104,8 @@ class Variant:
     file: Path
     files: tuple[Path, ...] = ()
     """This variant's file and those of every variant it extends, nearest first."""
+    pass_env: tuple[str, ...] = ()
+    """Parent variables passed to builds beyond the built-in list (see pep517 isolation)."""
 
 
 @dataclass(frozen=True)
@@ -174,6 +179,7 @@ def load_project(root: Path) -> Project:
         if doc.valid:
             problems += _check_variant(doc, variants)
     problems += _extends_loops(variants)
+    problems += _patch_tree_problems(root / OVERRIDES / PATCHES)
     problems += _duplicate_overrides(overrides.values())
     for doc in overrides.values():
         if not _PROJECT_NAME.match(doc.name):
@@ -264,9 +270,34 @@ def _read_all(
     return documents
 
 
+# Config files are small: a collection of a few thousand requirements is a few
+# hundred KB. The cap keeps a pasted log or a generated monster from costing
+# minutes of parsing before anyone sees an error.
+MAX_CONFIG_BYTES = 2 << 20
+# Nodes a YAML document may hold once its aliases are expanded. Aliases are
+# handy for sharing an env block, but every consumer (line map, schema check,
+# merging) walks the expanded tree: ten nested aliases of ten items each
+# ("billion laughs") would be 10^10 nodes from a 1 KB file.
+MAX_YAML_NODES = 100_000
+
+
 def _parse(path: Path) -> tuple[object, Lines, list[AffineurError]]:
     """(data, lines, problems); data is None when the file cannot be parsed at all."""
     try:
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            return (
+                None,
+                {},
+                [
+                    AffineurError(
+                        f"the file is {size} bytes; config files are limited to "
+                        f"{MAX_CONFIG_BYTES} bytes",
+                        file=str(path),
+                        stage="config",
+                    )
+                ],
+            )
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         return None, {}, [AffineurError(f"cannot read: {exc}", file=str(path), stage="config")]
@@ -332,6 +363,12 @@ def _parse_yaml(text: str, file: str) -> tuple[object, Lines, list[AffineurError
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
+        if node is not None:
+            # Measured on the node graph (linear in the file) before anything walks
+            # the expanded tree.
+            problem = _alias_problem(node, file)
+            if problem is not None:
+                return None, {}, [problem]
         data = loader.construct_document(node) if node is not None else {}
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -357,6 +394,53 @@ def _parse_yaml(text: str, file: str) -> tuple[object, Lines, list[AffineurError
     if node is not None:
         _yaml_lines(node, (), lines, problems, file)
     return _string_keys(data), lines, problems
+
+
+def _alias_problem(root: yaml.Node, file: str) -> AffineurError | None:
+    """An error when aliases make the document recursive or too large once expanded."""
+    sizes: dict[int, int] = {}
+    # Iterative post-order walk of the node graph: each distinct node is sized once,
+    # so a bomb costs as much as its text, not as much as its expansion.
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    open_nodes: set[int] = set()
+    while stack:
+        node, children_done = stack.pop()
+        ident = id(node)
+        if children_done:
+            open_nodes.discard(ident)
+            total = 1 + sum(sizes[id(child)] for child in _children(node))
+            sizes[ident] = total
+            if total > MAX_YAML_NODES:
+                return AffineurError(
+                    f"YAML aliases expand this document to more than {MAX_YAML_NODES} "
+                    "values; refused",
+                    hint="write the values out, or share fewer of them through '*' aliases",
+                    file=file,
+                    line=node.start_mark.line + 1,
+                    stage="config",
+                )
+            continue
+        if ident in sizes:
+            continue
+        if ident in open_nodes:
+            return AffineurError(
+                "a YAML alias refers to a value that contains it (a recursive document)",
+                file=file,
+                line=node.start_mark.line + 1,
+                stage="config",
+            )
+        open_nodes.add(ident)
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node) if id(child) not in sizes)
+    return None
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
 
 
 def _yaml_lines(
@@ -477,6 +561,8 @@ def _check_variant(doc: _Document, variants: Mapping[str, _Document]) -> list[Af
         problems.append(_unknown_variant(doc, extends, ("extends",), variants))
     if "defaults" in doc.data:
         problems += _settings_problems(doc, doc.data["defaults"], ("defaults",))
+    for index, name in enumerate(doc.data.get("pass_env", [])):
+        problems += _pass_env_problems(doc, name, ("pass_env", index))
     return problems
 
 
@@ -507,6 +593,29 @@ def _extends_loops(variants: Mapping[str, _Document]) -> list[AffineurError]:
                 "remove 'extends' from one of these variants",
             )
         )
+    return problems
+
+
+def _patch_tree_problems(base: Path) -> list[AffineurError]:
+    """Every entry under overrides/patches/ that is neither a folder nor a regular file."""
+    problems: list[AffineurError] = []
+    if not base.is_dir() or base.is_symlink():
+        return problems
+    for dirpath, dirnames, filenames in os.walk(base):
+        for name in sorted([*dirnames, *filenames]):
+            path = Path(dirpath, name)
+            if name in dirnames and not path.is_symlink():
+                continue
+            problem = patch_file_problem(path)
+            if problem:
+                problems.append(
+                    AffineurError(
+                        f"{problem}",
+                        file=str(path),
+                        stage="config",
+                        hint="patches must be regular files in overrides/patches/",
+                    )
+                )
     return problems
 
 
@@ -567,11 +676,25 @@ def _settings_problems(
         problem = _name_problem(name) or _requirement_problem(requirement)
         if problem:
             problems.append(doc.problem(problem, path))
+    for index, name in enumerate(settings.get("pass_env", [])):
+        problems += _pass_env_problems(doc, name, (*at, "pass_env", index))
     if "build_dir" in settings:
         problem = _build_dir_problem(settings["build_dir"])
         if problem:
             problems.append(doc.problem(problem, (*at, "build_dir")))
     return problems
+
+
+def _pass_env_problems(doc: _Document, name: str, key_path: KeyPath) -> list[AffineurError]:
+    if is_secret_name(name.rstrip("*")):
+        return [
+            doc.problem(
+                f"{name!r} looks like a secret; builds never see such variables",
+                key_path,
+                "builds run without credentials: remove it from pass_env",
+            )
+        ]
+    return []
 
 
 def _build_dir_problem(build_dir: str) -> str | None:
@@ -617,6 +740,7 @@ def _variant(name: str, documents: Mapping[str, _Document]) -> Variant:
         network_isolation=bool(data.get("network_isolation", True)),
         file=documents[name].path,
         files=tuple(documents[n].path for n in _chain(name, documents)),
+        pass_env=tuple(data.get("pass_env", ())),
     )
 
 

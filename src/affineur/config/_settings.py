@@ -68,6 +68,11 @@ class Settings:
     resources: Mapping[str, float | bool] = field(default_factory=lambda: MappingProxyType({}))
     changelog: tuple[str, ...] = ()
     timeout: float | None = None
+    pass_env: tuple[str, ...] = ()
+    """Parent variables (names or ``PREFIX_*``) passed to the build beyond the built-in list."""
+    max_unpacked_mb: float | None = None
+    max_compression_ratio: float | None = None
+    """Limits on unpacking the sdist (None: the defaults of ``pep517.UnpackLimits``)."""
 
     def to_json(self) -> dict[str, Any]:
         """A canonical, JSON-able form: sorted keys, lists as lists, nothing left out.
@@ -89,6 +94,16 @@ class Settings:
             "prebuilt": self.prebuilt,
             "resources": dict(sorted(self.resources.items())),
             "timeout": self.timeout,
+            # Only when set, so adding the setting changed no existing build key.
+            **({"pass_env": sorted(set(self.pass_env))} if self.pass_env else {}),
+            **{
+                key: value
+                for key, value in (
+                    ("max_unpacked_mb", self.max_unpacked_mb),
+                    ("max_compression_ratio", self.max_compression_ratio),
+                )
+                if value is not None
+            },
         }
 
 
@@ -105,7 +120,7 @@ def effective_settings(
     raw = override.raw if override is not None else {}
     layers: list[Mapping[str, Any]] = [
         variant.defaults,
-        {"env": variant.env, "timeout": variant.timeout},
+        {"env": variant.env, "timeout": variant.timeout, "pass_env": variant.pass_env},
         raw,
         raw.get("variants", {}).get(variant.name, {}),
     ]
@@ -161,6 +176,7 @@ class _Merged:
         self.add: list[str] = []
         self.remove: list[str] = []
         self.constraints: list[str] = []
+        self.pass_env: list[str] = []
         self.scalars: dict[str, Any] = {}
 
     def apply(self, layer: Mapping[str, Any]) -> None:
@@ -174,7 +190,15 @@ class _Merged:
         self.remove += build_requires.get("remove", ())
         self.replace.update(build_requires.get("replace", {}))
         self.constraints += layer.get("constraints", ())
-        for key in ("build_dir", "prebuilt", "download_source", "timeout"):
+        self.pass_env += layer.get("pass_env", ())
+        for key in (
+            "build_dir",
+            "prebuilt",
+            "download_source",
+            "timeout",
+            "max_unpacked_mb",
+            "max_compression_ratio",
+        ):
             if layer.get(key) is not None:
                 self.scalars[key] = layer[key]
 
@@ -195,6 +219,9 @@ class _Merged:
             resources=MappingProxyType(dict(self.resources)),
             changelog=changelog,
             timeout=float(timeout) if timeout is not None else None,
+            pass_env=tuple(dict.fromkeys(self.pass_env)),
+            max_unpacked_mb=self.scalars.get("max_unpacked_mb"),
+            max_compression_ratio=self.scalars.get("max_compression_ratio"),
         )
 
 

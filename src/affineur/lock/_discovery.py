@@ -33,6 +33,7 @@ from affineur.pep517 import (
     hook_environment,
     read_build_system,
     safe_extract,
+    unpack_limits,
 )
 
 __all__ = ["BuildRequirements", "Discoverer", "Pins", "ResolveFn", "WheelFn"]
@@ -87,7 +88,7 @@ class Discoverer:
         if not root.is_dir():
             root.parent.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(dir=root.parent) as tmp:
-                safe_extract(sdist, Path(tmp)).rename(root)
+                safe_extract(sdist, Path(tmp), unpack_limits(settings)).rename(root)
         return root / settings.build_dir if settings.build_dir else root
 
     # --- environments -------------------------------------------------------
@@ -131,6 +132,7 @@ class Discoverer:
             source_date_epoch=int(self.base_env.get("SOURCE_DATE_EPOCH", "315532800")),
             home=home,
             tmpdir=Path(tempfile.gettempdir()),
+            pass_env=settings.pass_env,
         )
         return HookCaller(
             source,

@@ -23,13 +23,14 @@ from affineur.pep517._pyproject import (
     override_requires,
     write_build_system,
 )
-from affineur.pep517._unpack import read_pkg_info, safe_extract
+from affineur.pep517._unpack import UnpackLimits, read_pkg_info, safe_extract, unpack_limits
 
 __all__ = [
     "LEGACY_BUILD_SYSTEM",
     "BuildEnvironment",
     "BuildSystem",
     "HookCaller",
+    "UnpackLimits",
     "build_environment_variables",
     "effective_build_system",
     "hook_environment",
@@ -41,5 +42,6 @@ __all__ = [
     "read_pkg_info",
     "run_hook_process",
     "safe_extract",
+    "unpack_limits",
     "write_build_system",
 ]

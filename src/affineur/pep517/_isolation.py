@@ -16,13 +16,14 @@ from __future__ import annotations
 import fnmatch
 import functools
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from affineur.config import expand_env
+from affineur.config import expand_env, is_secret_name
 from affineur.errors import AffineurError
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "is_secret_name",
     "isolate_command",
     "network_isolation_available",
+    "passed_variables",
 ]
 
 # Parent variables a build may legitimately need: locale and terminal (tools
@@ -103,24 +105,20 @@ _PROXIES = (
     "no_proxy",
 )
 
-# Applied even to allowlisted names, so ``CMAKE_AUTH_TOKEN`` or ``CARGO_..._KEY``
-# style variables from a generous pattern still stay home.
-_SECRET_MARKERS = ("TOKEN", "PASSWORD", "PASSWD", "SECRET", "CREDENTIAL", "AUTH", "_KEY", "NETRC")
 
-
-def is_secret_name(name: str) -> bool:
-    """Whether a variable's name suggests it holds a credential."""
-    upper = name.upper()
-    return any(marker in upper for marker in _SECRET_MARKERS)
-
-
-def _allowed(name: str, value: str) -> bool:
+def _allowed(name: str, value: str, extra: Sequence[str] = ()) -> bool:
     if is_secret_name(name) or name.upper().startswith("PIP_"):
         return False
     if name in _PROXIES:
         # ``no_proxy`` lists hosts; the others are URLs that may carry userinfo.
         return name.lower() == "no_proxy" or "@" not in urlsplit(value).netloc
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in _ALLOWED)
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in (*_ALLOWED, *extra))
+
+
+def passed_variables(base: Mapping[str, str], pass_env: Sequence[str] = ()) -> dict[str, str]:
+    """The parent's variables a build sees: the built-in allow-list plus ``pass_env``
+    (names or ``PREFIX_*`` patterns), never a name that looks secret."""
+    return {name: value for name, value in base.items() if _allowed(name, value, pass_env)}
 
 
 def build_environment_variables(
@@ -130,15 +128,17 @@ def build_environment_variables(
     source_date_epoch: int,
     home: Path,
     tmpdir: Path,
+    pass_env: Sequence[str] = (),
 ) -> dict[str, str]:
     """The complete environment of a build hook process.
 
-    ``base`` is the parent environment, filtered through the allowlist;
-    ``extra`` (variant and package ``env``, already expanded) is configuration
-    the user wrote on purpose, so it goes on top unfiltered. The last layer is
-    not negotiable: it is what makes builds reproducible and sealed.
+    ``base`` is the parent environment, filtered through the allowlist (and the
+    variant's ``pass_env``); ``extra`` (variant and package ``env``, already
+    expanded) is configuration the user wrote on purpose, so it goes on top
+    unfiltered. The last layer is not negotiable: it is what makes builds
+    reproducible and sealed.
     """
-    env = {name: value for name, value in base.items() if _allowed(name, value)}
+    env = passed_variables(base, pass_env)
     env.update(extra)
     env.update(
         {
@@ -171,16 +171,49 @@ def hook_environment(
     source_date_epoch: int,
     home: Path,
     tmpdir: Path,
+    pass_env: Sequence[str] = (),
 ) -> dict[str, str]:
     """The environment of one package's hooks, the same at discovery and at build.
 
     The package's ``env`` setting is expanded first (``${version}``, ``${name}``,
-    ``${VAR}`` from the parent environment), then sealed as above.
+    ``${VAR}`` from the parent variables the build is given anyway), then sealed
+    as above. Expanding only passed variables keeps ``${AWS_SECRET_ACCESS_KEY}``
+    in an override from smuggling a secret past the filter.
     """
-    extra = expand_env(package_env, version=version, name=name, base_env=base)
+    passed = passed_variables(base, pass_env)
+    for key, template in package_env.items():
+        for ref in sorted(_references(template)):
+            if ref in base and ref not in passed and ref not in package_env:
+                why = (
+                    "its name looks like a secret, which builds never see"
+                    if is_secret_name(ref) or ref.upper().startswith("PIP_")
+                    else "builds see only the built-in list and the variant's pass_env"
+                )
+                raise AffineurError(
+                    f"env.{key} uses ${{{ref}}}, which is not passed to builds: {why}",
+                    package=name,
+                    version=version,
+                    key_path=("env", key),
+                    stage="config",
+                    hint=(
+                        "builds run without credentials: remove the reference"
+                        if is_secret_name(ref)
+                        else f"add {ref} to 'pass_env' in the variant"
+                    ),
+                )
+    extra = expand_env(package_env, version=version, name=name, base_env=passed)
     return build_environment_variables(
-        base=base, extra=extra, source_date_epoch=source_date_epoch, home=home, tmpdir=tmpdir
+        base=base,
+        extra=extra,
+        source_date_epoch=source_date_epoch,
+        home=home,
+        tmpdir=tmpdir,
+        pass_env=pass_env,
     )
+
+
+def _references(template: str) -> set[str]:
+    return set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", template.replace("$$", "")))
 
 
 def _probe(argv: Sequence[str]) -> bool:

@@ -5,6 +5,11 @@ Archives are hostile input: an sdist is whatever its uploader made.
 
 from __future__ import annotations
 
+import bz2
+import contextlib
+import gzip
+import io
+import lzma
 import os
 import posixpath
 import shutil
@@ -14,18 +19,153 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, Any
 
+from affineur.config import Settings
 from affineur.errors import AffineurError
 from affineur.index import SDIST_SUFFIXES
 
-if TYPE_CHECKING:
-    pass
-
-__all__ = ["read_pkg_info", "safe_extract"]
+__all__ = ["UnpackLimits", "read_pkg_info", "safe_extract", "unpack_limits"]
 
 _MAX_PKG_INFO = 16 << 20
 _CHUNK = 1 << 20
+_MB = 1 << 20
+
+
+@dataclass(frozen=True)
+class UnpackLimits:
+    """How much an archive may unpack to: a decompression bomb fails before it fills a disk.
+
+    ``max_ratio`` (unpacked bytes per archive byte) applies only past
+    ``ratio_floor`` bytes: small archives of repetitive text legitimately
+    compress far better than big ones, and cost nothing to unpack anyway.
+    Overrides raise the limits per package (``max_unpacked_mb``,
+    ``max_compression_ratio``) for sdists that really are that big.
+    """
+
+    max_bytes: int = 4096 * _MB
+    max_ratio: float = 100.0
+    max_members: int = 250_000
+    ratio_floor: int = 32 * _MB
+
+    @classmethod
+    def of(cls, max_unpacked_mb: float | None, max_ratio: float | None) -> UnpackLimits:
+        default = cls()
+        return cls(
+            max_bytes=int(max_unpacked_mb * _MB) if max_unpacked_mb else default.max_bytes,
+            max_ratio=float(max_ratio) if max_ratio else default.max_ratio,
+        )
+
+    def allowed(self, archive_size: int) -> int:
+        """The most bytes an archive of ``archive_size`` bytes may unpack to."""
+        by_ratio = max(int(self.max_ratio * archive_size), self.ratio_floor)
+        return min(self.max_bytes, by_ratio)
+
+    def problem(self, archive: Path) -> AffineurError:
+        """The error for an archive that unpacks to more than :meth:`allowed`."""
+        size = archive.stat().st_size
+        allowed = self.allowed(size)
+        if allowed >= self.max_bytes:
+            return AffineurError(
+                f"unpacks to more than {self.max_bytes // _MB} MB; refused",
+                file=str(archive),
+                stage="unpack",
+                hint=(
+                    "if this sdist is really that big, raise 'max_unpacked_mb' in its "
+                    "override (overrides/<name>.yaml)"
+                ),
+            )
+        return AffineurError(
+            f"unpacks to more than {allowed // _MB} MB from {_human(size)}, a compression "
+            f"ratio over {self.max_ratio:g}; refused (a decompression bomb?)",
+            file=str(archive),
+            stage="unpack",
+            hint=(
+                "if this sdist is genuine, raise 'max_compression_ratio' in its override "
+                "(overrides/<name>.yaml)"
+            ),
+        )
+
+
+def unpack_limits(settings: Settings) -> UnpackLimits:
+    """The limits one package's settings give its sdist."""
+    return UnpackLimits.of(settings.max_unpacked_mb, settings.max_compression_ratio)
+
+
+def _human(size: int) -> str:
+    if size >= _MB:
+        return f"{size / _MB:.1f} MB"
+    return f"{size / 1024:.0f} KB" if size >= 1024 else f"{size} bytes"
+
+
+class _TooBig(Exception):
+    """The decompressed stream went past its limit (raised from inside tarfile)."""
+
+
+class _Bounded(io.RawIOBase):
+    """A decompressed stream that refuses to go past ``limit`` bytes.
+
+    tarfile reads every header of a compressed tar by decompressing the whole
+    stream, so declared member sizes cannot be checked before that work is
+    done. This caps the work itself: neither reading nor seeking may pass the
+    limit, whatever the headers claim.
+    """
+
+    def __init__(self, inner: IO[bytes], limit: int) -> None:
+        self._inner = inner
+        self._limit = limit
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._inner.tell()
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        target = offset if whence == io.SEEK_SET else self._inner.tell() + offset
+        if whence == io.SEEK_END or target > self._limit:
+            raise _TooBig
+        return self._inner.seek(target)
+
+    def read(self, size: int = -1) -> bytes:
+        room = self._limit - self._inner.tell()
+        data = self._inner.read(room + 1 if size < 0 or size > room else size)
+        if len(data) > room:
+            raise _TooBig
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._inner.close()
+        super().close()
+
+
+@contextlib.contextmanager
+def _open_tar(archive: Path, limit: int) -> Iterator[tarfile.TarFile]:
+    """``archive`` as a tar whose decompressed stream stops at ``limit`` bytes."""
+    with archive.open("rb") as probe:
+        magic = probe.read(6)
+    with contextlib.ExitStack() as stack:
+        inner: Any
+        if magic.startswith(b"\x1f\x8b"):
+            inner = stack.enter_context(gzip.open(archive, "rb"))
+        elif magic.startswith(b"BZh"):
+            inner = stack.enter_context(bz2.open(archive, "rb"))
+        elif magic.startswith(b"\xfd7zXZ\x00"):
+            inner = stack.enter_context(lzma.open(archive, "rb"))
+        else:
+            inner = stack.enter_context(archive.open("rb"))
+        # The tar headers themselves (512 bytes each) and the end-of-archive
+        # padding come on top of the file contents the limit is about.
+        bounded = _Bounded(inner, limit + 64 * _MB)
+        yield stack.enter_context(tarfile.open(fileobj=bounded, mode="r:"))
 
 
 @dataclass(frozen=True)
@@ -140,19 +280,26 @@ def _check_members(archive: Path, members: list[_Member]) -> str:
     return top
 
 
-def safe_extract(archive: Path, dest: Path) -> Path:
+def safe_extract(archive: Path, dest: Path, limits: UnpackLimits | None = None) -> Path:
     """Unpack ``archive`` into ``dest`` and return its single top-level directory.
 
     Everything is unpacked into a temporary directory inside ``dest`` and renamed
-    into place at the end, so a failure leaves nothing half-written.
+    into place at the end, so a failure leaves nothing half-written. Sizes are
+    checked against ``limits`` before a byte is written.
     """
     kind = _archive_kind(archive)
+    limits = limits or UnpackLimits()
     dest.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".unpack-", dir=dest))
     try:
         try:
-            top = _extract_tar(archive, tmp) if kind == "tar" else _extract_zip(archive, tmp)
-        except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
+            if kind == "tar":
+                top = _extract_tar(archive, tmp, limits)
+            else:
+                top = _extract_zip(archive, tmp, limits)
+        except _TooBig:
+            raise limits.problem(archive) from None
+        except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, lzma.LZMAError) as exc:
             raise AffineurError(
                 f"{archive.name}: cannot unpack: {exc}",
                 file=str(archive),
@@ -172,9 +319,21 @@ def safe_extract(archive: Path, dest: Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _extract_tar(archive: Path, tmp: Path) -> str:
-    with tarfile.open(archive, "r:*") as tar:
+def _check_sizes(archive: Path, sizes: list[int], limits: UnpackLimits) -> None:
+    if len(sizes) > limits.max_members:
+        raise AffineurError(
+            f"holds {len(sizes)} entries, more than {limits.max_members}; refused",
+            file=str(archive),
+            stage="unpack",
+        )
+    if sum(sizes) > limits.allowed(archive.stat().st_size):
+        raise limits.problem(archive)
+
+
+def _extract_tar(archive: Path, tmp: Path, limits: UnpackLimits) -> str:
+    with _open_tar(archive, limits.allowed(archive.stat().st_size)) as tar:
         pairs = list(_tar_members(archive, tar))
+        _check_sizes(archive, [info.size if info.isfile() else 0 for _, info in pairs], limits)
         top = _check_members(archive, [m for m, _ in pairs])
         # The "data" filter is a second line of defence, not the only one: it is
         # missing on Pythons before 3.11.4/3.12, it only keeps links inside the
@@ -204,9 +363,12 @@ def _check_links_resolved(archive: Path, tmp: Path, top: str) -> None:
                     raise _unsafe(archive, str(path.relative_to(tmp)), "resolves outside the tree")
 
 
-def _extract_zip(archive: Path, tmp: Path) -> str:
+def _extract_zip(archive: Path, tmp: Path, limits: UnpackLimits) -> str:
     with zipfile.ZipFile(archive) as zf:
         pairs = list(_zip_members(archive, zf))
+        # zipfile never inflates a member past its declared size, so the sum of
+        # declared sizes is a real bound.
+        _check_sizes(archive, [info.file_size for _, info in pairs], limits)
         top = _check_members(archive, [m for m, _ in pairs])
         for member, info in pairs:
             if not member.name:
@@ -239,13 +401,17 @@ def read_pkg_info(archive: Path) -> bytes | None:
                     if _is_pkg_info(zmember) and zinfo.file_size <= _MAX_PKG_INFO:
                         return zf.read(zinfo)
             return None
-        with tarfile.open(archive, "r:*") as tar:
-            for tmember, tinfo in _tar_members(archive, tar):
+        limits = UnpackLimits()
+        with _open_tar(archive, limits.allowed(archive.stat().st_size)) as tar:
+            for tinfo in tar:
+                tmember = _Member(_normalise(archive, tinfo.name), "file" if tinfo.isfile() else "")
                 if _is_pkg_info(tmember) and tinfo.size <= _MAX_PKG_INFO:
                     stream = tar.extractfile(tinfo)
                     return stream.read() if stream is not None else None
             return None
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
+    except _TooBig:
+        raise UnpackLimits().problem(archive) from None
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, lzma.LZMAError) as exc:
         raise AffineurError(
             f"{archive.name}: cannot read: {exc}",
             file=str(archive),
