@@ -8,35 +8,33 @@
 
 Every run writes build/reports/summary.md, summary.json and report.json.
 
-The tasks themselves come from affineur.tasks; this file only points at the checkout.
+The tasks themselves come from affineur.run; this file only points at the checkout.
 """
 
 from pathlib import Path
 
-from affineur.run import Engine, doit_config, report_config, test_mode_requested
+from affineur.run import doit_tasks
 
-ENGINE = Engine(Path(__file__).resolve().parent, test_mode=test_mode_requested())
+TASKS = doit_tasks(Path(__file__).resolve().parent)
 
-DOIT_CONFIG = doit_config(
-    ENGINE, default_tasks=["lock", "build", "publish"], **report_config(ENGINE)
-)
+DOIT_CONFIG = TASKS.config(default_tasks=["lock", "build", "publish"])
 
 
 def task_lock():
     """Lock each collection for each of its variants (only when its inputs changed)."""
-    yield from ENGINE.lock_tasks()
+    yield from TASKS.lock()
 
 
 def task_download():
     """Fetch each locked sdist and check it against the lock's sha256."""
-    yield from ENGINE.download_tasks()
+    yield from TASKS.download()
 
 
 def task_build():
     """Build each locked package from source into build/cache/<build-key>/."""
-    yield from ENGINE.build_tasks()
+    yield from TASKS.build()
 
 
 def task_publish():
     """Publish dist/<collection>/<variant>/simple/ from the cache."""
-    yield from ENGINE.publish_tasks()
+    yield from TASKS.publish()

@@ -14,15 +14,15 @@ from pathlib import Path
 import pytest
 
 from affineur.errors import AffineurError
-from affineur.run import TIMEOUT_ENV, checkout_lock, lock_path
+from affineur.run import TIMEOUT_ENV, hold_checkout, mutex_path
 from tests.paths import REPO
 from tests.test_scheduler import checkout, doit, runs
 
 HOLD = """
 import sys, time
 from pathlib import Path
-from affineur.run._mutex import checkout_lock
-with checkout_lock(Path(sys.argv[1])):
+from affineur.run._mutex import hold_checkout
+with hold_checkout(Path(sys.argv[1])):
     print("held", flush=True)
     time.sleep(float(sys.argv[2]))
 """
@@ -50,7 +50,7 @@ def test_no_wait_names_the_holder(tmp_path: Path) -> None:
     with (
         holder(tmp_path, 30) as proc,
         pytest.raises(AffineurError) as info,
-        checkout_lock(tmp_path, timeout=0),
+        hold_checkout(tmp_path, timeout=0),
     ):
         pass
     assert f"(pid {proc.pid})" in info.value.message
@@ -60,9 +60,9 @@ def test_a_second_run_waits_once_then_gets_the_lock(tmp_path: Path) -> None:
     out = io.StringIO()
     with holder(tmp_path, 0.5) as proc:
         began = time.monotonic()
-        with checkout_lock(tmp_path, stream=out):
+        with hold_checkout(tmp_path, stream=out):
             waited = time.monotonic() - began
-            assert lock_path(tmp_path).read_text() == f"{os.getpid()}\n"
+            assert mutex_path(tmp_path).read_text() == f"{os.getpid()}\n"
     assert waited > 0.2
     assert (
         out.getvalue() == f"waiting for another affineur run in this checkout (pid {proc.pid})…\n"
@@ -73,7 +73,7 @@ def test_a_timeout_gives_up(tmp_path: Path) -> None:
     with (
         holder(tmp_path, 30),
         pytest.raises(AffineurError, match="holds this checkout"),
-        checkout_lock(tmp_path, timeout=0.3, stream=io.StringIO()),
+        hold_checkout(tmp_path, timeout=0.3, stream=io.StringIO()),
     ):
         pass
 
@@ -81,7 +81,7 @@ def test_a_timeout_gives_up(tmp_path: Path) -> None:
 def test_a_killed_holder_leaves_no_stale_lock(tmp_path: Path) -> None:
     with holder(tmp_path, 30):
         pass  # killed on exit
-    with checkout_lock(tmp_path, timeout=0):
+    with hold_checkout(tmp_path, timeout=0):
         pass
 
 
@@ -89,14 +89,14 @@ def test_a_bad_timeout_setting_is_a_clear_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(TIMEOUT_ENV, "soon")
-    with pytest.raises(AffineurError, match=TIMEOUT_ENV), checkout_lock(tmp_path):
+    with pytest.raises(AffineurError, match=TIMEOUT_ENV), hold_checkout(tmp_path):
         pass
 
 
 def wait_for_holder(root: Path, proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and proc.poll() is None:
-        if lock_path(root).exists() and lock_path(root).read_text().strip():
+        if mutex_path(root).exists() and mutex_path(root).read_text().strip():
             return
         time.sleep(0.02)
     raise AssertionError("the first run never took the lock")

@@ -156,9 +156,9 @@ def built_project(root: Path, records: dict[str, dict[str, object]] | None = Non
 
 def engine_keys(root: Path) -> dict[NodeKey, BuildKey]:
     from affineur.progress import NullReporter
-    from affineur.run import Engine
+    from affineur.run import open_checkout
 
-    (lv,) = Engine(root, reporter=NullReporter()).locked
+    (lv,) = open_checkout(root, reporter=NullReporter()).locked
     return dict(lv.keys)
 
 

@@ -11,7 +11,7 @@ from doit.exceptions import TaskError, UnmetDependency
 from doit.task import Task
 
 from affineur.errors import AffineurError
-from affineur.run import ActionFailed, BuildOutcome, RunRecorder, progress_reporter
+from affineur.run import ActionFailed, BuildOutcome, RunContext, progress_reporter
 from tests.workspace import Workspace, ok
 
 LINE = re.compile(r"^\[\d+/\d+\] \S+ ")
@@ -33,7 +33,8 @@ class Terminal(io.StringIO):
 
 def run_fake(stream: io.StringIO, tmp_path: Path) -> Path:
     """Drive the reporter as doit's runner would, over five packages."""
-    recorder = RunRecorder()
+    context = RunContext()
+    recorder = context.recorder
     recorder.record("k-cached", BuildOutcome("reused"))
     tasks = {
         t.name: t
@@ -46,7 +47,7 @@ def run_fake(stream: io.StringIO, tmp_path: Path) -> Path:
             Task("build", actions=None, task_dep=["build:cpu:base-1.0"]),  # a group: not counted
         )
     }
-    reporter = progress_reporter(recorder=recorder, reports_dir=tmp_path / "reports")(stream, {})
+    reporter = progress_reporter(context, reports_dir=tmp_path / "reports")(stream, {})
     reporter.initialize(tasks, list(tasks))
     reporter.skip_uptodate(tasks["build:cpu:done-1.0"])
     for name in ("build:cpu:base-1.0", "build:cpu:cached-1.0"):
@@ -106,7 +107,7 @@ def test_a_terminal_gets_a_status_line_of_running_builds(tmp_path: Path) -> None
 def test_a_crash_is_a_failure_of_its_task(tmp_path: Path) -> None:
     out = io.StringIO()
     task = build_task("boom")
-    reporter = progress_reporter(recorder=RunRecorder(), reports_dir=tmp_path)(out, {})
+    reporter = progress_reporter(RunContext(), reports_dir=tmp_path)(out, {})
     reporter.initialize({task.name: task}, [task.name])
     reporter.execute_task(task)
     reporter.add_failure(task, TaskError("PythonAction Error\nValueError: nope"))

@@ -1,8 +1,10 @@
 """The one exception affineur raises, carrying structured fields.
 
-Only the command line (and the doit glue) turn an :class:`AffineurError` into text:
-one ``error:`` line, an optional ``hint:`` line, and an exit code. Everything below
-the CLI raises with fields filled in, so tests can assert on data, not on wording.
+Everything below the command line raises with fields filled in, so tests can
+assert on data, not on wording. :func:`error_text` is the one place that turns an
+error into text (one ``error:`` line, the causes indented under it, an optional
+``hint:`` line); the ``affineur`` command, the doit adapter and the reports all
+use it, so a cause is never shown in one place and dropped in another.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ Stage = Literal[
     "internal",
 ]
 
-__all__ = ["AffineurError", "Stage"]
+__all__ = ["AffineurError", "Stage", "error_text"]
 
 
 @dataclass
@@ -76,3 +78,16 @@ class AffineurError(Exception):
             subject = f"{self.package}=={self.version}: " if self.version else f"{self.package}: "
         text = f"{where}: {subject}{self.message}" if where else f"{subject}{self.message}"
         return text
+
+
+def error_text(exc: AffineurError, *, prefix: str = "error: ") -> str:
+    """``error: <where>: <what>``, each cause on an indented line, then ``hint: ...``.
+
+    ``prefix`` is for callers whose output already says "error" (doit prints
+    ``ERROR:`` before a dodo-loading failure). No trailing newline.
+    """
+    lines = [f"{prefix}{exc.one_line()}"]
+    lines += [f"  {cause}" for cause in exc.causes]
+    if exc.hint:
+        lines.append(f"hint: {exc.hint}")
+    return "\n".join(lines)

@@ -57,7 +57,7 @@ from affineur import graph as g
 from affineur.config import load_project, target_environment, validate
 from affineur.index import record_hash
 from affineur.lock import LockPaths, input_hash, read_lock, write_lock
-from affineur.run import Engine
+from affineur.run import DoitTasks, RunContext, open_checkout
 
 REPO = Path(__file__).resolve().parents[2]
 COLLECTION = "bench"
@@ -270,17 +270,17 @@ def _write(path: Path, text: str) -> None:
 
 def fill_cache(root: Path) -> int:
     """A cache entry under every node's build key, as the engine computes the keys."""
-    engine = Engine(root)
+    checkout = open_checkout(root)
     count = 0
-    for lv in engine.locked:
+    for lv in checkout.locked:
         for node_key, build_key in lv.keys.items():
-            if engine.cache.get(build_key) is not None:
+            if checkout.cache.get(build_key) is not None:
                 continue
             node = lv.graph.nodes[node_key]
             filename, wheel = tiny_wheel(node.name, node.version)
-            with engine.cache.staging(build_key) as staging:
+            with checkout.cache.staging(build_key) as staging:
                 (staging / filename).write_bytes(wheel)
-                engine.cache.commit(
+                checkout.cache.commit(
                     build_key,
                     staging,
                     {
@@ -482,14 +482,15 @@ def phases(root: Path) -> list[tuple[str, float]]:
     data = step("parse graph.json", lambda: json.loads(raw))
     step("validate graph.json (schema)", lambda: validate(data, "graph", file=str(path)))
     step("read_lock (read + parse + validate + model)", lambda: read_lock(path))
-    engine = Engine(root)
-    step("load_project", lambda: engine.project)
-    step("Engine.locked (read_lock + build keys)", lambda: engine.locked)
+    checkout = open_checkout(root)
+    step("load_project", lambda: checkout.project)
+    step("Checkout.locked (read_lock + build keys)", lambda: checkout.locked)
+    tasks = DoitTasks(checkout, RunContext())
     creators: dict[str, Callable[[], Iterable[object]]] = {
-        "lock": engine.lock_tasks,
-        "download": engine.download_tasks,
-        "build": engine.build_tasks,
-        "publish": engine.publish_tasks,
+        "lock": tasks.lock,
+        "download": tasks.download,
+        "build": tasks.build,
+        "publish": tasks.publish,
     }
     for group, creator in creators.items():
         step(f"create {group} tasks", _counting(creator))

@@ -225,15 +225,15 @@ def _log_target(args: argparse.Namespace, checkout: Checkout) -> tuple[_LogChoic
 def _log_files(root: Path, choice: _LogChoice) -> list[tuple[Path, str]]:
     """The build's logs that exist: the cached build's and the last failure's."""
     from affineur.progress import NullReporter
-    from affineur.run import Engine
+    from affineur.run import open_checkout as open_stages
 
-    engine = Engine(root, reporter=NullReporter())
+    stages = open_stages(root, reporter=NullReporter())
     candidates: list[tuple[Path, str]] = []
-    for lv in engine.locked:
+    for lv in stages.locked:
         if (lv.collection.name, lv.variant.name) != (choice.collection, choice.variant):
             continue
         key = lv.keys[f"{choice.name}=={choice.version}"]  # type: ignore[index]
-        entry = engine.cache.get(key)
+        entry = stages.cache.get(key)
         if entry is not None:
             candidates.append((entry.log, "built"))
     failed = root / "build" / "logs" / choice.variant / f"{choice.name}-{choice.version}.log"

@@ -84,9 +84,8 @@ def _upgrade_names(names: Sequence[str], root: Path, checkout: Checkout) -> froz
 
 
 def cmd_lock(args: argparse.Namespace) -> int:
-    from affineur.lock import lock_is_fresh
     from affineur.progress import StreamReporter
-    from affineur.run import Engine
+    from affineur.run import open_checkout as open_stages
 
     root, checkout = context(args)
     for name in args.collection:
@@ -107,14 +106,14 @@ def cmd_lock(args: argparse.Namespace) -> int:
     upgrade: frozenset[str] | bool = (
         True if args.upgrade_all else _upgrade_names(args.upgrade, root, checkout)
     )
-    engine = Engine(root, reporter=StreamReporter(verbose=args.verbose))
+    stages = open_stages(root, reporter=StreamReporter(verbose=args.verbose))
     for collection, variant in pairs:
-        c = engine.project.collections[collection]
-        v = engine.project.variants[variant]
-        if not upgrade and not args.force and lock_is_fresh(engine.project, c, v):
+        c = stages.project.collections[collection]
+        v = stages.project.variants[variant]
+        if not upgrade and not args.force and stages.is_fresh(c, v):
             print(f"{collection}/{variant}: up to date")
             continue
-        path = engine.lock(collection, variant, upgrade=upgrade)
+        path = stages.lock(collection, variant, upgrade=upgrade)
         print(path.relative_to(root))
     return 0
 

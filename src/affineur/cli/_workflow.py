@@ -386,7 +386,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         target_requires_python,
     )
     from affineur.progress import StreamReporter
-    from affineur.run import Engine
+    from affineur.run import open_checkout as open_stages
 
     root, checkout = _context(args)
     if args.format == "pylock" and args.output:
@@ -397,20 +397,9 @@ def cmd_export(args: argparse.Namespace) -> int:
                 hint="-o pylock.toml",
             )
     collection, variant = checkout.select_one(args.collection, args.variant)
-    engine = Engine(root, reporter=StreamReporter(verbose=getattr(args, "verbose", False)))
-    found = [
-        lv
-        for lv in engine.locked
-        if lv.collection.name == collection and lv.variant.name == variant
-    ]
-    if not found:
-        raise AffineurError(
-            f"no lock of {collection}/{variant}",
-            hint="'affineur lock' makes the lock, 'doit' builds the wheels",
-            stage="lock",
-        )
-    lv = found[0]
-    wheels = collect_wheels(lv.graph, lv.keys, engine.cache)
+    stages = open_stages(root, reporter=StreamReporter(verbose=getattr(args, "verbose", False)))
+    lv = stages.locked_variant(collection, variant)
+    wheels = collect_wheels(lv.graph, lv.keys, stages.cache)
     dist = root / "dist" / collection / variant
     if args.format == "constraints":
         simple = args.index_url or (dist / "simple").as_uri()

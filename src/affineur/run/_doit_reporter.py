@@ -14,39 +14,38 @@ counts.
 
 doit only sees success, failure, up to date and "not run, a dependency
 failed"; whether a build reused a cache entry or was substituted by an upstream
-wheel comes from the :class:`~affineur.run._reports.RunRecorder` the build actions
-write into, looked up by the build key each build task carries in
-``meta["package"]``. A failed action returns an :class:`ActionFailed`, which
-carries the structured error, so the report never parses messages.
+wheel comes from the :class:`~affineur.run._reports.RunRecorder` of the run's
+:class:`~affineur.run._doit.RunContext`, which the build actions write into,
+looked up by the build key each build task carries in ``meta["package"]``. A
+failed action returns an :class:`~affineur.run._doit.ActionFailed`, which carries
+the structured error, so the report never parses messages.
 
 doit instantiates the reporter class itself, so :func:`progress_reporter` binds
-the recorder and the report folder into a subclass for ``DOIT_CONFIG["reporter"]``.
+the run context and the report folder into a subclass for ``DOIT_CONFIG["reporter"]``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, TextIO
+from typing import Any, ClassVar, TextIO
 
-from doit import get_var
-from doit.exceptions import BaseFail, InvalidDodoFile, TaskFailed, UnmetDependency
+from doit.exceptions import BaseFail, UnmetDependency
 from doit.reporter import ConsoleReporter
 
 from affineur.config import validate
 from affineur.errors import AffineurError
+from affineur.run._doit import ActionFailed, RunContext
 from affineur.run._reports import (
     Failure,
     Outcome,
     PackageResult,
-    RunRecorder,
     RunSummary,
     counts_line,
     duration,
@@ -54,15 +53,11 @@ from affineur.run._reports import (
     summary_json,
     summary_markdown,
 )
-from affineur.run._scheduler import mark_run_failed
-from affineur.run._substitution import SubstitutesPublished, requested
+from affineur.run._substitution import SubstitutesPublished
 
 __all__ = [
-    "ActionFailed",
     "ProgressReporter",
     "progress_reporter",
-    "report_config",
-    "test_mode_requested",
     "write_load_failure",
     "write_reports",
 ]
@@ -70,14 +65,6 @@ __all__ = [
 # The stage a failure gets when its error names none, by task group.
 _DEFAULT_STAGE = {"lock": "resolve", "download": "download", "build": "build"}
 _SHOWN_RUNNING = 3
-
-
-class ActionFailed(TaskFailed):  # type: ignore[misc]
-    """doit's TaskFailed, keeping the AffineurError it came from for the report."""
-
-    def __init__(self, message: str, error: AffineurError) -> None:
-        super().__init__(message)
-        self.error = error
 
 
 def write_reports(summary: RunSummary, folder: Path) -> list[Path]:
@@ -141,9 +128,8 @@ class ProgressReporter(ConsoleReporter):  # type: ignore[misc]
     """See the module docstring. Worker threads call :meth:`execute_task`, hence the lock."""
 
     desc = "affineur progress and build reports"
-    recorder: ClassVar[RunRecorder] = RunRecorder()
+    context: ClassVar[RunContext] = RunContext()
     reports_dir: ClassVar[Path | None] = None
-    test_mode: ClassVar[bool] = False
 
     def __init__(self, outstream: TextIO, options: Mapping[str, Any]) -> None:
         super().__init__(outstream, options)
@@ -194,7 +180,7 @@ class ProgressReporter(ConsoleReporter):  # type: ignore[misc]
             info = _package(task)
             verb: str = "done"
             if info is not None:
-                known = self.recorder.get(info["key"])
+                known = self.context.recorder.get(info["key"])
                 outcome: Outcome = known.outcome if known else "built"
                 self._result(task, outcome, seconds)
                 if known is not None and known.failure is not None:
@@ -252,7 +238,7 @@ class ProgressReporter(ConsoleReporter):  # type: ignore[misc]
             self._captured_output()
             summary = self.summary()
             if summary.failures:
-                mark_run_failed()
+                self.context.failed = True
             self.write(f"{counts_line(summary)}\n")
             if self.reports_dir is not None:
                 try:
@@ -290,13 +276,13 @@ class ProgressReporter(ConsoleReporter):  # type: ignore[misc]
             failed_tasks=tuple(self.failed_tasks),
             seconds=time.monotonic() - self.started,
             started=self.started_at,
-            test_mode=self.test_mode,
+            test_mode=self.context.keep_going,
         )
 
     def _failure(self, task: Any, fail: BaseFail) -> Failure | None:
         info = _package(task)
         if info is not None:
-            known = self.recorder.get(info["key"])
+            known = self.context.recorder.get(info["key"])
             if known is not None and known.failure is not None:
                 return replace(known.failure, task=task.name)
         if isinstance(fail, ActionFailed):
@@ -387,49 +373,12 @@ class ProgressReporter(ConsoleReporter):  # type: ignore[misc]
             self._status_shown = False
 
 
-def progress_reporter(
-    *, recorder: RunRecorder, reports_dir: Path | None, test_mode: bool = False
-) -> type[ProgressReporter]:
-    """A reporter class for ``DOIT_CONFIG["reporter"]`` bound to this run's recorder."""
+def progress_reporter(context: RunContext, *, reports_dir: Path | None) -> type[ProgressReporter]:
+    """A reporter class for ``DOIT_CONFIG["reporter"]`` bound to this run's context."""
 
     class Bound(ProgressReporter):
         pass
 
-    Bound.recorder = recorder
+    Bound.context = context
     Bound.reports_dir = reports_dir
-    Bound.test_mode = test_mode
     return Bound
-
-
-def test_mode_requested() -> bool:
-    """``doit test_mode=1`` or ``AFFINEUR_TEST_MODE=1``, read while the dodo loads."""
-    try:
-        return requested(get_var("test_mode"), os.environ)
-    except AffineurError as exc:
-        hint = f"\nhint: {exc.hint}" if exc.hint else ""
-        raise InvalidDodoFile(f"{exc.one_line()}{hint}") from None
-
-
-class _Run(Protocol):
-    @property
-    def recorder(self) -> RunRecorder: ...
-
-    @property
-    def build_dir(self) -> Path: ...
-
-    @property
-    def test_mode(self) -> bool: ...
-
-
-def report_config(engine: _Run) -> dict[str, Any]:
-    """The ``DOIT_CONFIG`` entries of this module: the reporter, and ``continue`` in test mode."""
-    config: dict[str, Any] = {
-        "reporter": progress_reporter(
-            recorder=engine.recorder,
-            reports_dir=engine.build_dir / "reports",
-            test_mode=engine.test_mode,
-        )
-    }
-    if engine.test_mode:
-        config["continue"] = True
-    return config

@@ -1,17 +1,18 @@
 """One affineur run per checkout at a time.
 
 Two ``doit`` runs in one checkout would re-lock, build and publish into the same
-files. :func:`checkout_lock` serialises them with ``flock`` on
-``<root>/.affineur/lock``: the kernel drops the lock when its holder dies, even
-by SIGKILL, so a crashed run never leaves a stale lock behind. The holder writes
-its pid into the file so that a waiter can say whom it waits for.
+files. :func:`hold_checkout` serialises them with ``flock`` on
+``<root>/.affineur/mutex`` (a mutex, not to be confused with the dependency lock
+in ``lock/``): the kernel releases it when its holder dies, even by SIGKILL, so
+a crashed run never leaves a stale mutex behind. The holder writes its pid into
+the file so that a waiter can say whom it waits for.
 
 A second run waits, saying so once on stderr. ``AFFINEUR_LOCK_TIMEOUT`` (seconds)
 bounds the wait; ``0`` means do not wait at all. Past it the run stops with an
 :class:`AffineurError` naming the holder.
 
 The descriptor is opened close-on-exec (Python's default), so build
-subprocesses do not inherit the lock and cannot keep it alive after the run.
+subprocesses do not inherit the mutex and cannot keep it alive after the run.
 """
 
 from __future__ import annotations
@@ -28,15 +29,15 @@ from typing import TextIO
 
 from affineur.errors import AffineurError
 
-__all__ = ["TIMEOUT_ENV", "checkout_lock", "lock_path"]
+__all__ = ["TIMEOUT_ENV", "hold_checkout", "mutex_path"]
 
 TIMEOUT_ENV = "AFFINEUR_LOCK_TIMEOUT"
 
 _POLL_SECONDS = 0.1
 
 
-def lock_path(root: Path) -> Path:
-    return Path(root) / ".affineur" / "lock"
+def mutex_path(root: Path) -> Path:
+    return Path(root) / ".affineur" / "mutex"
 
 
 def _timeout_from_env() -> float | None:
@@ -54,7 +55,7 @@ def _timeout_from_env() -> float | None:
     return max(value, 0.0)
 
 
-def _try_lock(fd: int) -> bool:
+def _try_take(fd: int) -> bool:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
@@ -70,23 +71,23 @@ def _holder(fd: int) -> str:
 
 
 @contextlib.contextmanager
-def checkout_lock(
+def hold_checkout(
     root: Path,
     *,
     timeout: float | None = None,
     stream: TextIO | None = None,
 ) -> Iterator[None]:
-    """Hold the checkout's lock for the ``with`` block.
+    """Hold the checkout's mutex for the ``with`` block.
 
     ``timeout`` (seconds; default from ``AFFINEUR_LOCK_TIMEOUT``, else no limit)
     bounds the wait; ``stream`` (default stderr) gets the one waiting message.
     """
     limit = _timeout_from_env() if timeout is None else max(timeout, 0.0)
-    path = lock_path(root)
+    path = mutex_path(root)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        if not _try_lock(fd):
+        if not _try_take(fd):
             holder = _holder(fd)
             if limit is None or limit > 0:
                 out = stream or sys.stderr
@@ -117,6 +118,6 @@ def _wait(fd: int, limit: float | None) -> bool:
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         time.sleep(min(_POLL_SECONDS, max(deadline - time.monotonic(), 0)))
-        if _try_lock(fd):
+        if _try_take(fd):
             return True
-    return _try_lock(fd)
+    return _try_take(fd)

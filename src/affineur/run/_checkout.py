@@ -1,0 +1,344 @@
+"""The checkout: its config, locks, build keys and paths, and the actions of each stage.
+
+Nothing here knows doit. The doit task creators (:mod:`affineur.run._tasks`)
+and the ``affineur`` command both drive a :class:`Checkout`, and tests can too,
+so one action runs the same way everywhere.
+
+A checkout does no I/O of its own making: the sdist store, the build cache, the
+builder, the index clients, the reporter and the record of build attempts are
+passed in. :func:`open_checkout` is the one place that makes the usual ones for
+a checkout folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property, partial
+from pathlib import Path
+
+from affineur import graph as g
+from affineur.build import (
+    BuildCache,
+    Builder,
+    BuildInputs,
+    BuildKey,
+    BuildRequest,
+    build_keys,
+    publish_index,
+)
+from affineur.config import (
+    Collection,
+    Project,
+    Settings,
+    Variant,
+    default_index_url,
+    effective_settings,
+    find_patches,
+    load_project,
+    patch_hashes,
+)
+from affineur.errors import AffineurError
+from affineur.index import Fetcher, IndexClient, SdistStore, UrlSource, source_url
+from affineur.lock import LockPaths, lock, lock_is_fresh, read_lock
+from affineur.progress import Reporter, StreamReporter
+from affineur.run._reports import RunRecorder
+from affineur.run._source_builds import SourceModeBuilds
+from affineur.run._substitution import Attempts, refuse_substitutes
+
+__all__ = ["Checkout", "IndexClients", "LockedVariant", "open_checkout"]
+
+
+@dataclass(frozen=True)
+class LockedVariant:
+    """One lock as the build stage uses it: its graph and every node's build key."""
+
+    collection: Collection
+    variant: Variant
+    graph: g.Graph
+    keys: Mapping[g.NodeKey, BuildKey]
+
+
+class IndexClients:
+    """One index client per list of index URLs, made on first use.
+
+    Variants that name the same indexes share a client (and its page cache);
+    making none at all keeps a no-op run free of ``requests``.
+    """
+
+    def __init__(self, make: Callable[[tuple[str, ...]], IndexClient] = IndexClient) -> None:
+        self._make = make
+        self._clients: dict[tuple[str, ...], IndexClient] = {}
+
+    def __call__(self, variant: Variant) -> IndexClient:
+        urls = tuple(variant.indexes) or (default_index_url(),)
+        if urls not in self._clients:
+            self._clients[urls] = self._make(urls)
+        return self._clients[urls]
+
+
+@dataclass
+class Checkout:
+    """A checkout folder's config, locks and build keys, read once, and its stage actions.
+
+    Stage 1 is :meth:`lock` (and :meth:`relock_stale`); stage 2 is
+    :meth:`download`, :meth:`build` and :meth:`publish`. Each raises
+    :class:`AffineurError` on a problem a user can act on.
+    """
+
+    root: Path
+    store: SdistStore
+    cache: BuildCache
+    builder: Builder
+    clients: Callable[[Variant], IndexClient]
+    attempts: Attempts
+    reporter: Reporter
+
+    @property
+    def build_dir(self) -> Path:
+        return self.root / "build"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.build_dir / "reports"
+
+    @cached_property
+    def project(self) -> Project:
+        return load_project(self.root)
+
+    def pairs(self) -> list[tuple[Collection, Variant]]:
+        """Every (collection, variant) the config asks to lock and build, in a stable order."""
+        return [
+            (c, self.project.variants[v])
+            for c in sorted(self.project.collections.values(), key=lambda c: c.name)
+            for v in c.variants
+        ]
+
+    def lock_paths(self, collection: str, variant: str) -> LockPaths:
+        return LockPaths.of(self.root, collection, variant)
+
+    def dist_dir(self, collection: str, variant: str) -> Path:
+        """Where :meth:`publish` puts the collection's index for the variant."""
+        return self.root / "dist" / collection / variant
+
+    # --- stage 1 ------------------------------------------------------------
+
+    def lock(
+        self, collection: str, variant: str, upgrade: frozenset[str] | bool = frozenset()
+    ) -> Path:
+        """Lock one collection for one variant (network); the path of the new graph.json."""
+        c = self.project.collections[collection]
+        v = self.project.variants[variant]
+        builds = None
+        if v.discovery == "source":
+            builds = SourceModeBuilds(
+                v,
+                builder=self.builder,
+                cache=self.cache,
+                settings=partial(self.settings, v),
+                inputs=partial(self.inputs, v),
+                patches=partial(self.patches, v),
+                reporter=self.reporter,
+            )
+        paths = lock(
+            self.project,
+            c,
+            v,
+            client=self.clients(v),
+            workdir=self.build_dir,
+            reporter=self.reporter,
+            upgrade=upgrade,
+            builds=builds,
+        )
+        # What was derived from the old lock is stale now.
+        self.__dict__.pop("locked", None)
+        self._fresh.pop((collection, variant), None)
+        return paths.graph
+
+    _fresh: dict[tuple[str, str], bool] = field(default_factory=dict, init=False, repr=False)
+
+    def is_fresh(self, collection: Collection, variant: Variant) -> bool:
+        """Whether the lock matches its inputs; hashed once per run, not once per asker."""
+        key = (collection.name, variant.name)
+        if key not in self._fresh:
+            self._fresh[key] = lock_is_fresh(self.project, collection, variant)
+        return self._fresh[key]
+
+    def relock_stale(self) -> None:
+        for c, v in self.pairs():
+            if not self.is_fresh(c, v):
+                self.reporter.message(f"lock {c.name}/{v.name} is stale: re-locking")
+                self.lock(c.name, v.name)
+
+    # --- stage 2 ------------------------------------------------------------
+
+    def settings(self, variant: Variant, node: g.Node) -> Settings:
+        return effective_settings(
+            variant=variant, override=self.project.overrides.get(node.name), version=node.version
+        )
+
+    def patches(self, variant: Variant, node: g.Node) -> list[Path]:
+        return find_patches(self.root, node.name, node.version, variant.name)
+
+    def inputs(self, variant: Variant, node: g.Node) -> BuildInputs:
+        return BuildInputs(
+            settings=self.settings(variant, node).to_json(),
+            patches=patch_hashes(self.root, self.patches(variant, node)),
+        )
+
+    @cached_property
+    def locked(self) -> list[LockedVariant]:
+        """Every lock in the checkout with its build keys; a pair not yet locked is left out."""
+        out = []
+        for c, v in self.pairs():
+            graph = read_lock(
+                self.lock_paths(c.name, v.name).graph, memo=self.build_dir / "validated"
+            )
+            if graph is None:
+                continue
+            keys = build_keys(graph, partial(self.inputs, v))
+            out.append(LockedVariant(c, v, graph, keys))
+        return out
+
+    def locked_variant(self, collection: str, variant: str) -> LockedVariant:
+        for lv in self.locked:
+            if lv.collection.name == collection and lv.variant.name == variant:
+                return lv
+        raise AffineurError(
+            f"no lock of {collection}/{variant}",
+            hint="check the names; 'doit lock' makes the lock, 'doit' builds the wheels",
+            stage="lock",
+        )
+
+    def wheel_of(self, key: BuildKey) -> Path:
+        entry = self.cache.get(key)
+        if entry is None:
+            raise AffineurError(
+                "a build-environment wheel is missing from the cache",
+                stage="build-env",
+                hint=f"build/cache/{key} is gone: run doit again",
+            )
+        return entry.wheel
+
+    _swept: bool = field(default=False, init=False, repr=False)
+
+    def build(self, lv: LockedVariant, node_key: g.NodeKey) -> None:
+        """Put the node's wheel into the cache under its build key (built, reused or taken)."""
+        node = lv.graph.nodes[node_key]
+        key = lv.keys[node_key]
+        if not self._swept:
+            # On the first build only, so a no-op run never scans the cache.
+            self.cache.discard_stale_staging()
+            self._swept = True
+        with self.attempts.attempt(
+            key=key,
+            name=node.name,
+            version=node.version,
+            variant=lv.variant.name,
+            index=self.clients(lv.variant),
+        ) as attempt:
+            if self.cache.get(key) is not None:
+                attempt.reused()
+                return
+            if node.prebuilt:
+                self._take_prebuilt(lv, node, key)
+                return
+            self.reporter.message(f"build {node.name}=={node.version} ({lv.variant.name})")
+            request = BuildRequest(
+                node=node,
+                key=key,
+                variant=lv.variant.name,
+                target=lv.graph.target,
+                settings=self.settings(lv.variant, node),
+                patches=self.patches(lv.variant, node),
+                env_wheels=[self.wheel_of(lv.keys[k]) for k in node.build_env],
+                network_isolation=lv.variant.network_isolation,
+            )
+            attempt.log = self.builder.failed_log(request)
+            entry = self.builder.build(request, lv.graph)
+            self.reporter.message(f"built {entry.wheel.name}")
+
+    def _take_prebuilt(self, lv: LockedVariant, node: g.Node, key: BuildKey) -> None:
+        assert node.wheel is not None
+        path = self.store.ensure(
+            node.name, node.wheel.filename, node.wheel.sha256, self.clients(lv.variant)
+        )
+        with self.cache.staging(key) as staging:
+            shutil.copyfile(path, staging / node.wheel.filename)
+            self.cache.commit(
+                key,
+                staging,
+                {
+                    "name": node.name,
+                    "version": node.version,
+                    "build_key": key,
+                    "prebuilt": True,
+                    "wheel": node.wheel.filename,
+                    "sha256": node.wheel.sha256,
+                },
+            )
+
+    def download(self, lv: LockedVariant, node: g.Node, ref: g.FileRef) -> None:
+        """Fetch the node's sdist (or prebuilt wheel) into the store, checked against the lock."""
+        template = None if node.prebuilt else self.settings(lv.variant, node).download_source
+        client = self.clients(lv.variant)
+        fetcher: Fetcher = client
+        if template:
+            fetcher = UrlSource(client, source_url(template, node.name, node.version), node.name)
+        self.store.ensure(node.name, ref.filename, ref.sha256, fetcher)
+
+    def publish(self, lv: LockedVariant) -> Path:
+        """Write the variant's PEP 503 index from the cache; refuse one holding substitutes."""
+        wheels = {k: self.wheel_of(lv.keys[k]) for k in lv.graph.nodes}
+        simple = publish_index(wheels, self.dist_dir(lv.collection.name, lv.variant.name))
+        self.reporter.message(f"published {len(wheels)} wheels to {simple}")
+        refuse_substitutes([self.cache.entry(lv.keys[k]) for k in lv.graph.nodes], str(simple))
+        return simple
+
+    def capacities(self) -> dict[str, float]:
+        """The largest capacity any variant gives each resource (one machine runs them all).
+
+        Every build takes one ``cpu`` unless its settings say otherwise, so ``cpu``
+        defaults to this machine's processors.
+        """
+        out: dict[str, float] = {"cpu": float(os.cpu_count() or 1)}
+        for variant in self.project.variants.values():
+            for name, amount in variant.resources.items():
+                out[name] = max(out.get(name, 0), float(amount))
+        return out
+
+
+def open_checkout(
+    root: Path,
+    *,
+    reporter: Reporter | None = None,
+    keep_going: bool = False,
+    recorder: RunRecorder | None = None,
+    clients: Callable[[Variant], IndexClient] | None = None,
+) -> Checkout:
+    """The checkout at ``root`` with its usual collaborators under ``root/build``.
+
+    ``keep_going`` replaces a failed build by the upstream wheel of the same
+    version (see :mod:`affineur.run._substitution`); ``recorder`` receives every
+    build's outcome (the doit reporter reads it).
+    """
+    root = Path(root)
+    build_dir = root / "build"
+    store = SdistStore(build_dir / "sdists")
+    cache = BuildCache(build_dir / "cache")
+    return Checkout(
+        root=root,
+        store=store,
+        cache=cache,
+        builder=Builder(cache=cache, store=store, workdir=build_dir),
+        clients=clients or IndexClients(),
+        attempts=Attempts(
+            cache=cache,
+            recorder=recorder or RunRecorder(),
+            downloads=build_dir / "substitutes",
+            test_mode=keep_going,
+        ),
+        reporter=reporter or StreamReporter(),
+    )

@@ -1,0 +1,221 @@
+"""doit tasks, generated from the checked-in locks at load time.
+
+The dodo file forwards to a :class:`DoitTasks`; each creator returns plain task
+dicts whose actions call a :class:`~affineur.run._checkout.Checkout`, so ``doit
+list``, ``doit info`` and ``doit forget`` see every package, and the same code
+runs under doit, under the ``affineur`` command and in tests.
+
+Task groups::
+
+    lock:<collection>:<variant>       up to date while the lock's input hash matches
+    download:<file>                   an sdist (or a prebuilt wheel), verified on use
+    build:<variant>:<name>-<version>  one wheel into build/cache/<build-key>/
+    publish:<collection>:<variant>    dist/<collection>/<variant>/simple/ from the cache
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from affineur import graph as g
+from affineur.build import BuildKey
+from affineur.errors import AffineurError
+from affineur.run._checkout import Checkout, LockedVariant, open_checkout
+from affineur.run._doit import (
+    RunContext,
+    action,
+    config_changed,
+    current_run,
+    doit_config,
+    keep_going_requested,
+    load_error,
+)
+from affineur.run._doit_reporter import progress_reporter, write_load_failure
+from affineur.run._substitution import trusted
+
+__all__ = ["DoitTasks", "TaskDict", "build_task_names", "doit_tasks"]
+
+TaskDict = dict[str, Any]
+
+
+def build_task_names(locked: list[LockedVariant]) -> dict[BuildKey, str]:
+    """The build task of each build key: ``<variant>:<name>-<version>``.
+
+    Two collections that lock the same name==version for a variant share its
+    task when its build key is the same; a different key (another build
+    environment) gets its own task, marked with the key's start.
+    """
+    names: dict[BuildKey, str] = {}
+    taken: set[str] = set()
+    for lv in locked:
+        for key in sorted(lv.graph.nodes):
+            build_key = lv.keys[key]
+            if build_key in names:
+                continue
+            node = lv.graph.nodes[key]
+            name = f"{lv.variant.name}:{node.name}-{node.version}"
+            if name in taken:
+                name = f"{name}@{build_key[:8]}"
+            taken.add(name)
+            names[build_key] = name
+    return names
+
+
+@dataclass
+class DoitTasks:
+    """The task creators of one checkout, for the dodo file's ``task_*`` functions."""
+
+    checkout: Checkout
+    context: RunContext
+    _names: tuple[int, dict[BuildKey, str]] | None = field(default=None, repr=False)
+
+    def config(self, **extra: Any) -> dict[str, Any]:
+        """``DOIT_CONFIG``: the adapter's settings, this run's reporter, ``continue`` if asked."""
+        config = doit_config(self.checkout.capacities, root=self.checkout.root, **extra)
+        config["reporter"] = progress_reporter(self.context, reports_dir=self.checkout.reports_dir)
+        if self.context.keep_going:
+            config["continue"] = True
+        return config
+
+    @property
+    def names(self) -> dict[BuildKey, str]:
+        # Keyed by the identity of the locks read, which a re-lock replaces.
+        locked = self.checkout.locked
+        if self._names is None or self._names[0] != id(locked):
+            self._names = (id(locked), build_task_names(locked))
+        return self._names[1]
+
+    def _loading(self, creator: Callable[[], Iterator[TaskDict]]) -> Iterator[TaskDict]:
+        try:
+            # Only a run re-locks while loading: `doit list` or `doit info` must stay
+            # read-only and never touch the network.
+            if self.context.running:
+                self.checkout.relock_stale()
+            yield from creator()
+        except AffineurError as exc:
+            if self.context.running:
+                write_load_failure(
+                    exc, self.checkout.reports_dir, test_mode=self.context.keep_going
+                )
+            raise load_error(exc) from None
+
+    def lock(self) -> Iterator[TaskDict]:
+        checkout = self.checkout
+
+        def create() -> Iterator[TaskDict]:
+            for c, v in checkout.pairs():
+                yield {
+                    "basename": "lock",
+                    "name": f"{c.name}:{v.name}",
+                    "doc": f"lock collection {c.name} for variant {v.name}",
+                    "actions": [(action(checkout.lock), [c.name, v.name])],
+                    "uptodate": [partial(checkout.is_fresh, c, v)],
+                    "targets": [str(checkout.lock_paths(c.name, v.name).graph)],
+                    "verbosity": 2,
+                }
+
+        return self._loading(create)
+
+    def download(self) -> Iterator[TaskDict]:
+        checkout = self.checkout
+
+        def create() -> Iterator[TaskDict]:
+            seen: set[str] = set()
+            for lv in checkout.locked:
+                for node in lv.graph.nodes.values():
+                    ref = node.wheel if node.prebuilt else node.sdist
+                    if ref is None or ref.filename in seen:
+                        continue
+                    seen.add(ref.filename)
+                    yield {
+                        "basename": "download",
+                        "name": ref.filename,
+                        "doc": f"download and verify {ref.filename}",
+                        "actions": [(action(checkout.download), [lv, node, ref])],
+                        "targets": [str(checkout.store.path(ref.filename))],
+                        "uptodate": [True],
+                        "meta": {"package": {"name": node.name, "version": node.version}},
+                    }
+
+        return self._loading(create)
+
+    def build(self) -> Iterator[TaskDict]:
+        checkout = self.checkout
+
+        def create() -> Iterator[TaskDict]:
+            emitted: set[BuildKey] = set()
+            names = self.names
+            for lv in checkout.locked:
+                for key in sorted(lv.graph.nodes):
+                    if lv.keys[key] in emitted:
+                        continue  # the same build, locked by another collection
+                    emitted.add(lv.keys[key])
+                    yield self._build_task(lv, key, names)
+
+        return self._loading(create)
+
+    def _build_task(
+        self, lv: LockedVariant, key: g.NodeKey, names: dict[BuildKey, str]
+    ) -> TaskDict:
+        checkout = self.checkout
+        node = lv.graph.nodes[key]
+        build_key = lv.keys[key]
+        ref = node.wheel if node.prebuilt else node.sdist
+        assert ref is not None
+        patches = checkout.patches(lv.variant, node)
+        resources = dict(checkout.settings(lv.variant, node).resources) or {"cpu": 1}
+        return {
+            "basename": "build",
+            "name": names[build_key],
+            "doc": f"build {node.name}=={node.version} for {lv.variant.name}",
+            "actions": [(action(checkout.build), [lv, key])],
+            "file_dep": [str(checkout.store.path(ref.filename)), *map(str, patches)],
+            "task_dep": [f"build:{names[lv.keys[k]]}" for k in node.build_env],
+            "targets": [str(checkout.cache.entry(build_key).record_path)],
+            "uptodate": [config_changed(build_key), (trusted, [checkout.cache, build_key])],
+            "meta": {
+                "resources": {} if node.prebuilt else resources,
+                "package": {
+                    "name": node.name,
+                    "version": node.version,
+                    "variant": lv.variant.name,
+                    "key": build_key,
+                    "prebuilt": node.prebuilt,
+                },
+            },
+        }
+
+    def publish(self) -> Iterator[TaskDict]:
+        checkout = self.checkout
+
+        def create() -> Iterator[TaskDict]:
+            names = self.names
+            for lv in checkout.locked:
+                deps = sorted({names[k] for k in lv.keys.values()})
+                dest = checkout.dist_dir(lv.collection.name, lv.variant.name)
+                yield {
+                    "basename": "publish",
+                    "name": f"{lv.collection.name}:{lv.variant.name}",
+                    "doc": f"publish the index of {lv.collection.name} for {lv.variant.name}",
+                    "actions": [(action(checkout.publish), [lv])],
+                    "task_dep": [f"build:{d}" for d in deps],
+                    "targets": [str(dest / "simple" / "index.html")],
+                    "uptodate": [
+                        config_changed(" ".join(sorted(lv.keys.values()))),
+                        *[(trusted, [checkout.cache, k]) for k in sorted(set(lv.keys.values()))],
+                    ],
+                }
+
+        return self._loading(create)
+
+
+def doit_tasks(root: Path) -> DoitTasks:
+    """The tasks of the checkout at ``root``, for a dodo file (see the module docstring)."""
+    context = current_run()
+    context.keep_going = keep_going_requested()
+    checkout = open_checkout(root, keep_going=context.keep_going, recorder=context.recorder)
+    return DoitTasks(checkout, context)
