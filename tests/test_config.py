@@ -244,12 +244,10 @@ def test_missing_required_key(tmp_path: Path) -> None:
     assert error.message == "missing required key 'variants'"
 
 
-def test_empty_requirements(tmp_path: Path) -> None:
-    error = load_error(
-        tmp_path, {"collections/web.toml": 'variants = ["cpu"]\nrequirements = []\n'}
-    )
+def test_no_variants(tmp_path: Path) -> None:
+    error = load_error(tmp_path, {"collections/web.toml": 'variants = []\nrequirements = ["a"]\n'})
     assert error.message == "expected at least 1 item(s), got 0"
-    assert tuple(error.key_path) == ("requirements",)
+    assert tuple(error.key_path) == ("variants",)
 
 
 def test_yaml_syntax_error_has_line(tmp_path: Path) -> None:

@@ -276,7 +276,8 @@ def cmd_log(args: argparse.Namespace) -> int:
             "log",
         )
         return 0
-    print(f"# {label}: {outcome} build, {shown} ({when})", file=sys.stderr)
+    what = "the last build succeeded" if outcome == "built" else "the last build failed"
+    print(f"# {label}: {what}; {shown} ({when})", file=sys.stderr)
     sys.stdout.write(text)
     return 0
 

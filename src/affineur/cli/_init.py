@@ -175,8 +175,18 @@ def init_repository(
                 path = Path(tmp) / rel
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(text, encoding="utf-8")
-        load_project(Path(tmp))
+        try:
+            load_project(Path(tmp))
+        except AffineurError as exc:
+            # Name the files the user would have got, not the scratch copies.
+            def mine(text: str) -> str:
+                return text.replace(tmp, str(target))
+
+            exc.message, exc.file = mine(exc.message), exc.file and mine(exc.file)
+            exc.causes = tuple(mine(c) for c in exc.causes)
+            raise
     written = []
+    target.mkdir(parents=True, exist_ok=True)
     for rel, text in layout.items():
         path = target / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -199,7 +209,6 @@ def _inside_git(folder: Path) -> bool:
 
 def cmd_init(args: argparse.Namespace) -> int:
     target = Path(args.dir).resolve()
-    target.mkdir(parents=True, exist_ok=True)
     init_repository(
         target,
         collection=args.collection,

@@ -246,7 +246,8 @@ def _handler(served: Served, quiet: bool) -> type[BaseHTTPRequestHandler]:
             parts = [p for p in url.path.split("/") if p]
             if not parts:
                 return self._root()
-            if parts[0] == "simple" and served.default is not None:
+            if parts[0] in ("simple", "files") and served.default is not None:
+                # /simple/ stands for the default index; its pages link to ../../files/.
                 parts = [*served.default, *parts]
             if len(parts) < 3:
                 return self._error(404, "not found")
