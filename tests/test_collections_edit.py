@@ -92,15 +92,13 @@ def test_remove_absent_name_names_the_collection(tmp_path: Path) -> None:
         remove_requirement(tmp_path, "flask")
 
 
-def test_removing_the_last_requirement_is_refused_by_validation(tmp_path: Path) -> None:
+def test_removing_the_last_requirement_leaves_an_empty_collection(tmp_path: Path) -> None:
+    # A collection may be empty (a new repository starts so); it builds nothing.
     write_project(
         tmp_path, files={"collections/web.toml": "variants = ['cpu']\nrequirements = ['a']\n"}
     )
-    before = web(tmp_path)
-    with pytest.raises(AffineurError) as info:
-        remove_requirement(tmp_path, "a", "web")
-    assert info.value.stage == "config"
-    assert web(tmp_path) == before
+    remove_requirement(tmp_path, "a", "web")
+    assert web(tmp_path) == "variants = ['cpu']\nrequirements = []\n"
 
 
 def test_add_and_remove_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from affineur.cli._output import emit_json
-from affineur.cli._select import Checkout, LockId, open_checkout, package_in, unknown
+from affineur.cli._select import LockId, Names, open_names, package_in, unknown
 from affineur.errors import AffineurError
 from affineur.graph import Graph, install_closure
 
@@ -72,9 +72,7 @@ def newest_versions(
         return dict(zip(unique, pool.map(newest, unique), strict=True))
 
 
-def _outdated(
-    root: Path, checkout: Checkout, locks: list[LockId]
-) -> tuple[list[Outdated], list[str]]:
+def _outdated(root: Path, checkout: Names, locks: list[LockId]) -> tuple[list[Outdated], list[str]]:
     from affineur.config import default_index_url, load_project
     from affineur.index import IndexClient
 
@@ -139,9 +137,9 @@ def _outdated(
 
 
 def cmd_outdated(args: argparse.Namespace) -> int:
-    root, checkout = open_checkout(args.root)
-    locks = checkout.select(args.collection, args.variant)
-    rows, problems = _outdated(root, checkout, locks)
+    root, names = open_names(args.root)
+    locks = names.select(args.collection, args.variant)
+    rows, problems = _outdated(root, names, locks)
     if args.scope != "all":
         rows = [r for r in rows if r.scope == args.scope]
     if args.format == "json":
@@ -197,10 +195,10 @@ class _LogChoice:
     version: str
 
 
-def _log_target(args: argparse.Namespace, checkout: Checkout) -> tuple[_LogChoice, Graph]:
+def _log_target(args: argparse.Namespace, names: Names) -> tuple[_LogChoice, Graph]:
     name, _, version = args.name.partition("==")
     version = version or args.version
-    graphs = checkout.graphs(checkout.select(args.collection, args.variant))
+    graphs = names.graphs(names.select(args.collection, args.variant))
     canonical = package_in(name, graphs)
     found: dict[tuple[str, str], tuple[_LogChoice, Graph]] = {}
     for (collection, variant), graph in sorted(graphs.items()):
@@ -242,8 +240,8 @@ def _log_files(root: Path, choice: _LogChoice) -> list[tuple[Path, str]]:
 
 
 def cmd_log(args: argparse.Namespace) -> int:
-    root, checkout = open_checkout(args.root)
-    choice, graph = _log_target(args, checkout)
+    root, names = open_names(args.root)
+    choice, graph = _log_target(args, names)
     node = graph.nodes[f"{choice.name}=={choice.version}"]  # type: ignore[index]
     logs = _log_files(root, choice)
     label = f"{choice.name}=={choice.version} ({choice.variant})"
@@ -288,9 +286,9 @@ def cmd_log(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from affineur.cli._serve import Served, make_server, published
 
-    root, checkout = open_checkout(args.root)
-    checkout.check_collection(args.collection)
-    checkout.check_variant(args.variant)
+    root, names = open_names(args.root)
+    names.check_collection(args.collection)
+    names.check_variant(args.variant)
     indexes = published(root)
     if not indexes:
         raise AffineurError(

@@ -19,7 +19,7 @@ from typing import Any
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from affineur.cli._select import Checkout, open_checkout, unknown
+from affineur.cli._select import Names, open_names, unknown
 from affineur.errors import AffineurError
 
 __all__ = ["build_parser", "context", "main"]
@@ -45,9 +45,9 @@ Every command finds the repository from the current folder upward (or --root).
 'affineur COMMAND --help' tells more."""
 
 
-def context(args: argparse.Namespace) -> tuple[Path, Checkout]:
+def context(args: argparse.Namespace) -> tuple[Path, Names]:
     """The checkout's root and the names it offers, for the command being run."""
-    return open_checkout(getattr(args, "root", None))
+    return open_names(getattr(args, "root", None))
 
 
 def _version() -> str:
@@ -60,24 +60,24 @@ def _version() -> str:
 # --- lock -------------------------------------------------------------------------------
 
 
-def _upgrade_names(names: Sequence[str], root: Path, checkout: Checkout) -> frozenset[str]:
+def _upgrade_names(wanted_names: Sequence[str], root: Path, names: Names) -> frozenset[str]:
     """The packages ``--upgrade`` names, each one that exists in a lock or a collection."""
-    if not names:
+    if not wanted_names:
         return frozenset()
     from packaging.requirements import InvalidRequirement, Requirement
 
     from affineur.config import load_project
 
     known: set[str] = set()
-    for lock in checkout.locks:
-        known |= {n.name for n in checkout.graph(lock).nodes.values()}
+    for lock in names.locks:
+        known |= {n.name for n in names.graph(lock).nodes.values()}
     for collection in load_project(root).collections.values():
         for text in collection.requirements:
             try:
                 known.add(canonicalize_name(Requirement(text).name))
             except InvalidRequirement:
                 continue
-    wanted = frozenset(canonicalize_name(n) for n in names)
+    wanted = frozenset(canonicalize_name(n) for n in wanted_names)
     for name in sorted(wanted - known):
         raise unknown("package", name, known, where=" to upgrade")
     return wanted
@@ -87,14 +87,14 @@ def cmd_lock(args: argparse.Namespace) -> int:
     from affineur.progress import StreamReporter
     from affineur.run import open_checkout as open_stages
 
-    root, checkout = context(args)
+    root, names = context(args)
     for name in args.collection:
-        checkout.check_collection(name)
+        names.check_collection(name)
     for name in args.variant:
-        checkout.check_variant(name)
+        names.check_variant(name)
     pairs = [
         pair
-        for pair in checkout.select(locked=False)
+        for pair in names.select(locked=False)
         if (not args.collection or pair[0] in args.collection)
         and (not args.variant or pair[1] in args.variant)
     ]
@@ -104,7 +104,7 @@ def cmd_lock(args: argparse.Namespace) -> int:
             hint="see which variants each collection lists in collections/*.toml",
         )
     upgrade: frozenset[str] | bool = (
-        True if args.upgrade_all else _upgrade_names(args.upgrade, root, checkout)
+        True if args.upgrade_all else _upgrade_names(args.upgrade, root, names)
     )
     stages = open_stages(root, reporter=StreamReporter(verbose=args.verbose))
     for collection, variant in pairs:
@@ -124,8 +124,8 @@ def cmd_lock(args: argparse.Namespace) -> int:
 def _settings_entries(args: argparse.Namespace) -> list[dict[str, Any]]:
     from affineur.config import effective_settings, find_patches, load_project
 
-    root, checkout = context(args)
-    checkout.check_variant(args.variant)
+    root, names = context(args)
+    names.check_variant(args.variant)
     project = load_project(root)
     variants = [args.variant] if args.variant else sorted(project.variants)
     name = canonicalize_name(args.name)
@@ -137,8 +137,8 @@ def _settings_entries(args: argparse.Namespace) -> list[dict[str, Any]]:
 
     locked: dict[str, set[str]] = {}  # variant -> versions locked for it
     known: set[str] = set(project.overrides)
-    for collection, variant in checkout.locks:
-        graph = checkout.graph((collection, variant))
+    for collection, variant in names.locks:
+        graph = names.graph((collection, variant))
         known |= {n.name for n in graph.nodes.values()}
         locked.setdefault(variant, set()).update(graph.versions_of(name))
     if name not in known:

@@ -27,11 +27,11 @@ from affineur.errors import AffineurError
 from affineur.graph import Graph, from_data
 
 __all__ = [
-    "Checkout",
     "LockId",
+    "Names",
     "by_closeness",
     "find_root",
-    "open_checkout",
+    "open_names",
     "package_in",
     "unknown",
 ]
@@ -93,10 +93,10 @@ def find_root(explicit: str | None, start: Path | None = None) -> Path:
     )
 
 
-def open_checkout(explicit: str | None) -> tuple[Path, Checkout]:
+def open_names(explicit: str | None) -> tuple[Path, Names]:
     """The checkout's root (``--root`` or found upward) and the names it offers."""
     root = find_root(explicit)
-    return root, Checkout.at(root)
+    return root, Names.at(root)
 
 
 def _collection_variants(path: Path) -> tuple[str, ...]:
@@ -112,7 +112,7 @@ def _collection_variants(path: Path) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
-class Checkout:
+class Names:
     """The names a command may be given, read from the checkout's files without loading it.
 
     Reading only names keeps selection working when some config file is broken
@@ -126,7 +126,7 @@ class Checkout:
     locks: frozenset[LockId]
 
     @classmethod
-    def at(cls, root: Path) -> Checkout:
+    def at(cls, root: Path) -> Names:
         collections = {
             p.stem: _collection_variants(p) for p in sorted((root / "collections").glob("*.toml"))
         }

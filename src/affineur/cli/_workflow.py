@@ -20,7 +20,7 @@ from typing import Any, Literal
 from urllib.parse import urljoin
 
 from affineur.cli._output import emit, emit_json
-from affineur.cli._select import Checkout, LockId, open_checkout, package_in
+from affineur.cli._select import LockId, Names, open_names, package_in
 from affineur.config import validate
 from affineur.errors import AffineurError
 from affineur.graph import ROOT, Graph, from_data
@@ -34,8 +34,8 @@ AddCommand = Callable[..., argparse.ArgumentParser]
 """``add(name, help, **parser_kwargs)``: a subcommand with the common options."""
 
 
-def _context(args: argparse.Namespace) -> tuple[Path, Checkout]:
-    return open_checkout(getattr(args, "root", None))
+def _context(args: argparse.Namespace) -> tuple[Path, Names]:
+    return open_names(getattr(args, "root", None))
 
 
 # --- reading locks from git and folders ---------------------------------------------------
@@ -70,7 +70,7 @@ def _git_locks(root: Path, rev: str) -> dict[LockId, Graph]:
     if _git(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}").returncode != 0:
         raise AffineurError(
             f"{rev!r} is neither a folder holding lock/ nor a git revision of {root}",
-            hint="pass a commit, branch or tag, or a checkout folder",
+            hint="pass a commit, branch or tag, or a names folder",
         )
     # Paths print relative to cwd (the project root may be a subfolder of the repository).
     listing = _git(root, "ls-tree", "-r", "--name-only", rev, "--", "lock/")
@@ -99,9 +99,9 @@ def _locks_at(root: Path, spec: str | None) -> dict[LockId, Graph]:
 
 
 def _one(args: argparse.Namespace) -> tuple[Path, LockId, Graph]:
-    root, checkout = _context(args)
-    lock = checkout.select_one(args.collection, args.variant)
-    return root, lock, checkout.graph(lock)
+    root, names = _context(args)
+    lock = names.select_one(args.collection, args.variant)
+    return root, lock, names.graph(lock)
 
 
 def _edge_json(source: str, edge: Any) -> dict[str, str]:
@@ -111,28 +111,28 @@ def _edge_json(source: str, edge: Any) -> dict[str, str]:
 # --- editing collections -------------------------------------------------------------------
 
 
-def _collection_name(checkout: Checkout, given: str | None) -> str:
+def _collection_name(names: Names, given: str | None) -> str:
     if given is not None:
-        checkout.check_collection(given)
-        if given not in checkout.collections:
+        names.check_collection(given)
+        if given not in names.collections:
             raise AffineurError(f"collection {given!r} has a lock but no collections/ file")
         return given
-    if len(checkout.collections) == 1:
-        return next(iter(checkout.collections))
-    if not checkout.collections:
+    if len(names.collections) == 1:
+        return next(iter(names.collections))
+    if not names.collections:
         raise AffineurError(
             "the repository has no collection", hint="create collections/<name>.toml"
         )
     raise AffineurError(
-        f"several collections ({', '.join(checkout.collections)}); choose one with --collection"
+        f"several collections ({', '.join(names.collections)}); choose one with --collection"
     )
 
 
 def cmd_add(args: argparse.Namespace) -> int:
     from affineur.config import add_requirement
 
-    root, checkout = _context(args)
-    collection = _collection_name(checkout, args.collection)
+    root, names = _context(args)
+    collection = _collection_name(names, args.collection)
     key: Literal["requirements", "constraints"] = (
         "constraints" if args.constraint else "requirements"
     )
@@ -143,9 +143,9 @@ def cmd_add(args: argparse.Namespace) -> int:
 def cmd_remove(args: argparse.Namespace) -> int:
     from affineur.config import remove_requirement
 
-    root, checkout = _context(args)
+    root, names = _context(args)
     if args.collection is not None:
-        checkout.check_collection(args.collection)
+        names.check_collection(args.collection)
     key: Literal["requirements", "constraints"] = (
         "constraints" if args.constraint else "requirements"
     )
@@ -270,8 +270,8 @@ def _why_duplicates(args: argparse.Namespace, graphs: dict[LockId, Graph]) -> in
 
 
 def cmd_why(args: argparse.Namespace) -> int:
-    _root, checkout = _context(args)
-    graphs = checkout.graphs(checkout.select(args.collection, args.variant))
+    _root, names = _context(args)
+    graphs = names.graphs(names.select(args.collection, args.variant))
     if args.duplicates:
         if args.name is not None:
             raise AffineurError("give a package name or --duplicates, not both")
@@ -388,7 +388,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from affineur.progress import StreamReporter
     from affineur.run import open_checkout as open_stages
 
-    root, checkout = _context(args)
+    root, names = _context(args)
     if args.format == "pylock" and args.output:
         name = Path(args.output).name
         if not (name == "pylock.toml" or (name.startswith("pylock.") and name.endswith(".toml"))):
@@ -396,7 +396,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                 f"PEP 751 lock files are named pylock.toml or pylock.<name>.toml, not {name}",
                 hint="-o pylock.toml",
             )
-    collection, variant = checkout.select_one(args.collection, args.variant)
+    collection, variant = names.select_one(args.collection, args.variant)
     stages = open_stages(root, reporter=StreamReporter(verbose=getattr(args, "verbose", False)))
     lv = stages.locked_variant(collection, variant)
     wheels = collect_wheels(lv.graph, lv.keys, stages.cache)
@@ -422,16 +422,16 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_import_fromager(args: argparse.Namespace) -> int:
     from affineur.config import import_fromager, parse_fromager
 
-    root, checkout = _context(args)
+    root, names = _context(args)
     for variant in args.variant:
-        checkout.check_variant(variant)
+        names.check_variant(variant)
     source = Path(args.path)
     try:
         data = json.loads(source.read_bytes())
     except (OSError, ValueError) as exc:
         raise AffineurError(f"cannot read the fromager graph: {exc}", file=str(source)) from None
     graph = parse_fromager(data, file=str(source))
-    variants = args.variant or list(checkout.variants)
+    variants = args.variant or list(names.variants)
     path = import_fromager(root, graph, name=args.collection, variants=variants, source=source.name)
     print(
         f"wrote {path.relative_to(root)}: {len(graph.toplevel)} requirements, "
