@@ -4,6 +4,7 @@ and nothing left half-written."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import time
@@ -257,3 +258,8 @@ def test_hostile_input_gets_its_error_and_changes_nothing(
     if case.seconds is not None:
         assert took < case.seconds
     assert _snapshot(root) == before
+    if case.command[0] == "doit":
+        summary = json.loads((root / "build/reports/summary.json").read_text())
+        assert summary["status"] == "failed" and summary["failures"] >= 1
+        md = (root / "build/reports/summary.md").read_text()
+        assert md.startswith("### affineur build: failed")

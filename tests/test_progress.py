@@ -75,8 +75,10 @@ def test_plain_lines_without_a_terminal(tmp_path: Path) -> None:
     assert "[4/5] FAILED build cpu:tool-1.0 (" in text
     assert ": patch x.patch does not apply" in text
     assert "\n    error: ...\n" in text  # the whole error, under the failure's line
-    assert "[5/5] skipped build cpu:app-1.0: waits for build:cpu:tool-1.0" in text
-    counts = "1 built, 1 reused from cache, 1 up to date, 0 substituted, 1 failed, 1 skipped"
+    assert "[5/5] skipped build cpu:app-1.0: build:cpu:tool-1.0 failed" in text
+    counts = (
+        "1 built, 1 reused from cache, 1 up to date, 0 substituted, 1 failed, 1 skipped, 0 not run"
+    )
     assert f"5 packages: {counts} in " in text
     report = json.loads((reports / "report.json").read_text())
     assert [(f["package"], f["stage"], f["task"]) for f in report["failures"]] == [
@@ -91,6 +93,7 @@ def test_plain_lines_without_a_terminal(tmp_path: Path) -> None:
         "substituted": 0,
         "failed": 1,
         "skipped": 1,
+        "notrun": 0,
     }
     assert (reports / "summary.md").read_text().startswith("### affineur build: failed")
 

@@ -87,10 +87,11 @@ def test_counts_and_line() -> None:
         "substituted": 1,
         "failed": 1,
         "skipped": 1,
+        "notrun": 0,
     }
     assert counts_line(s) == (
         "7 packages: 2 built, 1 reused from cache, 1 up to date, 1 substituted, "
-        "1 failed, 1 skipped in 1m15s"
+        "1 failed, 1 skipped, 0 not run in 1m15s"
     )
 
 
@@ -149,12 +150,12 @@ def test_failure_from_error_keeps_the_structure() -> None:
 def test_markdown_summary() -> None:
     text = summary_markdown(sample())
     assert text.startswith("### affineur build (test mode): failed (1 substituted")
-    assert "| 2 | 1 | 1 | 1 | 1 | 1 | 1m15s |" in text
+    assert "| 2 | 1 | 1 | 1 | 1 | 1 | 0 | 1m15s |" in text
     # A pipe inside an error must not break the table.
     assert "build_wheel failed \\| exit 1" in text
     assert "`broken-1.0-py3-none-any.whl`" in text
     assert "Hunk #1 FAILED at 1." in text  # the log tail, folded in <details>
-    assert "`build:cpu:app-1.0`" in text
+    assert "- `build:cpu:app-1.0` because `build:cpu:tool-1.0` failed" in text
     assert "**Critical path** (5.5s): build:cpu:setuptools-1.0 → build:cpu:broken-1.0" in text
     assert "\x1b" not in text
 
@@ -175,3 +176,23 @@ def test_markdown_fits_a_comment_however_large_the_run() -> None:
     text = summary_markdown(RunSummary(packages=packages, failures=failures), rows=20)
     assert len(text) <= MARKDOWN_LIMIT + 100
     assert "… and 4980 more" in text
+
+
+def test_a_failure_before_any_package_ran_is_a_failed_run() -> None:
+    load = Failure(stage="config", error="variants/cpu.yaml:2: unknown key 'x'")
+    summary = RunSummary(packages=(), failures=(load,))
+    assert summary_json(summary)["status"] == "failed"
+    assert summary_json(summary)["failures"] == 1
+    text = summary_markdown(summary)
+    assert text.startswith("### affineur build: failed (1 failure(s) before any package ran)")
+    assert "unknown key 'x'" in text
+
+
+def test_packages_never_started_are_not_run_and_the_run_is_incomplete() -> None:
+    summary = RunSummary(packages=(result("a", "built", 1.0), result("b", "notrun")))
+    assert summary_json(summary)["status"] == "incomplete"
+    text = summary_markdown(summary)
+    assert text.startswith("### affineur build: incomplete (1 not run)")
+    assert "#### Not run (1): the run stopped before them" in text
+    assert "Skipped" not in text
+    validate(summary_json(summary), "summary", file="summary.json")

@@ -143,6 +143,27 @@ def test_without_test_mode_the_first_failure_stops_the_run(failing: Workspace) -
     found = failures(ws)
     assert len(found) == 1 and next(iter(found.values()))["substitute"] is None
     assert not (ws.root / "dist/demo/cpu/simple/index.html").exists()
+    # What doit never started is "not run", not "skipped because a dependency failed".
+    data = summary(ws)
+    assert data["status"] == "failed"
+    assert data["counts"]["failed"] == 1 and data["counts"]["skipped"] == 0
+    assert data["counts"]["notrun"] == len(data["packages"]) - 1 - data["counts"]["built"]
+    assert data["counts"]["notrun"] > 0
+    assert all(p["because"] == [] for p in data["packages"] if p["outcome"] == "notrun")
+
+
+def test_a_lock_only_run_keeps_the_last_build_summary(workspace: Workspace) -> None:
+    workspace.collection(["lib-c"])
+    ok(workspace.doit())
+    reports = workspace.root / "build/reports"
+    before = {p.name: p.read_bytes() for p in reports.iterdir()}
+    ok(workspace.doit("lock"))
+    assert {p.name: p.read_bytes() for p in reports.iterdir()} == before
+    # A lock-only run that fails does write its failure.
+    workspace.collection(["conflict-x", "conflict-y"])
+    assert workspace.doit("lock").returncode != 0
+    assert summary(workspace)["status"] == "failed"
+    assert (reports / "summary.md").read_text().startswith("### affineur build: failed")
 
 
 def test_a_bad_test_mode_value_is_a_clean_error(workspace: Workspace) -> None:

@@ -196,10 +196,10 @@ class ProgressReporter(ConsoleReporter):  # type: ignore[misc]
                 return
             seconds = self._finish(task.name)
             if isinstance(fail, UnmetDependency):
-                because = tuple(str(fail.message).split())
+                because = self._root_failures(str(fail.message).split())
                 if _package(task) is not None:
                     self._result(task, "skipped", 0.0, because)
-                self._line("skipped", task.name, detail=f"waits for {', '.join(because)}")
+                self._line("skipped", task.name, detail=f"{', '.join(because)} failed")
                 return
             self.failed_tasks.append(task.name)
             failure = self._failure(task, fail)
@@ -215,6 +215,18 @@ class ProgressReporter(ConsoleReporter):  # type: ignore[misc]
             self._clear_status()
             self.write("".join(f"    {line}\n" for line in str(text).strip().splitlines()))
             self._status()
+
+    def _root_failures(self, deps: list[str]) -> tuple[str, ...]:
+        """The failed tasks behind ``deps``: a dependency that was itself skipped
+        stands for the failures it was skipped for."""
+        found: dict[str, None] = {}
+        for dep in deps:
+            skipped = self.results.get(dep)
+            if skipped is not None and skipped.outcome == "skipped" and skipped.because:
+                found.update(dict.fromkeys(skipped.because))
+            else:
+                found[dep] = None
+        return tuple(found)
 
     def skip_uptodate(self, task: Any) -> None:
         with self._lock:
@@ -240,6 +252,11 @@ class ProgressReporter(ConsoleReporter):  # type: ignore[misc]
             if summary.failures:
                 self.context.failed = True
             self.write(f"{counts_line(summary)}\n")
+            # A run without package tasks (``doit lock``) that went well says nothing
+            # about builds: the last build's summary stays. Any failure is written.
+            has_packages = any(_package(t) is not None for t in self.tasks.values())
+            if not has_packages and not summary.failures and not summary.failed_tasks:
+                return
             if self.reports_dir is not None:
                 try:
                     paths = write_reports(summary, self.reports_dir)
@@ -265,11 +282,11 @@ class ProgressReporter(ConsoleReporter):  # type: ignore[misc]
     # --- the run as data --------------------------------------------------------------------
 
     def summary(self) -> RunSummary:
-        """The run so far; tasks that never ran (doit stopped early) count as skipped."""
+        """The run so far; tasks doit never started (it stopped early) are "not run"."""
         results = dict(self.results)
         for name, task in self.tasks.items():
             if name not in results and _package(task) is not None:
-                results[name] = self._make_result(task, "skipped", 0.0, ("not run",))
+                results[name] = self._make_result(task, "notrun", 0.0)
         return RunSummary(
             packages=tuple(results[n] for n in sorted(results)),
             failures=tuple(self.package_failures),

@@ -26,18 +26,29 @@ __all__ = [
     "PackageResult",
     "RunRecorder",
     "RunSummary",
+    "Status",
     "Substitute",
     "counts",
     "counts_line",
     "critical_path",
     "duration",
     "report_json",
+    "status",
     "summary_json",
     "summary_markdown",
 ]
 
-Outcome = Literal["built", "reused", "uptodate", "substituted", "failed", "skipped"]
-OUTCOMES: tuple[Outcome, ...] = ("built", "reused", "uptodate", "substituted", "failed", "skipped")
+Outcome = Literal["built", "reused", "uptodate", "substituted", "failed", "skipped", "notrun"]
+OUTCOMES: tuple[Outcome, ...] = (
+    "built",
+    "reused",
+    "uptodate",
+    "substituted",
+    "failed",
+    "skipped",
+    "notrun",
+)
+Status = Literal["passed", "failed", "incomplete"]
 
 FORMAT_VERSION = 1
 
@@ -142,7 +153,7 @@ class PackageResult:
     seconds: float = 0.0
     deps: tuple[str, ...] = ()
     because: tuple[str, ...] = ()
-    """For a skipped package: the failed tasks it waited for."""
+    """For a skipped package: the failed tasks it waited for (directly or through others)."""
     prebuilt: bool = False
     """Taken as the upstream wheel on purpose (``prebuilt: true``), not built here."""
 
@@ -193,6 +204,7 @@ _LABEL: dict[Outcome, str] = {
     "substituted": "substituted",
     "failed": "failed",
     "skipped": "skipped",
+    "notrun": "not run",
 }
 
 
@@ -256,6 +268,8 @@ def summary_json(summary: RunSummary) -> dict[str, Any]:
     path, seconds = critical_path(summary.packages)
     return {
         "format": FORMAT_VERSION,
+        "status": status(summary),
+        "failures": len(summary.failures),
         "started": summary.started,
         "seconds": round(summary.seconds, 3),
         "test_mode": summary.test_mode,
@@ -288,7 +302,7 @@ def summary_markdown(summary: RunSummary, *, rows: int = 20, tails: int = 5) -> 
     """
     c = counts(summary.packages)
     mode = " (test mode)" if summary.test_mode else ""
-    out = [f"### affineur build{mode}: {_status(summary)}", ""]
+    out = [f"### affineur build{mode}: {_status_text(summary)}", ""]
     out += ["| " + " | ".join(_LABEL[o] for o in OUTCOMES) + " | time |"]
     out += ["|" + "---:|" * (len(OUTCOMES) + 1)]
     out += ["| " + " | ".join(str(c[o]) for o in OUTCOMES) + f" | {duration(summary.seconds)} |"]
@@ -306,11 +320,20 @@ def summary_markdown(summary: RunSummary, *, rows: int = 20, tails: int = 5) -> 
             who = f"{f.package} {f.version or ''}".strip() if f.package else (f.task or "?")
             out += ["", f"<details><summary>{who}: last lines of the log</summary>", ""]
             out += ["```", *(_cell(line, 200) for line in f.log_tail[-15:]), "```", "</details>"]
-    skipped = sorted(p.task for p in summary.packages if p.outcome == "skipped")
+    skipped = sorted((p for p in summary.packages if p.outcome == "skipped"), key=lambda p: p.task)
     if skipped:
         out += ["", f"#### Skipped ({len(skipped)}): a dependency failed", ""]
-        out += [", ".join(f"`{t}`" for t in skipped[:rows])]
+        out += [
+            f"- `{p.task}` because {', '.join(f'`{b}`' for b in p.because) or 'a dependency'} "
+            "failed"
+            for p in skipped[:rows]
+        ]
         out += _more(min(rows, len(skipped)), len(skipped))
+    notrun = sorted(p.task for p in summary.packages if p.outcome == "notrun")
+    if notrun:
+        out += ["", f"#### Not run ({len(notrun)}): the run stopped before them", ""]
+        out += [", ".join(f"`{t}`" for t in notrun[:rows])]
+        out += _more(min(rows, len(notrun)), len(notrun))
     timed = sorted(
         (p for p in summary.packages if p.outcome in ("built", "substituted", "failed")),
         key=lambda p: (-p.seconds, p.task),
@@ -328,11 +351,25 @@ def summary_markdown(summary: RunSummary, *, rows: int = 20, tails: int = 5) -> 
     return text
 
 
-def _status(summary: RunSummary) -> str:
+def status(summary: RunSummary) -> Status:
+    """failed when anything failed (a build, a lock, loading the config, publishing);
+    incomplete when nothing failed but some packages never ran (an interrupted run)."""
+    c = counts(summary.packages)
+    if c["substituted"] or c["failed"] or summary.failed_tasks or summary.failures:
+        return "failed"
+    if c["notrun"]:
+        return "incomplete"
+    return "passed"
+
+
+def _status_text(summary: RunSummary) -> str:
     # A substitute keeps the tree usable, but the run still failed: the exit code agrees.
     c = counts(summary.packages)
+    verdict = status(summary)
     if c["substituted"]:
-        return f"failed ({c['substituted']} substituted by upstream wheels)"
-    if c["failed"] or summary.failed_tasks:
-        return "failed"
-    return "passed"
+        return f"{verdict} ({c['substituted']} substituted by upstream wheels)"
+    if verdict == "failed" and summary.failures and not summary.packages:
+        return f"{verdict} ({len(summary.failures)} failure(s) before any package ran)"
+    if verdict == "incomplete":
+        return f"{verdict} ({c['notrun']} not run)"
+    return verdict

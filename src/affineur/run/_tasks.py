@@ -75,11 +75,23 @@ class DoitTasks:
 
     def config(self, **extra: Any) -> dict[str, Any]:
         """``DOIT_CONFIG``: the adapter's settings, this run's reporter, ``continue`` if asked."""
-        config = doit_config(self.checkout.capacities, root=self.checkout.root, **extra)
+        config = doit_config(self._capacities, root=self.checkout.root, **extra)
         config["reporter"] = progress_reporter(self.context, reports_dir=self.checkout.reports_dir)
         if self.context.keep_going:
             config["continue"] = True
         return config
+
+    def _capacities(self) -> dict[str, float]:
+        # doit reads these (and so the config) before any task creator runs: a
+        # broken config must still make this run's report say it failed.
+        try:
+            return self.checkout.capacities()
+        except AffineurError as exc:
+            if self.context.running:
+                write_load_failure(
+                    exc, self.checkout.reports_dir, test_mode=self.context.keep_going
+                )
+            raise
 
     @property
     def names(self) -> dict[BuildKey, str]:
