@@ -47,3 +47,17 @@ def workspace(tmp_path: Path, fake_index: FakeIndex) -> Workspace:
 
 
 # --- end of workspaces --------------------------------------------------------------------
+
+
+# --- remote storage (tests/storage.py) ------------------------------------------------------
+from tests.storage import S3Server, s3_server  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3Server]:
+    """An S3-compatible server on 127.0.0.1 (moto's server mode); each test makes its bucket."""
+    with s3_server() as server:
+        yield server
+
+
+# --- end of remote storage --------------------------------------------------------------------

@@ -89,6 +89,7 @@ def test_plain_lines_without_a_terminal(tmp_path: Path) -> None:
     assert summary["counts"] == {
         "built": 1,
         "reused": 1,
+        "remote": 0,
         "uptodate": 1,
         "substituted": 0,
         "failed": 1,

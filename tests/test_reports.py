@@ -83,6 +83,7 @@ def test_counts_and_line() -> None:
     assert counts(s.packages) == {
         "built": 2,
         "reused": 1,
+        "remote": 0,
         "uptodate": 1,
         "substituted": 1,
         "failed": 1,

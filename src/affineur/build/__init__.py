@@ -12,6 +12,7 @@ from affineur.build._export import (
 )
 from affineur.build._key import BuildInputs, BuildKey, build_keys, compute_key
 from affineur.build._publish import publish_index
+from affineur.build._remote import RemoteCache, RemoteEntryRejected
 from affineur.build._wheel import add_build_record, set_build_number
 
 __all__ = [
@@ -22,6 +23,8 @@ __all__ = [
     "Builder",
     "CacheEntry",
     "ExportedWheel",
+    "RemoteCache",
+    "RemoteEntryRejected",
     "add_build_record",
     "build_keys",
     "collect_wheels",

@@ -13,6 +13,16 @@ from affineur.config._project import (
     project_input_files,
     target_environment,
 )
+from affineur.config._remote import (
+    CACHE_ENV,
+    CACHE_MODE_ENV,
+    EXECUTOR_ENV,
+    Executor,
+    RemoteCacheSetting,
+    RemoteMode,
+    effective_executor,
+    effective_remote_cache,
+)
 from affineur.config._schema import did_you_mean, schemas_dir, validate
 from affineur.config._secrets import is_secret_name
 from affineur.config._settings import (
@@ -24,10 +34,16 @@ from affineur.config._settings import (
 )
 
 __all__ = [
+    "CACHE_ENV",
+    "CACHE_MODE_ENV",
+    "EXECUTOR_ENV",
     "BuildRequiresOverride",
     "Collection",
+    "Executor",
     "PackageOverride",
     "Project",
+    "RemoteCacheSetting",
+    "RemoteMode",
     "Settings",
     "Variant",
     "add_requirement",
@@ -35,6 +51,8 @@ __all__ = [
     "config_files",
     "default_index_url",
     "did_you_mean",
+    "effective_executor",
+    "effective_remote_cache",
     "effective_settings",
     "expand_env",
     "expand_template",

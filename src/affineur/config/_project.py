@@ -32,6 +32,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 
 from affineur.config._patches import patch_file_problem
+from affineur.config._remote import remote_cache_problems
 from affineur.config._schema import (
     KeyPath,
     Lines,
@@ -102,6 +103,10 @@ class Variant:
     timeout: float | None
     network_isolation: bool
     file: Path
+    remote_cache: Mapping[str, Any] | None = None
+    """The validated ``remote_cache`` mapping (see ``effective_remote_cache``)."""
+    executor: str | None = None
+    """``local`` or ``dask://host:port``; see :func:`affineur.config.effective_executor`."""
     files: tuple[Path, ...] = ()
     """This variant's file and those of every variant it extends, nearest first."""
     pass_env: tuple[str, ...] = ()
@@ -563,6 +568,12 @@ def _check_variant(doc: _Document, variants: Mapping[str, _Document]) -> list[Af
         problems += _settings_problems(doc, doc.data["defaults"], ("defaults",))
     for index, name in enumerate(doc.data.get("pass_env", [])):
         problems += _pass_env_problems(doc, name, ("pass_env", index))
+    remote = doc.data.get("remote_cache")
+    if remote is not None:
+        for path, message, hint in remote_cache_problems(
+            remote["url"], remote.get("mode"), remote.get("options") or {}
+        ):
+            problems.append(doc.problem(message, ("remote_cache", *path), hint))
     return problems
 
 
@@ -739,6 +750,8 @@ def _variant(name: str, documents: Mapping[str, _Document]) -> Variant:
         timeout=float(data["timeout"]) if data.get("timeout") is not None else None,
         network_isolation=bool(data.get("network_isolation", True)),
         file=documents[name].path,
+        remote_cache=_freeze(data["remote_cache"]) if "remote_cache" in data else None,
+        executor=data.get("executor"),
         files=tuple(documents[n].path for n in _chain(name, documents)),
         pass_env=tuple(data.get("pass_env", ())),
     )

@@ -12,8 +12,10 @@ a checkout folder.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property, partial
@@ -26,6 +28,8 @@ from affineur.build import (
     BuildInputs,
     BuildKey,
     BuildRequest,
+    CacheEntry,
+    RemoteCache,
     build_keys,
     publish_index,
 )
@@ -35,6 +39,7 @@ from affineur.config import (
     Settings,
     Variant,
     default_index_url,
+    effective_remote_cache,
     effective_settings,
     find_patches,
     load_project,
@@ -48,7 +53,7 @@ from affineur.run._reports import RunRecorder
 from affineur.run._source_builds import SourceModeBuilds
 from affineur.run._substitution import Attempts, refuse_substitutes
 
-__all__ = ["Checkout", "IndexClients", "LockedVariant", "open_checkout"]
+__all__ = ["Checkout", "IndexClients", "LockedVariant", "RemoteCaches", "open_checkout"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,41 @@ class IndexClients:
         return self._clients[urls]
 
 
+class RemoteCaches:
+    """Each variant's remote cache in this environment (None without one), one per setting.
+
+    Variants that name the same storage share a client, and so its connections
+    and its "unreachable" verdict.
+    """
+
+    def __init__(
+        self, root: Path, reporter: Reporter, environ: Mapping[str, str] | None = None
+    ) -> None:
+        self._root = root
+        self._reporter = reporter
+        self._environ = os.environ if environ is None else environ
+        self._caches: dict[str, RemoteCache] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, variant: Variant) -> RemoteCache | None:
+        try:
+            origin = variant.file.relative_to(self._root).as_posix()
+        except ValueError:
+            origin = str(variant.file)
+        setting = effective_remote_cache(variant.remote_cache, self._environ, origin=origin)
+        if setting is None:
+            return None
+        ident = json.dumps([setting.url, setting.mode, setting.options], default=dict)
+        with self._lock:
+            if ident not in self._caches:
+                self._caches[ident] = RemoteCache(setting, reporter=self._reporter)
+            return self._caches[ident]
+
+
+def no_remote_cache(variant: Variant) -> RemoteCache | None:
+    return None
+
+
 @dataclass
 class Checkout:
     """A checkout folder's config, locks and build keys, read once, and its stage actions.
@@ -95,6 +135,8 @@ class Checkout:
     clients: Callable[[Variant], IndexClient]
     attempts: Attempts
     reporter: Reporter
+    remotes: Callable[[Variant], RemoteCache | None] = no_remote_cache
+    """The shared cache looked up before a build and filled after it (see build/_remote)."""
 
     @property
     def build_dir(self) -> Path:
@@ -239,11 +281,25 @@ class Checkout:
             variant=lv.variant.name,
             index=self.clients(lv.variant),
         ) as attempt:
-            if self.cache.get(key) is not None:
+            remote = self.remotes(lv.variant)
+            local = self.cache.get(key)
+            if local is not None:
                 attempt.reused()
+                if remote is not None:
+                    remote.push(local)  # seeds the remote from a cache filled before it existed
+                return
+            if remote is not None and remote.fetch(
+                key, self.cache, name=node.name, version=node.version
+            ):
+                attempt.reused_remote()
+                self.reporter.message(
+                    f"reused from remote cache: {node.name}=={node.version} ({lv.variant.name})"
+                )
                 return
             if node.prebuilt:
-                self._take_prebuilt(lv, node, key)
+                entry = self._take_prebuilt(lv, node, key)
+                if remote is not None:
+                    remote.push(entry)
                 return
             self.reporter.message(f"build {node.name}=={node.version} ({lv.variant.name})")
             request = BuildRequest(
@@ -259,15 +315,17 @@ class Checkout:
             attempt.log = self.builder.failed_log(request)
             entry = self.builder.build(request, lv.graph)
             self.reporter.message(f"built {entry.wheel.name}")
+            if remote is not None:
+                remote.push(entry)
 
-    def _take_prebuilt(self, lv: LockedVariant, node: g.Node, key: BuildKey) -> None:
+    def _take_prebuilt(self, lv: LockedVariant, node: g.Node, key: BuildKey) -> CacheEntry:
         assert node.wheel is not None
         path = self.store.ensure(
             node.name, node.wheel.filename, node.wheel.sha256, self.clients(lv.variant)
         )
         with self.cache.staging(key) as staging:
             shutil.copyfile(path, staging / node.wheel.filename)
-            self.cache.commit(
+            return self.cache.commit(
                 key,
                 staging,
                 {
@@ -328,6 +386,7 @@ def open_checkout(
     build_dir = root / "build"
     store = SdistStore(build_dir / "sdists")
     cache = BuildCache(build_dir / "cache")
+    reporter = reporter or StreamReporter()
     return Checkout(
         root=root,
         store=store,
@@ -340,5 +399,6 @@ def open_checkout(
             downloads=build_dir / "substitutes",
             test_mode=keep_going,
         ),
-        reporter=reporter or StreamReporter(),
+        reporter=reporter,
+        remotes=RemoteCaches(root, reporter),
     )

@@ -38,10 +38,13 @@ __all__ = [
     "summary_markdown",
 ]
 
-Outcome = Literal["built", "reused", "uptodate", "substituted", "failed", "skipped", "notrun"]
+Outcome = Literal[
+    "built", "reused", "remote", "uptodate", "substituted", "failed", "skipped", "notrun"
+]
 OUTCOMES: tuple[Outcome, ...] = (
     "built",
     "reused",
+    "remote",
     "uptodate",
     "substituted",
     "failed",
@@ -49,6 +52,9 @@ OUTCOMES: tuple[Outcome, ...] = (
     "notrun",
 )
 Status = Literal["passed", "failed", "incomplete"]
+# Shown in the one-line and Markdown counts only when it happened: most checkouts
+# have no remote cache, and a column of zeros would only be noise to them.
+_QUIET_WHEN_ZERO: frozenset[Outcome] = frozenset({"remote"})
 
 FORMAT_VERSION = 1
 
@@ -121,7 +127,7 @@ class Failure:
 class BuildOutcome:
     """What a build action itself knows and doit cannot see: cache reuse, substitution."""
 
-    outcome: Literal["built", "reused", "failed", "substituted"]
+    outcome: Literal["built", "reused", "remote", "failed", "substituted"]
     failure: Failure | None = None
 
 
@@ -189,9 +195,13 @@ def counts(packages: Iterable[PackageResult]) -> dict[Outcome, int]:
     return out
 
 
+def _shown(c: Mapping[Outcome, int]) -> list[Outcome]:
+    return [o for o in OUTCOMES if c[o] or o not in _QUIET_WHEN_ZERO]
+
+
 def counts_line(summary: RunSummary) -> str:
     c = counts(summary.packages)
-    text = ", ".join(f"{c[o]} {_LABEL[o]}" for o in OUTCOMES)
+    text = ", ".join(f"{c[o]} {_LABEL[o]}" for o in _shown(c))
     prebuilt = sum(1 for p in summary.packages if p.prebuilt)
     taken = f" ({prebuilt} prebuilt: upstream wheels by choice)" if prebuilt else ""
     return f"{len(summary.packages)} packages: {text}{taken} in {duration(summary.seconds)}"
@@ -200,6 +210,7 @@ def counts_line(summary: RunSummary) -> str:
 _LABEL: dict[Outcome, str] = {
     "built": "built",
     "reused": "reused from cache",
+    "remote": "reused from remote cache",
     "uptodate": "up to date",
     "substituted": "substituted",
     "failed": "failed",
@@ -303,9 +314,10 @@ def summary_markdown(summary: RunSummary, *, rows: int = 20, tails: int = 5) -> 
     c = counts(summary.packages)
     mode = " (test mode)" if summary.test_mode else ""
     out = [f"### affineur build{mode}: {_status_text(summary)}", ""]
-    out += ["| " + " | ".join(_LABEL[o] for o in OUTCOMES) + " | time |"]
-    out += ["|" + "---:|" * (len(OUTCOMES) + 1)]
-    out += ["| " + " | ".join(str(c[o]) for o in OUTCOMES) + f" | {duration(summary.seconds)} |"]
+    shown = _shown(c)
+    out += ["| " + " | ".join(_LABEL[o] for o in shown) + " | time |"]
+    out += ["|" + "---:|" * (len(shown) + 1)]
+    out += ["| " + " | ".join(str(c[o]) for o in shown) + f" | {duration(summary.seconds)} |"]
     if summary.failures:
         out += ["", "#### Failures", "", "| package | variant | stage | error | substitute |"]
         out += ["|---|---|---|---|---|"]

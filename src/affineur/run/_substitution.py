@@ -199,11 +199,14 @@ def refuse_substitutes(entries: Iterable[CacheEntry], where: str) -> None:
 class Attempt:
     """What the build action tells its :meth:`Attempts.attempt` while it runs."""
 
-    outcome: Literal["built", "reused"] = "built"
+    outcome: Literal["built", "reused", "remote"] = "built"
     log: Path | None = None
 
     def reused(self) -> None:
         self.outcome = "reused"
+
+    def reused_remote(self) -> None:
+        self.outcome = "remote"
 
 
 @dataclass

@@ -162,6 +162,7 @@ class DoitTasks:
             emitted: set[BuildKey] = set()
             names = self.names
             for lv in checkout.locked:
+                checkout.remotes(lv.variant)  # a bad setting stops the run before any build
                 for key in sorted(lv.graph.nodes):
                     if lv.keys[key] in emitted:
                         continue  # the same build, locked by another collection
