@@ -36,6 +36,7 @@ from affineur.config import Settings
 from affineur.errors import AffineurError
 from affineur.index import SdistStore, requires_dist
 from affineur.pep517 import (
+    SOURCE_DATE_EPOCH_FLOOR,
     BuildEnvironment,
     HookCaller,
     effective_build_system,
@@ -75,8 +76,7 @@ def source_date_epoch(archive: Path) -> int:
         with tarfile.open(archive) as tf:
             for member in tf:
                 newest = max(newest, int(member.mtime))
-    # Zip files cannot hold dates before 1980; backends clamp, we do it up front.
-    return max(newest, 315532800)
+    return max(newest, SOURCE_DATE_EPOCH_FLOOR)
 
 
 def check_requires_dist(

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from affineur.atomic import write_atomic
 from affineur.build._key import BuildKey
 
 __all__ = ["BuildCache", "CacheEntry"]
@@ -75,9 +76,7 @@ class BuildCache:
     def commit(self, key: BuildKey, staging: Path, record: Mapping[str, Any]) -> CacheEntry:
         """Write the record last, then rename the whole directory into place."""
         (staging / ".pid").unlink(missing_ok=True)
-        tmp = staging / f".{RECORD}.tmp"
-        tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-        tmp.replace(staging / RECORD)
+        write_atomic(staging / RECORD, json.dumps(record, indent=2, sort_keys=True) + "\n")
         final = self.root / key
         if final.exists() and not (final / RECORD).exists():
             # A directory without its record is not an entry (damaged by hand or

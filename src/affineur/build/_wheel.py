@@ -12,24 +12,22 @@ import csv
 import io
 import json
 import os
-import tempfile
 import time
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from affineur.atomic import atomic_output
 from affineur.errors import AffineurError
 from affineur.index import dist_info_dir, open_wheel, record_hash
+from affineur.pep517 import SOURCE_DATE_EPOCH_FLOOR
 
 __all__ = ["BUILD_RECORD", "add_build_record", "set_build_number"]
 
 # Inside the .dist-info directory: a subdirectory of our own, which PEP 427
 # leaves to tools, so no other tool's file can collide with it.
 BUILD_RECORD = "affineur/build.json"
-
-# The earliest date a zip entry can hold.
-_ZIP_EPOCH = 315532800
 
 
 def _rewrite_record(record: bytes, record_path: str, changes: Mapping[str, bytes]) -> bytes:
@@ -68,7 +66,7 @@ def _zip_date(epoch: int | None) -> tuple[int, int, int, int, int, int] | None:
         if not value.isdigit():
             return None
         epoch = int(value)
-    return time.gmtime(max(epoch, _ZIP_EPOCH))[:6]
+    return time.gmtime(max(epoch, SOURCE_DATE_EPOCH_FLOOR))[:6]
 
 
 def _member(name: str, like: zipfile.ZipInfo) -> zipfile.ZipInfo:
@@ -106,28 +104,19 @@ def _rewrite(
         existing = {info.filename for info in infos}
         added = {name: data for name, data in changes.items() if name not in existing}
         date = _zip_date(epoch) or record_info.date_time
-        handle, temp_name = tempfile.mkstemp(
-            prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent
-        )
-        temp = Path(temp_name)
-        try:
-            with os.fdopen(handle, "wb") as raw, zipfile.ZipFile(raw, "w") as target:
-                for info in infos:
-                    if info.filename == record_path:
-                        for name, data in added.items():
-                            new = zipfile.ZipInfo(name, date_time=date)
-                            new.compress_type = zipfile.ZIP_DEFLATED
-                            new.external_attr = 0o644 << 16
-                            target.writestr(new, data)
-                        target.writestr(_member(record_path, info), record)
-                    elif info.filename in changes:
-                        target.writestr(_member(info.filename, info), changes[info.filename])
-                    else:
-                        target.writestr(_member(info.filename, info), source.read(info))
-            temp.replace(destination)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
+        with atomic_output(destination) as raw, zipfile.ZipFile(raw, "w") as target:
+            for info in infos:
+                if info.filename == record_path:
+                    for name, data in added.items():
+                        new = zipfile.ZipInfo(name, date_time=date)
+                        new.compress_type = zipfile.ZIP_DEFLATED
+                        new.external_attr = 0o644 << 16
+                        target.writestr(new, data)
+                    target.writestr(_member(record_path, info), record)
+                elif info.filename in changes:
+                    target.writestr(_member(info.filename, info), changes[info.filename])
+                else:
+                    target.writestr(_member(info.filename, info), source.read(info))
 
 
 def add_build_record(

@@ -1,8 +1,9 @@
 """The ``affineur`` command: the parser, the lock and settings commands, and error printing.
 
-Only :func:`main` turns an :class:`~affineur.errors.AffineurError` into text: one
-``error:`` line, the causes indented under it, an optional ``hint:`` line, and
-exit status 2. Commands raise; they never print an error themselves.
+Only :func:`main` prints an :class:`~affineur.errors.AffineurError`, through
+:func:`~affineur.errors.error_text` (one ``error:`` line, the causes indented
+under it, an optional ``hint:`` line), and exits with status 2. Commands raise;
+they never print an error themselves.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from affineur.cli._select import Names, open_names, unknown
-from affineur.errors import AffineurError
+from affineur.errors import AffineurError, error_text
 
 __all__ = ["build_parser", "context", "main"]
 
@@ -144,7 +145,7 @@ def _settings_entries(args: argparse.Namespace) -> list[dict[str, Any]]:
     if name not in known:
         raise unknown("package", args.name, known, where=" (not in any lock or override)")
 
-    override = project.overrides.get(name)
+    override = project.override_for(name)
     entries = []
     for variant in variants:
         versions: list[str | None] = [args.version] if args.version else []
@@ -286,11 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except AffineurError as exc:
-        print(f"error: {exc.one_line()}", file=sys.stderr)
-        for cause in exc.causes:
-            print(f"  {cause}", file=sys.stderr)
-        if exc.hint:
-            print(f"hint: {exc.hint}", file=sys.stderr)
+        print(error_text(exc), file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

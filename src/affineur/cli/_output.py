@@ -8,11 +8,11 @@ the schema as a contract rather than on whatever the code happened to emit.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from affineur.atomic import write_atomic
 from affineur.config import validate
 
 __all__ = ["emit", "emit_json"]
@@ -25,9 +25,7 @@ def emit(text: str, output: str | None = None) -> None:
         return
     path = Path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    write_atomic(path, text)
     print(f"wrote {output}")
 
 

@@ -15,7 +15,6 @@ the current one upward, that holds ``collections/`` next to ``variants/`` or a
 from __future__ import annotations
 
 import difflib
-import json
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from affineur.errors import AffineurError
-from affineur.graph import Graph, from_data
+from affineur.graph import Graph
 
 __all__ = [
     "LockId",
@@ -210,17 +209,13 @@ class Names:
         raise AffineurError(f"several locks match ({listing}); choose one with {flags}")
 
     def graph(self, lock: LockId) -> Graph:
-        from affineur.config import validate
+        from affineur.lock import LockPaths, read_lock
 
-        path = self.root / "lock" / lock[0] / lock[1] / "graph.json"
-        try:
-            data = json.loads(path.read_bytes())
-        except (OSError, ValueError) as exc:
-            raise AffineurError(
-                f"cannot read the lock: {exc}", file=str(path), stage="lock"
-            ) from None
-        validate(data, "graph", file=str(path))
-        return from_data(data)
+        path = LockPaths.of(self.root, *lock).graph
+        graph = read_lock(path)
+        if graph is None:
+            raise AffineurError("the lock is gone", file=str(path), stage="lock")
+        return graph
 
     def graphs(self, locks: Iterable[LockId]) -> dict[LockId, Graph]:
         return {lock: self.graph(lock) for lock in locks}

@@ -21,9 +21,8 @@ from urllib.parse import urljoin
 
 from affineur.cli._output import emit, emit_json
 from affineur.cli._select import LockId, Names, open_names, package_in
-from affineur.config import validate
 from affineur.errors import AffineurError
-from affineur.graph import ROOT, Graph, from_data
+from affineur.graph import ROOT, Graph
 
 __all__ = ["AddCommand", "register"]
 
@@ -41,23 +40,6 @@ def _context(args: argparse.Namespace) -> tuple[Path, Names]:
 # --- reading locks from git and folders ---------------------------------------------------
 
 
-def _parse_lock(raw: bytes, where: str) -> Graph:
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise AffineurError(f"not valid JSON ({exc})", file=where, stage="lock") from None
-    validate(data, "graph", file=where)
-    return from_data(data)
-
-
-def _dir_locks(root: Path) -> dict[LockId, Graph]:
-    locks = {}
-    for path in sorted(root.glob("lock/*/*/graph.json")):
-        graph = _parse_lock(path.read_bytes(), str(path))
-        locks[(path.parent.parent.name, path.parent.name)] = graph
-    return locks
-
-
 def _git(root: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
     try:
         return subprocess.run(["git", *args], cwd=root, capture_output=True, check=False)
@@ -67,6 +49,8 @@ def _git(root: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
 
 def _git_locks(root: Path, rev: str) -> dict[LockId, Graph]:
     """Every lock/*/*/graph.json tracked at ``rev``, read without touching the work tree."""
+    from affineur.lock import LockPaths, parse_lock
+
     if _git(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}").returncode != 0:
         raise AffineurError(
             f"{rev!r} is neither a folder holding lock/ nor a git revision of {root}",
@@ -76,25 +60,27 @@ def _git_locks(root: Path, rev: str) -> dict[LockId, Graph]:
     listing = _git(root, "ls-tree", "-r", "--name-only", rev, "--", "lock/")
     locks = {}
     for name in sorted(listing.stdout.decode().splitlines()):
-        parts = Path(name).parts
-        if len(parts) != 4 or parts[0] != "lock" or parts[3] != "graph.json":
+        lock_id = LockPaths.lock_id(name)
+        if lock_id is None:
             continue
         shown = _git(root, "show", f"{rev}:./{name}")
         if shown.returncode != 0:
             raise AffineurError(
                 f"git show {rev}:{name} failed", causes=(shown.stderr.decode().strip(),)
             )
-        locks[(parts[1], parts[2])] = _parse_lock(shown.stdout, f"{rev}:{name}")
+        locks[lock_id] = parse_lock(shown.stdout, f"{rev}:{name}")
     return locks
 
 
 def _locks_at(root: Path, spec: str | None) -> dict[LockId, Graph]:
     """None: the work tree; a folder with lock/ or collections/: that folder; else a revision."""
+    from affineur.lock import read_locks
+
     if spec is None:
-        return _dir_locks(root)
+        return read_locks(root)
     folder = Path(spec)
     if folder.is_dir() and ((folder / "lock").is_dir() or (folder / "collections").is_dir()):
-        return _dir_locks(folder.resolve())
+        return read_locks(folder.resolve())
     return _git_locks(root, spec)
 
 

@@ -9,7 +9,6 @@ the write itself is an atomic rename.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -22,6 +21,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from tomlkit.items import Array
 
+from affineur.atomic import write_atomic
 from affineur.config._project import load_project
 from affineur.errors import AffineurError
 
@@ -171,9 +171,7 @@ def write_validated(root: Path, changes: Mapping[Path, str]) -> None:
             raise _relocated(exc, scratch, root) from None
     for path, text in changes.items():
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp_path = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp_path.write_text(text, encoding="utf-8")
-        tmp_path.replace(path)
+        write_atomic(path, text)
 
 
 def add_requirement(

@@ -11,12 +11,12 @@ from affineur.index._client import (
     parse_html_page,
     parse_json_page,
     redact_url,
-    usable_files,
 )
 from affineur.index._files import SDIST_SUFFIXES, sha256_file
 from affineur.index._sources import UrlSource, source_url
 from affineur.index._store import Fetcher, SdistStore
-from affineur.index._upstream import UpstreamWheels, best_wheel
+from affineur.index._upstream import UpstreamWheels
+from affineur.index._usable import best_wheel, python_allows, usable_files
 from affineur.index._wheelmeta import (
     dist_info_dir,
     open_wheel,
@@ -40,6 +40,7 @@ __all__ = [
     "open_wheel",
     "parse_html_page",
     "parse_json_page",
+    "python_allows",
     "read_metadata",
     "record_hash",
     "redact_url",

@@ -1,20 +1,19 @@
 """A client for the simple repository API: PEP 691 JSON first, PEP 503 HTML as fallback.
 
-The page parsers and :func:`usable_files` are pure; :class:`IndexClient` is the only
-part that touches the network. Indexes are asked in order and the first one that
-knows a project answers for it alone: merging files across indexes would let anyone
-who can publish on a later index shadow an internal project (dependency confusion).
+The page parsers are pure; :class:`IndexClient` is the only part that touches the
+network (which of a project's files may be used is :mod:`affineur.index._usable`'s).
+Indexes are asked in order and the first one that knows a project answers for it
+alone: merging files across indexes would let anyone who can publish on a later
+index shadow an internal project (dependency confusion).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from html.parser import HTMLParser
@@ -22,7 +21,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import unquote, urldefrag, urljoin, urlsplit, urlunsplit
 
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.tags import Tag
 from packaging.utils import (
     InvalidWheelFilename,
@@ -32,6 +30,7 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
+from affineur.atomic import atomic_output
 from affineur.errors import AffineurError, Stage
 from affineur.index._files import SDIST_SUFFIXES, check_filename
 
@@ -48,7 +47,6 @@ __all__ = [
     "parse_html_page",
     "parse_json_page",
     "redact_url",
-    "usable_files",
 ]
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -277,55 +275,6 @@ def parse_html_page(text: str, page_url: str, project: str) -> list[DistFile]:
     return files
 
 
-# --- selection (pure) --------------------------------------------------------------
-
-
-def _is_exact_pin(pinned: SpecifierSet | None, version: Version) -> bool:
-    if pinned is None:
-        return False
-    exact = [s for s in pinned if s.operator in ("==", "===") and not s.version.endswith(".*")]
-    return bool(exact) and pinned.contains(version, prereleases=True)
-
-
-def _python_ok(requires_python: str | None, python_version: Version) -> bool:
-    if not requires_python:
-        return True
-    try:
-        spec = SpecifierSet(requires_python)
-    except InvalidSpecifier:
-        # A file whose constraint we cannot read might not install; skip it rather
-        # than guess, and let another file of the same version serve.
-        return False
-    return spec.contains(python_version, prereleases=True)
-
-
-def usable_files(
-    files: Iterable[DistFile],
-    *,
-    python_version: Version,
-    allow_prereleases: bool,
-    pinned: SpecifierSet | None = None,
-) -> list[DistFile]:
-    """The files a requirement ``pinned`` may use on ``python_version``, in input order.
-
-    Yanked files only for an exact ``==``/``===`` pin of their version (PEP 592).
-    Pre-releases follow :meth:`SpecifierSet.filter`: used when asked for, when the
-    specifier names one, or when nothing else satisfies it. Files outside ``pinned``
-    are dropped too.
-    """
-    candidates = [
-        f
-        for f in files
-        if f.version is not None
-        and (not f.yanked or _is_exact_pin(pinned, f.version))
-        and _python_ok(f.requires_python, python_version)
-    ]
-    spec = pinned if pinned is not None else SpecifierSet()
-    versions = {f.version for f in candidates if f.version is not None}
-    keep = set(spec.filter(versions, prereleases=True if allow_prereleases else None))
-    return [f for f in candidates if f.version in keep]
-
-
 # --- the client (I/O) ----------------------------------------------------------------
 
 
@@ -491,30 +440,25 @@ class IndexClient:
 
     def _download_once(self, file: DistFile, dest: Path) -> Path:
         target = dest / file.filename
-        fd, tmp_name = tempfile.mkstemp(dir=dest, prefix=f".{file.filename}.", suffix=".part")
-        tmp = Path(tmp_name)
-        try:
-            digest = hashlib.sha256()
-            with os.fdopen(fd, "wb") as out:
-                response = self._request(file.url, "*/*", "download")
-                with response:
-                    if response.status_code in (404, 410):
-                        raise AffineurError(
-                            f"{redact_url(file.url)}: HTTP {response.status_code}, "
-                            "although the index lists it",
-                            package=file.project,
-                            stage="download",
-                        )
-                    try:
-                        for chunk in response.iter_content(_CHUNK):
-                            digest.update(chunk)
-                            out.write(chunk)
-                    except _transient() as exc:
-                        raise _Retryable(
-                            f"connection lost mid-body ({type(exc).__name__})"
-                        ) from exc
-                out.flush()
-                os.fsync(out.fileno())
+        digest = hashlib.sha256()
+        # The file is renamed into place only if the block completes, that is after
+        # its hash checked out below.
+        with atomic_output(target, durable=True) as out:
+            response = self._request(file.url, "*/*", "download")
+            with response:
+                if response.status_code in (404, 410):
+                    raise AffineurError(
+                        f"{redact_url(file.url)}: HTTP {response.status_code}, "
+                        "although the index lists it",
+                        package=file.project,
+                        stage="download",
+                    )
+                try:
+                    for chunk in response.iter_content(_CHUNK):
+                        digest.update(chunk)
+                        out.write(chunk)
+                except _transient() as exc:
+                    raise _Retryable(f"connection lost mid-body ({type(exc).__name__})") from exc
             actual = digest.hexdigest()
             if file.sha256 and actual != file.sha256:
                 raise AffineurError(
@@ -525,9 +469,6 @@ class IndexClient:
                     hint=f"downloaded from {redact_url(file.url)}: the server sent other "
                     "bytes than recorded; nothing was kept",
                 )
-            tmp.replace(target)
-        finally:
-            tmp.unlink(missing_ok=True)
         return target
 
     # --- HTTP ---------------------------------------------------------------------

@@ -10,7 +10,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 
@@ -21,21 +20,9 @@ from packaging.version import Version
 from affineur.errors import AffineurError
 from affineur.index._client import DistFile, IndexClient
 from affineur.index._files import sha256_file
+from affineur.index._usable import best_wheel
 
-__all__ = ["UpstreamWheels", "best_wheel"]
-
-
-def best_wheel(files: Sequence[DistFile], version: Version, tags: Sequence[Tag]) -> DistFile | None:
-    """The wheel of ``version`` whose tags rank best for this interpreter, not yanked."""
-    rank = {tag: i for i, tag in enumerate(tags)}
-    best: tuple[int, DistFile] | None = None
-    for f in files:
-        if f.kind != "wheel" or f.version != version or f.yanked:
-            continue
-        score = min((rank[t] for t in f.tags if t in rank), default=None)
-        if score is not None and (best is None or score < best[0]):
-            best = (score, f)
-    return None if best is None else best[1]
+__all__ = ["UpstreamWheels"]
 
 
 class UpstreamWheels:

@@ -3,7 +3,6 @@
 from affineur.lock._check import check_project
 from affineur.lock._diff import (
     BuildEnvChange,
-    LockId,
     VersionChange,
     diff_graphs,
     diff_locks,
@@ -19,7 +18,17 @@ from affineur.lock._explain import (
     tree_lines,
     why,
 )
-from affineur.lock._files import LockPaths, input_hash, lock_is_fresh, read_lock, write_lock
+from affineur.lock._files import (
+    LockId,
+    LockPaths,
+    find_locks,
+    input_hash,
+    lock_is_fresh,
+    parse_lock,
+    read_lock,
+    read_locks,
+    write_lock,
+)
 from affineur.lock._locker import lock
 from affineur.lock._resolver import ResolveRequest, resolve
 from affineur.lock._source_mode import SourceBuilds
@@ -37,11 +46,14 @@ __all__ = [
     "diff_graphs",
     "diff_locks",
     "duplicates",
+    "find_locks",
     "format_path",
     "input_hash",
     "lock",
     "lock_is_fresh",
+    "parse_lock",
     "read_lock",
+    "read_locks",
     "render_markdown",
     "render_text",
     "resolve",

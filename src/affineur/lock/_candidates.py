@@ -18,14 +18,13 @@ from pathlib import PurePosixPath
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import NormalizedName
 from packaging.version import Version
 
 from affineur import graph as g
 from affineur.config import Settings
 from affineur.errors import AffineurError
-from affineur.index import DistFile, source_url
+from affineur.index import DistFile, python_allows, source_url
 from affineur.lock._metadata import requires_dist, static_requires_dist
 from affineur.lock._resolver import VersionInfo
 from affineur.lock._sources import LocalSdist, LockIndex
@@ -132,12 +131,7 @@ class IndexCandidates:
     # --- the metadata chain -------------------------------------------------
 
     def _python_ok(self, f: DistFile) -> bool:
-        if not f.requires_python:
-            return True
-        try:
-            return SpecifierSet(f.requires_python).contains(self.python, prereleases=True)
-        except InvalidSpecifier:
-            return False
+        return python_allows(f.requires_python, self.python)
 
     def _requires(self, pkg: Package) -> list[str]:
         files = [f for f in self.index.files(pkg.name) if f.version == pkg.version]

@@ -19,7 +19,7 @@ from typing import Literal
 from affineur.config import Project, load_project
 from affineur.errors import AffineurError
 from affineur.graph import Graph, build_order, install_closure
-from affineur.lock._files import LockPaths, lock_is_fresh, read_lock
+from affineur.lock._files import LockPaths, find_locks, lock_is_fresh, read_lock
 
 __all__ = ["CheckReport", "LockState", "LockStatus", "check_project"]
 
@@ -102,10 +102,7 @@ def _read(path: Path, collection: str, variant: str) -> tuple[Graph | None, Lock
 
 
 def _lock_files(root: Path) -> list[tuple[str, str, Path]]:
-    return [
-        (p.parent.parent.name, p.parent.name, p)
-        for p in sorted((root / "lock").glob("*/*/graph.json"))
-    ]
+    return [(c, v, path) for (c, v), path in find_locks(root).items()]
 
 
 def _check_locks(project: Project) -> list[LockStatus]:

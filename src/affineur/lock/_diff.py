@@ -18,12 +18,12 @@ from typing import Literal
 from packaging.version import InvalidVersion, Version
 
 from affineur.graph import FileRef, Graph, Node, NodeKey, install_closure
+from affineur.lock._files import LockId
 
 __all__ = [
     "BuildEnvChange",
     "GraphDiff",
     "HashChange",
-    "LockId",
     "Scope",
     "VersionChange",
     "diff_graphs",
@@ -31,9 +31,6 @@ __all__ = [
     "render_markdown",
     "render_text",
 ]
-
-LockId = tuple[str, str]
-"""(collection, variant)"""
 
 Scope = Literal["install", "build"]
 """``install``: in the collection's install closure (what users get);

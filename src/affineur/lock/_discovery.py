@@ -24,8 +24,10 @@ from pathlib import Path
 from packaging.utils import NormalizedName
 from packaging.version import Version
 
+from affineur.atomic import write_atomic
 from affineur.config import Settings
 from affineur.pep517 import (
+    SOURCE_DATE_EPOCH_FLOOR,
     BuildEnvironment,
     BuildSystem,
     HookCaller,
@@ -129,7 +131,9 @@ class Discoverer:
             package_env=settings.env,
             name=name,
             version=str(version),
-            source_date_epoch=int(self.base_env.get("SOURCE_DATE_EPOCH", "315532800")),
+            source_date_epoch=int(
+                self.base_env.get("SOURCE_DATE_EPOCH", str(SOURCE_DATE_EPOCH_FLOOR))
+            ),
             home=home,
             tmpdir=Path(tempfile.gettempdir()),
             pass_env=settings.pass_env,
@@ -183,12 +187,9 @@ class Discoverer:
             config = dict(settings.config_settings) or None
             wheel_reqs = tuple(caller.get_requires_for_build_wheel(config))
             sdist_reqs = tuple(caller.get_requires_for_build_sdist(config))
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(
-                json.dumps({"wheel": wheel_reqs, "sdist": sdist_reqs, "at": time.time()})
+            write_atomic(
+                cached, json.dumps({"wheel": wheel_reqs, "sdist": sdist_reqs, "at": time.time()})
             )
-            tmp.replace(cached)
         return BuildRequirements(
             build_backend_name=build_system.build_backend,
             build_system=build_system.requires,
@@ -238,8 +239,5 @@ class Discoverer:
             if dist_info is None:
                 return None
             data = (Path(out) / dist_info / "METADATA").read_bytes()
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        tmp.replace(cached)
+        write_atomic(cached, data)
         return data

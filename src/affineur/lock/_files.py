@@ -1,20 +1,42 @@
-"""The lock on disk: where it lives, its input hash, reading and writing it."""
+"""The lock on disk: where it lives, its input hash, reading and writing it.
+
+Every reader of a lock goes through here (the build stage, ``affineur check``,
+the commands that read locks from the work tree, a folder or a git revision),
+so the layout ``lock/<collection>/<variant>/graph.json`` and the checks made on
+reading (valid JSON, the schema, the model) are written once.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from affineur import graph as g
+from affineur.atomic import write_atomic
 from affineur.config import Collection, Project, Variant, project_input_files, schemas_dir, validate
 from affineur.errors import AffineurError
 
-__all__ = ["LOCK_FORMAT", "LockPaths", "input_hash", "lock_is_fresh", "read_lock", "write_lock"]
+__all__ = [
+    "LOCK_FORMAT",
+    "LockId",
+    "LockPaths",
+    "find_locks",
+    "input_hash",
+    "lock_is_fresh",
+    "parse_lock",
+    "read_lock",
+    "read_locks",
+    "write_lock",
+]
 
 LOCK_FORMAT = 1
+
+LockId = tuple[str, str]
+"""(collection, variant): which lock."""
+
+_GRAPH = "graph.json"
 
 
 @dataclass(frozen=True)
@@ -25,7 +47,23 @@ class LockPaths:
     @classmethod
     def of(cls, root: Path, collection: str, variant: str) -> LockPaths:
         base = root / "lock" / collection / variant
-        return cls(base / "graph.json", base / "build-order.json")
+        return cls(base / _GRAPH, base / "build-order.json")
+
+    @staticmethod
+    def lock_id(relative: str | Path) -> LockId | None:
+        """The lock a path relative to the checkout root holds (None: not a graph.json)."""
+        parts = Path(relative).parts
+        if len(parts) != 4 or parts[0] != "lock" or parts[3] != _GRAPH:
+            return None
+        return (parts[1], parts[2])
+
+
+def find_locks(root: Path) -> dict[LockId, Path]:
+    """Every graph.json under ``root/lock``, by (collection, variant), in sorted order."""
+    found = {}
+    for path in sorted((root / "lock").glob(f"*/*/{_GRAPH}")):
+        found[(path.parent.parent.name, path.parent.name)] = path
+    return found
 
 
 def input_hash(project: Project, collection: Collection, variant: Variant) -> str:
@@ -44,6 +82,25 @@ def input_hash(project: Project, collection: Collection, variant: Variant) -> st
     return digest.hexdigest()
 
 
+def parse_lock(raw: bytes, where: str, *, validated: bool = False) -> g.Graph:
+    """A lock from its bytes, checked against its schema unless ``validated``.
+
+    ``where`` names it in errors: a path, or ``rev:lock/...`` for one read from git.
+    """
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise AffineurError(
+            f"not valid JSON ({exc})",
+            file=where,
+            stage="lock",
+            hint="restore it from git, or delete it and run 'doit lock'",
+        ) from None
+    if not validated:
+        validate(data, "graph", file=where)
+    return g.from_data(data)
+
+
 def read_lock(path: Path, *, memo: Path | None = None) -> g.Graph | None:
     """The lock at ``path`` (None when there is none), checked against its schema.
 
@@ -51,28 +108,32 @@ def read_lock(path: Path, *, memo: Path | None = None) -> g.Graph | None:
     does, so with ``memo`` (a folder) the check is remembered for these exact
     bytes and this exact schema, and done again only when either changes.
     """
-    if not path.exists():
-        return None
-    raw = path.read_bytes()
     try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise AffineurError(
-            f"not valid JSON ({exc})",
-            file=str(path),
-            stage="lock",
-            hint="restore it from git, or delete it and run 'doit lock'",
-        ) from None
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise AffineurError(f"cannot read the lock: {exc}", file=str(path), stage="lock") from None
     marker = None
     if memo is not None:
         schema = (schemas_dir() / "graph.schema.json").read_bytes()
         marker = memo / hashlib.sha256(hashlib.sha256(schema).digest() + raw).hexdigest()
-    if marker is None or not marker.exists():
-        validate(data, "graph", file=str(path))
-        if marker is not None:
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.touch()
-    return g.from_data(data)
+    known = marker is not None and marker.exists()
+    graph = parse_lock(raw, str(path), validated=known)
+    if marker is not None and not known:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+    return graph
+
+
+def read_locks(root: Path) -> dict[LockId, g.Graph]:
+    """Every lock of the checkout (or folder) at ``root``."""
+    locks = {}
+    for lock_id, path in find_locks(root).items():
+        graph = read_lock(path)
+        if graph is not None:
+            locks[lock_id] = graph
+    return locks
 
 
 def lock_is_fresh(project: Project, collection: Collection, variant: Variant) -> bool:
@@ -83,15 +144,6 @@ def lock_is_fresh(project: Project, collection: Collection, variant: Variant) ->
     except (OSError, ValueError):
         return False
     return bool(data.get("input_hash") == input_hash(project, collection, variant))
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    if path.exists() and path.read_bytes() == data:
-        return  # leave the mtime alone too: nothing changed
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
 
 
 def write_lock(graph: g.Graph, paths: LockPaths) -> None:
@@ -108,5 +160,6 @@ def write_lock(graph: g.Graph, paths: LockPaths) -> None:
         }
         for k in order
     ]
-    _atomic_write(paths.graph, g.dumps(graph))
-    _atomic_write(paths.build_order, (json.dumps(order_data, indent=2) + "\n").encode())
+    # Unchanged bytes keep their mtime too: nothing changed.
+    write_atomic(paths.graph, g.dumps(graph), skip_same=True)
+    write_atomic(paths.build_order, json.dumps(order_data, indent=2) + "\n", skip_same=True)

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from packaging.utils import NormalizedName, canonicalize_name
+from packaging.utils import NormalizedName
 from packaging.version import Version
 
 from affineur import graph as g
@@ -142,7 +142,7 @@ def settings_function(project: Project, variant: Variant) -> SettingsFn:
     def settings_for(name: str, version: Version | None) -> Settings:
         return effective_settings(
             variant=variant,
-            override=project.overrides.get(canonicalize_name(name)),
+            override=project.override_for(name),
             version=None if version is None else str(version),
         )
 

@@ -4,29 +4,28 @@ Shared by discovery (stage 1) and building (stage 2), so neither stage imports t
 """
 
 from affineur.pep517._environment import BuildEnvironment
-from affineur.pep517._hooks import (
-    LEGACY_BUILD_SYSTEM,
-    BuildSystem,
-    HookCaller,
-    read_build_system,
-    run_hook_process,
-)
+from affineur.pep517._hooks import HookCaller, run_hook_process
 from affineur.pep517._isolation import (
+    SOURCE_DATE_EPOCH_FLOOR,
     build_environment_variables,
     hook_environment,
     isolate_command,
     network_isolation_available,
 )
 from affineur.pep517._pyproject import (
+    LEGACY_BUILD_SYSTEM,
+    BuildSystem,
     effective_build_system,
     is_empty,
     override_requires,
+    read_build_system,
     write_build_system,
 )
 from affineur.pep517._unpack import UnpackLimits, read_pkg_info, safe_extract, unpack_limits
 
 __all__ = [
     "LEGACY_BUILD_SYSTEM",
+    "SOURCE_DATE_EPOCH_FLOOR",
     "BuildEnvironment",
     "BuildSystem",
     "HookCaller",

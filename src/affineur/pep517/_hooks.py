@@ -14,10 +14,8 @@ import re
 import signal
 import subprocess
 import threading
-import tomllib
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -32,14 +30,13 @@ from pyproject_hooks import (
 
 from affineur.errors import AffineurError, Stage
 from affineur.pep517._isolation import isolate_command
+from affineur.pep517._pyproject import BuildSystem
 
 __all__ = [
-    "LEGACY_BUILD_SYSTEM",
     "BuildSystem",
     "HookCaller",
     "HookProcessFailed",
     "Runner",
-    "read_build_system",
     "run_hook_process",
 ]
 
@@ -76,95 +73,6 @@ def _route_backend_warnings() -> None:
     if warnings.showwarning is not _show_warning:
         warnings.showwarning = _show_warning
     warnings.filterwarnings("always", category=BuildBackendWarning)
-
-
-@dataclass(frozen=True)
-class BuildSystem:
-    """The ``[build-system]`` table of a source tree."""
-
-    requires: tuple[str, ...]
-    build_backend: str
-    backend_path: tuple[str, ...] = ()
-
-
-# PEP 517/518: a tree without the table (or without ``build-backend``) is built
-# the way setuptools always built it.
-LEGACY_BUILD_SYSTEM = BuildSystem(
-    requires=("setuptools>=40.8.0",), build_backend="setuptools.build_meta:__legacy__"
-)
-
-
-def _strings(value: object, file: Path, key: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise AffineurError(
-            f"'{key}' must be a list of strings",
-            file=str(file),
-            key_path=("build-system", key),
-            stage="build-env",
-        )
-    return tuple(value)
-
-
-def read_build_system(source_dir: Path) -> BuildSystem:
-    """The build system ``source_dir`` declares, with the PEP 517/518 defaults."""
-    pyproject = source_dir / "pyproject.toml"
-    try:
-        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return LEGACY_BUILD_SYSTEM
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise AffineurError(f"invalid TOML: {exc}", file=str(pyproject), stage="build-env") from exc
-    table = data.get("build-system")
-    if table is None:
-        return LEGACY_BUILD_SYSTEM
-    if not isinstance(table, dict):
-        raise AffineurError(
-            "'build-system' must be a table",
-            file=str(pyproject),
-            key_path=("build-system",),
-            stage="build-env",
-        )
-    if "requires" not in table:
-        # PEP 518: a table without its one required key is an error, not a default.
-        raise AffineurError(
-            "the [build-system] table has no 'requires' key",
-            file=str(pyproject),
-            key_path=("build-system", "requires"),
-            stage="build-env",
-        )
-    requires = _strings(table["requires"], pyproject, "requires")
-    for req in requires:
-        try:
-            Requirement(req)
-        except InvalidRequirement as exc:
-            raise AffineurError(
-                f"invalid requirement {req!r}: {exc}",
-                file=str(pyproject),
-                key_path=("build-system", "requires"),
-                stage="build-env",
-            ) from exc
-    backend = table.get("build-backend")
-    if backend is None:
-        return BuildSystem(requires=requires, build_backend=LEGACY_BUILD_SYSTEM.build_backend)
-    if not isinstance(backend, str) or not backend.strip():
-        raise AffineurError(
-            "'build-backend' must be a non-empty string",
-            file=str(pyproject),
-            key_path=("build-system", "build-backend"),
-            stage="build-env",
-        )
-    backend_path = _strings(table.get("backend-path", []), pyproject, "backend-path")
-    root = source_dir.resolve()
-    for entry in backend_path:
-        # PEP 517 asks frontends to refuse in-tree backends that live outside the tree.
-        if not (root / entry).resolve().is_relative_to(root):
-            raise AffineurError(
-                f"backend-path entry {entry!r} points outside the source tree",
-                file=str(pyproject),
-                key_path=("build-system", "backend-path"),
-                stage="build-env",
-            )
-    return BuildSystem(requires=requires, build_backend=backend, backend_path=backend_path)
 
 
 # --- running hook processes ---------------------------------------------------

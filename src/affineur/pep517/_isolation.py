@@ -27,6 +27,7 @@ from affineur.config import expand_env, is_secret_name
 from affineur.errors import AffineurError
 
 __all__ = [
+    "SOURCE_DATE_EPOCH_FLOOR",
     "build_environment_variables",
     "hook_environment",
     "is_secret_name",
@@ -119,6 +120,13 @@ def passed_variables(base: Mapping[str, str], pass_env: Sequence[str] = ()) -> d
     """The parent's variables a build sees: the built-in allow-list plus ``pass_env``
     (names or ``PREFIX_*`` patterns), never a name that looks secret."""
     return {name: value for name, value in base.items() if _allowed(name, value, pass_env)}
+
+
+SOURCE_DATE_EPOCH_FLOOR = 315532800
+"""1980-01-01: the earliest date a zip entry (so a wheel member) can hold.
+
+Every ``SOURCE_DATE_EPOCH`` affineur gives a build, and every date it writes
+into a wheel, is at least this; backends clamp too, we do it up front."""
 
 
 def build_environment_variables(

@@ -218,7 +218,7 @@ class Checkout:
 
     def settings(self, variant: Variant, node: g.Node) -> Settings:
         return effective_settings(
-            variant=variant, override=self.project.overrides.get(node.name), version=node.version
+            variant=variant, override=self.project.override_for(node.name), version=node.version
         )
 
     def patches(self, variant: Variant, node: g.Node) -> list[Path]:

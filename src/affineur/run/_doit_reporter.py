@@ -39,6 +39,7 @@ from typing import Any, ClassVar, TextIO
 from doit.exceptions import BaseFail, UnmetDependency
 from doit.reporter import ConsoleReporter
 
+from affineur.atomic import write_atomic
 from affineur.config import validate
 from affineur.errors import AffineurError
 from affineur.run._doit import ActionFailed, RunContext
@@ -81,9 +82,7 @@ def write_reports(summary: RunSummary, folder: Path) -> list[Path]:
         ("summary.md", summary_markdown(summary)),
     ):
         path = folder / name
-        tmp = path.with_name(f".{name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+        write_atomic(path, text)
         written.append(path)
     return written
 

@@ -35,6 +35,8 @@ from typing import Any, Protocol
 
 from doit.dependency import DatabaseException
 
+from affineur.atomic import write_atomic
+
 __all__ = ["DurableDB"]
 
 SNAPSHOT = "state.json"
@@ -180,12 +182,7 @@ class DurableDB:
 
     def _compact(self) -> None:
         merged, _ = self._read()
-        tmp = self._dir / f".{SNAPSHOT}.{os.getpid()}.tmp"
-        with tmp.open("w", encoding="utf-8") as out:
-            out.write(self.codec.encode(merged))
-            out.flush()
-            os.fsync(out.fileno())
-        tmp.replace(self._dir / SNAPSHOT)
+        write_atomic(self._dir / SNAPSHOT, self.codec.encode(merged), durable=True)
         # Truncate rather than replace the journal: other processes append
         # through descriptors of this same file.
         os.ftruncate(self._fd, 0)
