@@ -26,11 +26,6 @@ def build_task(name: str, deps: tuple[str, ...] = ()) -> Task:
     )
 
 
-class Terminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
 def run_fake(stream: io.StringIO, tmp_path: Path) -> Path:
     """Drive the reporter as doit's runner would, over five packages."""
     context = RunContext()
@@ -68,18 +63,19 @@ def test_plain_lines_without_a_terminal(tmp_path: Path) -> None:
     reports = run_fake(out, tmp_path)
     text = out.getvalue()
     assert "\x1b" not in text and "\r" not in text
-    assert ".  build:cpu:base-1.0\n.  build:cpu:cached-1.0\n" in text
-    assert "[2/5] built build cpu:base-1.0 (" in text
-    assert "| running: cpu:cached-1.0 |" in text
-    assert "[3/5] reused build cpu:cached-1.0" in text
-    assert "[4/5] FAILED build cpu:tool-1.0 (" in text
-    assert ": patch x.patch does not apply" in text
-    assert "\n    error: ...\n" in text  # the whole error, under the failure's line
-    assert "[5/5] skipped build cpu:app-1.0: build:cpu:tool-1.0 failed" in text
+    lines = text.splitlines()
+    # One line per finished package, counted over packages (the up-to-date one first).
+    assert lines[0].startswith("[2/5] built cpu:base-1.0 (")
+    assert lines[1].startswith("[3/5] reused cpu:cached-1.0 (")
+    assert lines[2].startswith("[4/5] FAILED cpu:tool-1.0 (")
+    assert lines[2].endswith(": patch x.patch does not apply")
+    assert lines[3] == "    error: ..."  # the whole error, under the failure's line
+    assert lines[4] == "[5/5] skipped cpu:app-1.0: cpu:tool-1.0 failed"
+    assert not any(line.startswith(".  ") for line in lines)
     counts = (
         "1 built, 1 reused from cache, 1 up to date, 0 substituted, 1 failed, 1 skipped, 0 not run"
     )
-    assert f"5 packages: {counts} in " in text
+    assert lines[5].startswith(f"5 packages: {counts} in ")
     report = json.loads((reports / "report.json").read_text())
     assert [(f["package"], f["stage"], f["task"]) for f in report["failures"]] == [
         ("tool", "patch", "build:cpu:tool-1.0")
@@ -97,15 +93,34 @@ def test_plain_lines_without_a_terminal(tmp_path: Path) -> None:
         "notrun": 0,
     }
     assert (reports / "summary.md").read_text().startswith("### affineur build: failed")
+    # What was built is remembered for the next run's estimate, by variant and name.
+    durations = json.loads((reports / "durations.json").read_text())
+    assert set(durations) == {"cpu:base"}
 
 
-def test_a_terminal_gets_a_status_line_of_running_builds(tmp_path: Path) -> None:
-    out = Terminal()
-    run_fake(out, tmp_path)
-    text = out.getvalue()
-    assert "[1/5] | running: cpu:base-1.0" in text  # the status line under the events
-    assert "\r\x1b[K[2/5] built build cpu:base-1.0" in text  # erased before the next event
-    assert text.count("\r\x1b[K") >= 2
+def test_a_substitution_says_why(tmp_path: Path) -> None:
+    from affineur.run import Failure, Substitute
+
+    out = io.StringIO()
+    context = RunContext()
+    task = build_task("broken")
+    failure = Failure(
+        stage="build",
+        error="the build_wheel hook failed",
+        log="build/logs/cpu/broken-1.0.log",
+        substitute=Substitute(wheel="broken-1.0-py3-none-any.whl", sha256="0" * 64),
+    )
+    context.recorder.record("k-broken", BuildOutcome("substituted", failure))
+    reporter = progress_reporter(context, reports_dir=tmp_path)(out, {})
+    reporter.initialize({task.name: task}, [task.name])
+    reporter.execute_task(task)
+    reporter.add_success(task)
+    line = out.getvalue().splitlines()[0]
+    assert line.startswith("[1/1] substituted cpu:broken-1.0 (")
+    assert line.endswith(
+        ": failed at build (the build_wheel hook failed), the upstream wheel of the same"
+        " version stands in; log: build/logs/cpu/broken-1.0.log"
+    )
 
 
 def test_a_crash_is_a_failure_of_its_task(tmp_path: Path) -> None:
@@ -129,8 +144,8 @@ def test_doit_run_in_parallel_shows_progress_and_writes_reports(workspace: Works
     lines = [line for line in result.stdout.splitlines() if LINE.match(line)]
     total = int(re.match(r"^\[\d+/(\d+)\]", lines[0]).group(1))  # type: ignore[union-attr]
     assert any(line.startswith(f"[{total}/{total}] ") for line in lines)
-    assert any(" built build cpu:app-1.0 (" in line for line in lines)
-    assert ".  build:cpu:app-1.0" in result.stdout.splitlines()
+    assert any(" built cpu:app-1.0 (" in line for line in lines)
+    assert len(lines) == total  # one line per package, nothing for lock, download, publish
     summary = json.loads((workspace.root / "build/reports/summary.json").read_text())
     packages = len(summary["packages"])
     assert summary["counts"]["built"] == packages > 3

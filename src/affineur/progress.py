@@ -33,9 +33,15 @@ class StreamReporter:
     """Plain lines with the elapsed time: readable in a terminal and in CI logs alike."""
 
     def __init__(self, stream: TextIO | None = None, *, verbose: bool = False) -> None:
-        self.stream = stream or sys.stderr
+        self._stream = stream
         self.verbose = verbose
         self.start = time.monotonic()
+
+    @property
+    def stream(self) -> TextIO:
+        # sys.stderr is looked up at each line, not once: a live terminal display
+        # swaps it for a proxy that prints above the display instead of through it.
+        return self._stream or sys.stderr
 
     def _emit(self, text: str) -> None:
         elapsed = time.monotonic() - self.start

@@ -402,10 +402,12 @@ class Snapshot:
         return cls(watched_files(root), doit_state(root), state_mtimes(root), time.time() - 1)
 
 
-# doit's "executing" line (".  build:cpu:foo-1.0"), and affineur's progress line for
-# a task that started or finished ("[3/40] built build cpu:foo-1.0 (1.2s) | ...").
+# doit's "executing" line (".  build:cpu:foo-1.0", printed by doit's own reporter),
+# and affineur's line for a package that finished ("[3/40] built cpu:foo-1.0 (1.2s)").
 _DOIT_LINE = re.compile(r"^\.\s+(\S+)")
-_PROGRESS_LINE = re.compile(r"^\[\d+/\d+\] (?!skipped )\w+ (\S+) (\S+)")
+_PROGRESS_LINE = re.compile(r"^\[\d+/\d+\] (?!skipped )(\w+) (\S+)")
+# The checkout's message when a publish task ran (tasks other than builds get no line).
+_PUBLISHED = re.compile(r"published \d+ wheels to \S*/dist/([^/]+)/([^/]+)/simple$")
 
 
 def executed_tasks(root: Path, result: Run, before: Snapshot) -> list[str]:
@@ -415,7 +417,10 @@ def executed_tasks(root: Path, result: Run, before: Snapshot) -> list[str]:
         if m := _DOIT_LINE.match(line):
             signs.add(m.group(1))
         elif m := _PROGRESS_LINE.match(line):
-            signs.add(f"{m.group(1)}:{m.group(2)}")
+            signs.add(f"build:{m.group(2)} ({m.group(1)})")
+    for line in result.stderr.splitlines():
+        if m := _PUBLISHED.search(line):
+            signs.add(f"publish:{m.group(1)}:{m.group(2)}")
     summary = root / "build" / "reports" / "summary.json"
     if summary.exists() and summary.stat().st_mtime >= before.since:
         data = json.loads(summary.read_text())

@@ -301,7 +301,7 @@ class Checkout:
                 if remote is not None:
                     remote.push(entry)
                 return
-            self.reporter.message(f"build {node.name}=={node.version} ({lv.variant.name})")
+            self.reporter.detail(f"build {node.name}=={node.version} ({lv.variant.name})")
             request = BuildRequest(
                 node=node,
                 key=key,
@@ -314,7 +314,7 @@ class Checkout:
             )
             attempt.log = self.builder.failed_log(request)
             entry = self.builder.build(request, lv.graph)
-            self.reporter.message(f"built {entry.wheel.name}")
+            self.reporter.detail(f"built {entry.wheel.name}")
             if remote is not None:
                 remote.push(entry)
 

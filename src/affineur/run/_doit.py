@@ -114,6 +114,8 @@ class RunContext:
     """Set by the reporter: a run whose only failures were substituted still failed."""
     held: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     """What the run holds until it ends (the checkout mutex)."""
+    workers: int = 1
+    """Tasks run at once (``-n``): the progress display divides the remaining work by it."""
 
 
 _CURRENT: list[RunContext] = []
@@ -321,6 +323,7 @@ class ResourceRun(Run):  # type: ignore[misc]
             check_capacities(self.task_list, capacities)
         except AffineurError as exc:
             raise load_error(exc) from None
+        current_run().workers = max(1, num_process)
         if num_process and par_type != "thread":
             raise InvalidCommand(
                 f"parallel type {par_type!r} is not supported: affineur schedules tasks "

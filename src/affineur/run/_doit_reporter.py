@@ -1,16 +1,19 @@
 """doit's reporter for affineur runs: progress a person can follow, and the reports at the end.
 
-doit calls a reporter for every task event; this one prints one plain line per
-event that matters: doit's own ``.  build:cpu:foo-1.0`` when a task starts, and
-when it ends::
+It counts packages (build tasks), not doit's tasks. In a terminal it drives the
+live display of :mod:`affineur.run._live` (a bar over packages with an estimate
+of the time left, the running builds with their latest log line, failures and
+substitutions pinned above). Elsewhere it prints one line per finished package::
 
-    [12/40] built build cpu:foo-1.0 (3.2s) | running: cpu:bar-2.0, cpu:baz-1.1 | 1m02s
+    [12/40] built cpu:foo-1.0 (3.2s)
+    [13/40] FAILED cpu:bar-2.0 (1.1s): the build_wheel hook of setuptools failed (...)
+        error: ...                      (the whole error, then its log's path)
+        log: build/logs/cpu/bar-2.0.log
 
-with a failure's whole error (causes, hint) indented under its line. On a
-terminal only, a status line of the running builds stays under them (so CI logs
-get no control characters). When the run completes it writes
-``build/reports/summary.md``, ``summary.json`` and ``report.json`` and prints the
-counts.
+Lock, download and publish tasks print only when they fail. When the run
+completes it writes ``build/reports/summary.md``, ``summary.json``,
+``report.json`` and the build durations the next run's estimate uses, and prints
+the counts.
 
 doit only sees success, failure, up to date and "not run, a dependency
 failed"; whether a build reused a cache entry or was substituted by an upstream
@@ -38,11 +41,13 @@ from typing import Any, ClassVar, TextIO
 
 from doit.exceptions import BaseFail, UnmetDependency
 from doit.reporter import ConsoleReporter
+from rich.text import Text
 
 from affineur.atomic import write_atomic
 from affineur.config import validate
 from affineur.errors import AffineurError
 from affineur.run._doit import ActionFailed, RunContext
+from affineur.run._live import Durations, LiveView
 from affineur.run._reports import (
     Failure,
     Outcome,
@@ -65,7 +70,7 @@ __all__ = [
 
 # The stage a failure gets when its error names none, by task group.
 _DEFAULT_STAGE = {"lock": "resolve", "download": "download", "build": "build"}
-_SHOWN_RUNNING = 3
+DURATIONS = "durations.json"
 
 
 def write_reports(summary: RunSummary, folder: Path) -> list[Path]:
@@ -111,6 +116,11 @@ def _title(name: str) -> str:
     return f"{group} {rest}" if rest else group
 
 
+def _label(name: str) -> str:
+    """``build:cpu:foo-1.0`` -> ``cpu:foo-1.0``: a package as the progress shows it."""
+    return name.partition(":")[2] or name
+
+
 def _package(task: Any) -> Mapping[str, str] | None:
     info = (task.meta or {}).get("package")
     return info if isinstance(info, Mapping) and "key" in info else None
@@ -143,7 +153,11 @@ class ProgressReporter(ConsoleReporter):  # type: ignore[misc]
         self.results: dict[str, PackageResult] = {}
         self.package_failures: list[Failure] = []
         self.failed_tasks: list[str] = []
-        self._status_shown = False
+        self.packages: dict[str, Mapping[str, str]] = {}
+        """The package tasks of the run: the progress counts these, not doit's tasks."""
+        self.finished_packages = 0
+        self.durations = Durations(self.reports_dir / DURATIONS if self.reports_dir else None)
+        self.view: LiveView | None = None
 
     # --- doit's reporter interface -----------------------------------------------------
 
@@ -159,17 +173,28 @@ class ProgressReporter(ConsoleReporter):  # type: ignore[misc]
                 todo += [*task.task_dep, *task.setup_tasks]
             self.tasks = {n: tasks[n] for n in seen if self._counted(tasks[n])}
             self.total = len(self.tasks)
+            self.packages = {
+                n: info for n, t in self.tasks.items() if (info := _package(t)) is not None
+            }
+            if self.tty:
+                self.view = LiveView(
+                    self.outstream,
+                    total=len(self.packages),
+                    durations=self.durations,
+                    workers=self.context.workers,
+                    log_of=self._running_log,
+                )
+                self.view.waiting = {n: _duration_key(i) for n, i in self.packages.items()}
+                self.view.start()
 
     def execute_task(self, task: Any) -> None:
         with self._lock:
             if task.name not in self.tasks:
                 return
             self.running[task.name] = time.monotonic()
-            # doit's own form of "now executing", which people and scripts already
-            # know; the progress figures come with each finished task.
-            self._clear_status()
-            self.write(f".  {task.name}\n")
-            self._status()
+            info = self.packages.get(task.name)
+            if self.view is not None and info is not None:
+                self.view.began(task.name, _label(task.name), _duration_key(info))
 
     def add_success(self, task: Any) -> None:
         with self._lock:
@@ -177,15 +202,20 @@ class ProgressReporter(ConsoleReporter):  # type: ignore[misc]
                 return
             seconds = self._finish(task.name)
             info = _package(task)
-            verb: str = "done"
-            if info is not None:
-                known = self.context.recorder.get(info["key"])
-                outcome: Outcome = known.outcome if known else "built"
-                self._result(task, outcome, seconds)
-                if known is not None and known.failure is not None:
-                    self.package_failures.append(replace(known.failure, task=task.name))
-                verb = outcome
-            self._line(verb, task.name, seconds)
+            if info is None:
+                return  # lock, download, publish: only their failures are news
+            known = self.context.recorder.get(info["key"])
+            outcome: Outcome = known.outcome if known else "built"
+            self._result(task, outcome, seconds)
+            if known is not None and known.failure is not None:
+                failure = replace(known.failure, task=task.name)
+                self.package_failures.append(failure)
+                # Test mode went on with an upstream wheel: say why, and where the log is.
+                self._package_line(
+                    task.name, "substituted", seconds, _substitution(failure), failed=True
+                )
+                return
+            self._package_line(task.name, outcome, seconds)
 
     def add_failure(self, task: Any, fail: BaseFail) -> None:
         with self._lock:
@@ -198,7 +228,8 @@ class ProgressReporter(ConsoleReporter):  # type: ignore[misc]
                 because = self._root_failures(str(fail.message).split())
                 if _package(task) is not None:
                     self._result(task, "skipped", 0.0, because)
-                self._line("skipped", task.name, detail=f"{', '.join(because)} failed")
+                    failed = ", ".join(_label(b) for b in because)
+                    self._package_line(task.name, "skipped", None, f"{failed} failed")
                 return
             self.failed_tasks.append(task.name)
             failure = self._failure(task, fail)
@@ -207,13 +238,15 @@ class ProgressReporter(ConsoleReporter):  # type: ignore[misc]
             if _package(task) is not None:
                 self._result(task, "failed", seconds)
             error = failure.error if failure else str(fail.message).strip().splitlines()[0]
-            self._line("FAILED", task.name, seconds, detail=error)
-            # The whole error (causes, hint, log tail) belongs next to the failure,
-            # where doit's console reporter prints it too.
+            # The whole error (causes, hint) belongs next to the failure, with its log.
             text = fail.message if isinstance(fail, ActionFailed) else fail.get_msg()
-            self._clear_status()
-            self.write("".join(f"    {line}\n" for line in str(text).strip().splitlines()))
-            self._status()
+            body = [f"    {line}" for line in str(text).strip().splitlines()]
+            if failure is not None and failure.log:
+                body.append(f"    log: {failure.log}")
+            if task.name in self.packages:
+                self._package_line(task.name, "FAILED", seconds, error, failed=True, body=body)
+            else:
+                self._emit([f"FAILED {_title(task.name)}: {error}", *body], failed=True)
 
     def _root_failures(self, deps: list[str]) -> tuple[str, ...]:
         """The failed tasks behind ``deps``: a dependency that was itself skipped
@@ -234,6 +267,7 @@ class ProgressReporter(ConsoleReporter):  # type: ignore[misc]
             self.done.add(task.name)
             if _package(task) is not None:
                 self._result(task, "uptodate", 0.0)
+                self._count(task.name)
 
     def skip_ignore(self, task: Any) -> None:
         with self._lock:
@@ -242,12 +276,22 @@ class ProgressReporter(ConsoleReporter):  # type: ignore[misc]
             self.done.add(task.name)
             if _package(task) is not None:
                 self._result(task, "skipped", 0.0, ("ignored",))
+                self._count(task.name)
 
     def complete_run(self) -> None:
         with self._lock:
-            self._clear_status()
+            if self.view is not None:
+                self.view.stop()
+                self.view = None
             self._captured_output()
             summary = self.summary()
+            self.durations.save(
+                {
+                    _duration_key(self.packages[r.task]): r.seconds
+                    for r in summary.packages
+                    if r.outcome == "built" and r.task in self.packages
+                }
+            )
             if summary.failures:
                 self.context.failed = True
             self.write(f"{counts_line(summary)}\n")
@@ -357,36 +401,64 @@ class ProgressReporter(ConsoleReporter):  # type: ignore[misc]
         start = self.running.pop(name, None)
         return 0.0 if start is None else time.monotonic() - start
 
-    def _line(self, verb: str, name: str, seconds: float | None = None, detail: str = "") -> None:
+    @property
+    def _build_dir(self) -> Path | None:
+        return self.reports_dir.parent if self.reports_dir is not None else None
+
+    def _running_log(self, task: str) -> Path | None:
+        """The log a running build is writing, in its private staging folder of the cache."""
+        info = self.packages.get(task)
+        if info is None or self._build_dir is None:
+            return None
+        found = sorted((self._build_dir / "cache").glob(f".staging-{info['key'][:16]}-*/build.log"))
+        return found[-1] if found else None
+
+    def _count(self, name: str) -> None:
+        if name in self.packages:
+            self.finished_packages += 1
+            if self.view is not None:
+                self.view.finished(name)
+
+    def _package_line(
+        self,
+        name: str,
+        verb: str,
+        seconds: float | None,
+        detail: str = "",
+        *,
+        failed: bool = False,
+        body: list[str] | None = None,
+    ) -> None:
+        """One line for a finished package: ``[3/40] built cpu:foo-1.0 (2.1s)``."""
+        self._count(name)
         took = f" ({duration(seconds)})" if seconds is not None else ""
         extra = f": {detail}" if detail else ""
-        self._clear_status()
-        self.write(
-            f"[{len(self.done)}/{self.total}] {verb} {_title(name)}{took}{extra}"
-            f"{self._running_text()} | {duration(time.monotonic() - self.started)}\n"
-        )
-        self._status()
+        label = _label(name)
+        line = f"[{self.finished_packages}/{len(self.packages)}] {verb} {label}{took}{extra}"
+        # In a terminal the bar shows progress; only what needs reading is printed.
+        if self.view is None or failed:
+            self._emit([line, *(body or [])], failed=failed)
 
-    def _status(self) -> None:
-        if self.tty and self.running:
-            elapsed = duration(time.monotonic() - self.started)
-            self.write(f"[{len(self.done)}/{self.total}]{self._running_text()} | {elapsed}")
-            self._status_shown = True
+    def _emit(self, lines: list[str], *, failed: bool = False) -> None:
+        if self.view is not None:
+            style = "bold red" if failed else ""
+            self.view.pin(Text(lines[0], style=style), *(Text(b) for b in lines[1:]))
+            return
+        self.write("".join(f"{line}\n" for line in lines))
         self.outstream.flush()
 
-    def _running_text(self) -> str:
-        if not self.running:
-            return ""
-        names = sorted(self.running, key=self.running.__getitem__)
-        shown = ", ".join(n.partition(":")[2] or n for n in names[:_SHOWN_RUNNING])
-        more = f" (+{len(names) - _SHOWN_RUNNING})" if len(names) > _SHOWN_RUNNING else ""
-        return f" | running: {shown}{more}"
 
-    def _clear_status(self) -> None:
-        if self._status_shown:
-            # Only ever on a terminal: carriage return, then erase the line.
-            self.write("\r\x1b[K")
-            self._status_shown = False
+def _duration_key(info: Mapping[str, str]) -> str:
+    """Durations are remembered by variant and name: a new version builds about as long."""
+    return f"{info.get('variant', '')}:{info.get('name', '')}"
+
+
+def _substitution(failure: Failure) -> str:
+    where = f"; log: {failure.log}" if failure.log else ""
+    return (
+        f"failed at {failure.stage} ({failure.error}), "
+        f"the upstream wheel of the same version stands in{where}"
+    )
 
 
 def progress_reporter(context: RunContext, *, reports_dir: Path | None) -> type[ProgressReporter]:
