@@ -202,6 +202,11 @@ def test_json_of_why_tree_check_and_duplicates(
     idna = next(t for t in tree["tree"] if t["name"] == "idna")
     assert idna.get("seen") or idna.get("children") is not None
 
+    code, out, _ = run(root, "graph", "--format", "json", capsys=capsys)
+    lock = json.loads(out)
+    validate(lock, "graph", file="graph")
+    assert "requests==2.32.3" in lock["nodes"]
+
     code, out, _ = run(root, "check", "--format", "json", capsys=capsys)
     check = as_json(out, "check")
     assert code == 2 and check["ok"] is False  # the factory's lock hash is not the config's

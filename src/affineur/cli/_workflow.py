@@ -289,6 +289,15 @@ def cmd_graph(args: argparse.Namespace) -> int:
     from affineur.cli._render import dot_to_svg, to_dot, to_mermaid
 
     _root, _lock, graph = _one(args)
+    if args.format == "json":
+        from affineur.config import validate
+        from affineur.graph import dumps
+
+        # The lock itself, whose shape schemas/graph.schema.json already defines.
+        text = dumps(graph).decode()
+        validate(json.loads(text), "graph", file="affineur graph --format json")
+        emit(text, args.output)
+        return 0
     if args.format == "mermaid":
         text = to_mermaid(graph, edges=args.edges)
     else:
@@ -525,7 +534,12 @@ def register(add: AddCommand) -> None:
     p.set_defaults(func=cmd_tree)
 
     p = add("graph", "draw a lock (dot, mermaid, or svg with graphviz)")
-    p.add_argument("--format", choices=["dot", "svg", "mermaid"], default="dot")
+    p.add_argument(
+        "--format",
+        choices=["dot", "svg", "mermaid", "json"],
+        default="dot",
+        help="json: the lock's graph (schemas/graph.schema.json)",
+    )
     p.add_argument("--edges", choices=["all", "install", "build"], default="all")
     p.add_argument("-o", "--output", help="write to this file (default: stdout)")
     _lock_choice(p)
