@@ -58,6 +58,10 @@ def as_json(text: str, shape: str) -> Any:
         (["log", "idan"], "unknown package 'idan' in the lock of web/cpu, web/cuda"),
         (["outdated", "--collection", "nope"], "error: unknown collection 'nope'"),
         (["add", "x", "--collection", "nope"], "error: unknown collection 'nope'"),
+        (["remove", "idan"], "error: unknown requirement 'idan'; choose from: idna, requests\n"),
+        (["remove", "idna", "--constraint"], "error: unknown constraint 'idna': there are none"),
+        (["graph", "--variant", "cpuu"], "error: unknown variant 'cpuu'; choose from: cpu, cuda"),
+        (["serve", "--variant", "gpu"], "error: unknown variant 'gpu'"),
     ],
 )
 def test_unknown_names_fail_with_the_choices(

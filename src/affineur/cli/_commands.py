@@ -16,7 +16,7 @@ from packaging.version import InvalidVersion, Version
 from affineur.cli._output import emit_json
 from affineur.cli._select import LockId, Names, open_names, package_in, unknown
 from affineur.errors import AffineurError
-from affineur.graph import Graph, install_closure
+from affineur.graph import Graph, install_closure, node_key
 
 __all__ = ["Outdated", "newest_versions", "register"]
 
@@ -116,7 +116,8 @@ def _outdated(root: Path, checkout: Names, locks: list[LockId]) -> tuple[list[Ou
         ).items():
             if error:
                 problems.append(f"{name}: {error}")
-            if version is not None and (newest.get(name) is None or version > newest[name]):  # type: ignore[operator]
+            best = newest.get(name)
+            if version is not None and (best is None or version > best):
                 newest[name] = version
     out = []
     for name in sorted(locked):
@@ -230,7 +231,7 @@ def _log_files(root: Path, choice: _LogChoice) -> list[tuple[Path, str]]:
     for lv in stages.locked:
         if (lv.collection.name, lv.variant.name) != (choice.collection, choice.variant):
             continue
-        key = lv.keys[f"{choice.name}=={choice.version}"]  # type: ignore[index]
+        key = lv.keys[node_key(choice.name, choice.version)]
         entry = stages.cache.get(key)
         if entry is not None:
             candidates.append((entry.log, "built"))
@@ -242,7 +243,7 @@ def _log_files(root: Path, choice: _LogChoice) -> list[tuple[Path, str]]:
 def cmd_log(args: argparse.Namespace) -> int:
     root, names = open_names(args.root)
     choice, graph = _log_target(args, names)
-    node = graph.nodes[f"{choice.name}=={choice.version}"]  # type: ignore[index]
+    node = graph.nodes[node_key(choice.name, choice.version)]
     logs = _log_files(root, choice)
     label = f"{choice.name}=={choice.version} ({choice.variant})"
     if not logs:

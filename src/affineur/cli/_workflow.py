@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urljoin
 
+from packaging.utils import canonicalize_name
+
 from affineur.cli._output import emit, emit_json
-from affineur.cli._select import LockId, Names, open_names, package_in
+from affineur.cli._select import LockId, Names, open_names, package_in, unknown
 from affineur.errors import AffineurError
 from affineur.graph import ROOT, Graph
 
@@ -135,9 +137,36 @@ def cmd_remove(args: argparse.Namespace) -> int:
     key: Literal["requirements", "constraints"] = (
         "constraints" if args.constraint else "requirements"
     )
+    present = _named_in(root, key, args.collection)
+    if canonicalize_name(args.name) not in present:
+        kind = "constraint" if args.constraint else "requirement"
+        where = f" of collection {args.collection!r}" if args.collection else ""
+        raise unknown(kind, args.name, present, where=where)
     for edit in remove_requirement(root, args.name, args.collection, key=key):
         print(edit.describe())
     return 0
+
+
+def _named_in(root: Path, key: str, collection: str | None) -> set[str]:
+    """The names a collection's requirements (or constraints) are on, for choices."""
+    import tomllib
+
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    names: set[str] = set()
+    for path in sorted((root / "collections").glob("*.toml")):
+        if collection is not None and path.stem != collection:
+            continue
+        try:
+            items = tomllib.loads(path.read_text(encoding="utf-8")).get(key, [])
+        except (OSError, tomllib.TOMLDecodeError):
+            continue
+        for text in items if isinstance(items, list) else []:
+            try:
+                names.add(canonicalize_name(Requirement(str(text)).name))
+            except InvalidRequirement:
+                continue
+    return names
 
 
 # --- reviewing -----------------------------------------------------------------------------
