@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import tarfile
@@ -289,3 +291,55 @@ def test_collections_locking_one_version_with_different_build_tools(workspace: W
         if json.loads(p.read_text())["name"] == "lib-c"
     }
     assert built_with == {"fakebuild-core==1.0", "fakebuild-core==1.1"}
+
+
+def test_a_damaged_cache_entry_is_discarded_rebuilt_and_never_published(
+    workspace: Workspace,
+) -> None:
+    workspace.collection(["lib-fast"])
+    ok(workspace.doit())
+    (entry,) = [p.parent for p in (workspace.root / "build/cache").glob("*/record.json")]
+    record = json.loads((entry / "record.json").read_text())
+    wheel = entry / record["wheel"]
+    assert record["sha256"] == hashlib.sha256(wheel.read_bytes()).hexdigest()
+    assert record["size"] == wheel.stat().st_size
+    published = dist_wheel(workspace, "lib_fast")
+    # A copy, not a hard link to the cache: readable by a web server, writable by no one else.
+    assert published.stat().st_ino != wheel.stat().st_ino
+    assert stat.S_IMODE(published.stat().st_mode) == 0o644
+
+    # Corrupted in place, same size: the next run sees it, builds again, publishes the good one.
+    data = bytearray(wheel.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    wheel.chmod(0o644)
+    wheel.write_bytes(bytes(data))
+    result = ok(workspace.doit())
+    assert "differs from its record" in result.stdout + result.stderr
+    assert workspace.outcomes()["build:cpu:lib-fast-1.0"] == "built"
+    rebuilt = json.loads((entry / "record.json").read_text())
+    assert hashlib.sha256(published.read_bytes()).hexdigest() == rebuilt["sha256"]
+
+    # Deleted from its entry: the task is not up to date, and publishing never sees a gap.
+    (entry / rebuilt["wheel"]).unlink()
+    result = ok(workspace.doit())
+    assert "its wheel lib_fast-1.0-py3-none-any.whl is missing" in result.stdout + result.stderr
+    assert workspace.outcomes()["build:cpu:lib-fast-1.0"] == "built"
+    assert not list((workspace.root / "dist/demo").glob(".*"))
+    # A no-op run hashes nothing it verified before.
+    assert ok(workspace.doit()).stdout.count("discarded") == 0
+
+
+def test_a_wheel_of_another_package_never_enters_the_cache(workspace: Workspace) -> None:
+    workspace.collection(["lib-fast", "meta-dep"])
+    ok(workspace.doit("lock"))
+    graph_path = workspace.root / "lock/demo/cpu/graph.json"
+    data = json.loads(graph_path.read_text())
+    # meta-dep's sdist recorded under lib-fast's node: it builds, but not the locked package.
+    data["nodes"]["lib-fast==1.0"]["sdist"] = data["nodes"]["meta-dep==1.0"]["sdist"]
+    graph_path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    result = workspace.doit("build")
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "the built wheel meta_dep-1.0-py3-none-any.whl is not what the lock says" in output
+    assert "the wheel is meta-dep 1.0, but the lock node is lib-fast 1.0" in output
+    assert "lib-fast==1.0" not in records(workspace)

@@ -25,6 +25,7 @@ Stage = Literal[
     "hook",
     "build",
     "metadata-drift",
+    "verify",
     "isolation",
     "timeout",
     "cycle",

@@ -1,7 +1,7 @@
 """Stage 2: build one locked package into the content-addressed cache, and publish indexes."""
 
 from affineur.build._builder import Builder, BuildRequest
-from affineur.build._cache import BuildCache, CacheEntry
+from affineur.build._cache import BuildCache, CacheEntry, Discarded
 from affineur.build._export import (
     ExportedWheel,
     collect_wheels,
@@ -11,17 +11,20 @@ from affineur.build._export import (
     target_requires_python,
 )
 from affineur.build._key import BuildInputs, BuildKey, build_keys, compute_key
-from affineur.build._publish import publish_index
+from affineur.build._publish import PUBLISHED_MODE, publish_index, sweep_stale_publishes
 from affineur.build._remote import RemoteCache, RemoteEntryRejected
+from affineur.build._verify import target_tags, verify_wheel, wheel_problems
 from affineur.build._wheel import add_build_record, set_build_number
 
 __all__ = [
+    "PUBLISHED_MODE",
     "BuildCache",
     "BuildInputs",
     "BuildKey",
     "BuildRequest",
     "Builder",
     "CacheEntry",
+    "Discarded",
     "ExportedWheel",
     "RemoteCache",
     "RemoteEntryRejected",
@@ -33,6 +36,10 @@ __all__ = [
     "publish_index",
     "pylock_text",
     "set_build_number",
+    "sweep_stale_publishes",
     "target_markers",
     "target_requires_python",
+    "target_tags",
+    "verify_wheel",
+    "wheel_problems",
 ]

@@ -31,6 +31,7 @@ from packaging.version import Version
 from affineur import graph as g
 from affineur.build._cache import BuildCache, CacheEntry
 from affineur.build._key import BuildKey
+from affineur.build._verify import check_wheel_record, verify_wheel
 from affineur.build._wheel import add_build_record, set_build_number
 from affineur.config import Settings
 from affineur.errors import AffineurError
@@ -90,15 +91,19 @@ def check_requires_dist(
     The lock was made from metadata that was a prediction (static PKG-INFO, a
     wheel's metadata, or the metadata hook); the real wheel is the truth. Every
     dependency it declares for the target environment must be in the lock, at a
-    version that satisfies it.
+    version that satisfies it; and every package the lock installs with it must
+    be one the wheel declares (under some marker or extra), or the lock's
+    install closure was made from another package's metadata.
     """
     locked = {}
     for edge in node.edges_of("install"):
         dep = nodes[edge.key]
         locked[canonicalize_name(dep.name)] = Version(dep.version)
     problems = []
+    declared = set()
     for text in wheel_requires:
         req = Requirement(text)
+        declared.add(canonicalize_name(req.name))
         if req.marker is not None and not req.marker.evaluate({**target, "extra": ""}):
             continue
         name = canonicalize_name(req.name)
@@ -106,6 +111,10 @@ def check_requires_dist(
             problems.append(f"the wheel requires {text}, which the lock does not have")
         elif not req.specifier.contains(locked[name], prereleases=True):
             problems.append(f"the wheel requires {text}, the lock has {name}=={locked[name]}")
+    problems += [
+        f"the lock installs {name}=={locked[name]} with it, which the wheel does not require"
+        for name in sorted(set(locked) - declared)
+    ]
     return problems
 
 
@@ -238,6 +247,7 @@ class Builder:
             out = work / "out"
             out.mkdir()
             wheel = caller.build_wheel(out, config)
+            verify_wheel(wheel, node, request.target)
             problems = (
                 check_requires_dist(requires_dist(wheel), node, graph.nodes, request.target)
                 if graph is not None
@@ -266,6 +276,14 @@ class Builder:
                 wheel = set_build_number(wheel, build_number)
             final = staging / wheel.name
             shutil.move(str(wheel), final)
+            # Our own rewrites must leave a wheel whose RECORD still checks out.
+            problems = check_wheel_record(final)
+            if problems:
+                raise AffineurError(
+                    "the wheel's RECORD is wrong after adding the build record",
+                    stage="verify",
+                    causes=tuple(problems),
+                )
             return final, {"source_date_epoch": epoch, "build_number": build_number}
         finally:
             shutil.rmtree(work, ignore_errors=True)

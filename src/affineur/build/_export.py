@@ -78,6 +78,7 @@ def collect_wheels(
     """
     found: list[ExportedWheel] = []
     missing: list[str] = []
+    damaged: list[str] = []
     for key in install_closure(graph):
         node = graph.nodes[key]
         entry = cache.get(keys[key]) if key in keys else None
@@ -86,6 +87,11 @@ def collect_wheels(
             missing.append(key)
             continue
         record = entry.record() if entry is not None else {}
+        digest = _sha256(wheel)
+        if digest != record.get("sha256"):
+            # Changed since get() verified it: never vouch for bytes the record does not.
+            damaged.append(key)
+            continue
         origin: Origin = (
             "substituted"
             if record.get("substituted")
@@ -99,7 +105,7 @@ def collect_wheels(
                 node.name,
                 node.version,
                 wheel.name,
-                _sha256(wheel),
+                digest,
                 wheel.stat().st_size,
                 origin=origin,
                 requires_python=str(requires_python) if requires_python else None,
@@ -107,6 +113,14 @@ def collect_wheels(
                     sorted({graph.nodes[e.key].name for e in node.edges_of("install")})
                 ),
             )
+        )
+    if damaged:
+        raise AffineurError(
+            f"{len(damaged)} wheel(s) of {graph.collection}/{graph.variant} changed in the "
+            "cache since they were built",
+            hint="run doit to build them again, then export again",
+            stage="hash",
+            causes=tuple(damaged),
         )
     if missing:
         raise AffineurError(

@@ -1,33 +1,51 @@
 """Publish a lock's wheels from the cache as a PEP 503 index.
 
-``dist/<collection>/<variant>/`` holds ``files/`` (the wheels, hard-linked from
-the cache where the file system allows) and ``simple/`` (the pages), so
-``pip install --index-url file://…/simple NAME`` works offline. The directory is
-built beside the old one and swapped in, so a reader never sees half an index.
+``dist/<collection>/<variant>/`` holds ``files/`` (the wheels) and ``simple/``
+(the pages), so ``pip install --index-url file://…/simple NAME`` works offline.
+The directory is built beside the old one and swapped in, so a reader never
+sees half an index.
+
+Each wheel is its own copy (a reflink where the file system has them), mode
+0644 so a web server running as another user can serve it, and never a hard
+link: a shared inode would let anything that writes to the published file
+change the cache entry, and the other way round. The copy is hashed and must
+match the sha256 in the cache record, so a wheel damaged since its build is
+refused here, never published.
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
+import fcntl
 import html
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from packaging.utils import canonicalize_name
 
-from affineur.index import read_metadata
+from affineur.build._cache import CacheEntry
+from affineur.errors import AffineurError
+from affineur.index import read_metadata, sha256_file
 
-__all__ = ["publish_index"]
+__all__ = ["PUBLISHED_MODE", "publish_index", "sweep_stale_publishes"]
+
+PUBLISHED_MODE = 0o644
+
+# ioctl(FICLONE): share the blocks, not the inode (btrfs, XFS, bcachefs...).
+_FICLONE = 0x40049409
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
+def _copy(src: Path, dst: Path) -> None:
+    with src.open("rb") as source, dst.open("xb") as target:
+        try:
+            fcntl.ioctl(target.fileno(), _FICLONE, source.fileno())
+            return
+        except OSError:
+            pass
+        shutil.copyfileobj(source, target, 1 << 20)
 
 
 def _page(title: str, links: list[str]) -> str:
@@ -38,41 +56,104 @@ def _page(title: str, links: list[str]) -> str:
     )
 
 
-def publish_index(wheels: Mapping[Any, Path], dest: Path) -> Path:
-    """Write the index for ``wheels`` (any key -> wheel path) into ``dest``; return simple/."""
+def _unique(entries: Iterable[CacheEntry]) -> list[tuple[str, str, Path]]:
+    """(file name, sha256, path) of each distinct wheel; two different wheels of one name
+    would make the index publish one of them under the other's hash."""
+    found: dict[str, tuple[str, Path]] = {}
+    clashes = []
+    for entry in entries:
+        record = entry.record()
+        name, sha256 = str(record["wheel"]), str(record["sha256"])
+        if name in found and found[name][0] != sha256:
+            clashes.append(name)
+        found.setdefault(name, (sha256, entry.path / name))
+    if clashes:
+        raise AffineurError(
+            "two different wheels of the same file name would be published",
+            stage="build",
+            causes=tuple(sorted(set(clashes))),
+            hint="two lock nodes built the same file: give one of them a changelog entry",
+        )
+    return [(name, sha, path) for name, (sha, path) in sorted(found.items())]
+
+
+def publish_index(entries: Mapping[Any, CacheEntry], dest: Path) -> Path:
+    """Write the index for the wheels of ``entries`` (any key -> verified cache entry)
+    into ``dest``; return its simple/ folder."""
+    wheels = _unique(entries.values())
     staging = dest.with_name(f".{dest.name}.{os.getpid()}.new")
     shutil.rmtree(staging, ignore_errors=True)
     files = staging / "files"
     simple = staging / "simple"
     files.mkdir(parents=True)
     simple.mkdir()
-    projects: dict[str, list[str]] = {}
-    for wheel in sorted(set(wheels.values()), key=lambda p: p.name):
-        target = files / wheel.name
-        if target.exists():
-            continue
-        _link_or_copy(wheel, target)
-        digest = hashlib.sha256(target.read_bytes()).hexdigest()
-        meta = read_metadata(target)
-        name: str = canonicalize_name(str(meta["Name"]))
-        requires_python = meta.get("Requires-Python")
-        attr = (
-            f' data-requires-python="{html.escape(str(requires_python))}"'
-            if requires_python
-            else ""
-        )
-        href = f"../../files/{wheel.name}#sha256={digest}"
-        projects.setdefault(name, []).append(
-            f'<a href="{html.escape(href)}"{attr}>{html.escape(wheel.name)}</a><br>'
-        )
-    for name, links in sorted(projects.items()):
-        (simple / name).mkdir()
-        (simple / name / "index.html").write_text(_page(f"Links for {name}", links))
-    root_links = [f'<a href="{n}/">{n}</a><br>' for n in sorted(projects)]
-    (simple / "index.html").write_text(_page("Simple index", root_links))
+    try:
+        projects: dict[str, list[str]] = {}
+        for filename, sha256, source in wheels:
+            target = files / filename
+            _copy(source, target)
+            target.chmod(PUBLISHED_MODE)
+            digest = sha256_file(target)
+            if digest != sha256:
+                raise AffineurError(
+                    f"{filename} in the cache no longer matches its record; not published",
+                    stage="hash",
+                    file=str(source),
+                    hint="run doit again: the damaged entry is discarded and built again",
+                )
+            meta = read_metadata(target)
+            name: str = canonicalize_name(str(meta["Name"]))
+            requires_python = meta.get("Requires-Python")
+            attr = (
+                f' data-requires-python="{html.escape(str(requires_python))}"'
+                if requires_python
+                else ""
+            )
+            href = f"../../files/{filename}#sha256={digest}"
+            projects.setdefault(name, []).append(
+                f'<a href="{html.escape(href)}"{attr}>{html.escape(filename)}</a><br>'
+            )
+        for name, links in sorted(projects.items()):
+            (simple / name).mkdir()
+            (simple / name / "index.html").write_text(_page(f"Links for {name}", links))
+        root_links = [f'<a href="{n}/">{n}</a><br>' for n in sorted(projects)]
+        (simple / "index.html").write_text(_page("Simple index", root_links))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     old = dest.with_name(f".{dest.name}.{os.getpid()}.old")
     if dest.exists():
         dest.rename(old)
     staging.rename(dest)
     shutil.rmtree(old, ignore_errors=True)
     return dest / "simple"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale_publishes(dist: Path) -> list[Path]:
+    """Remove the ``.<variant>.<pid>.new`` and ``.old`` folders of publishes that died.
+
+    Returns what was removed. A folder whose pid is alive belongs to a publish
+    in progress (or to a reused pid, which costs only a later sweep).
+    """
+    removed: list[Path] = []
+    if not dist.is_dir():
+        return removed
+    for folder in dist.glob("*/.*.*.*"):
+        parts = folder.name.rsplit(".", 2)
+        if len(parts) != 3 or parts[2] not in ("new", "old") or not parts[1].isdigit():
+            continue
+        if int(parts[1]) != os.getpid() and not _pid_alive(int(parts[1])):
+            with contextlib.suppress(OSError):
+                shutil.rmtree(folder)
+                removed.append(folder)
+    return removed

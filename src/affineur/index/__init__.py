@@ -12,7 +12,7 @@ from affineur.index._client import (
     parse_json_page,
     redact_url,
 )
-from affineur.index._files import SDIST_SUFFIXES, sha256_file
+from affineur.index._files import SDIST_SUFFIXES, check_filename, sha256_file
 from affineur.index._sources import UrlSource, source_url
 from affineur.index._store import Fetcher, SdistStore
 from affineur.index._upstream import UpstreamWheels
@@ -35,6 +35,7 @@ __all__ = [
     "UpstreamWheels",
     "UrlSource",
     "best_wheel",
+    "check_filename",
     "dist_info_dir",
     "make_file",
     "open_wheel",

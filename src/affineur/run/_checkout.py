@@ -32,6 +32,7 @@ from affineur.build import (
     RemoteCache,
     build_keys,
     publish_index,
+    wheel_problems,
 )
 from affineur.config import (
     Collection,
@@ -254,15 +255,19 @@ class Checkout:
             stage="lock",
         )
 
-    def wheel_of(self, key: BuildKey) -> Path:
+    def entry_of(self, key: BuildKey) -> CacheEntry:
+        """The verified cache entry of ``key``; an error when it is missing or was damaged."""
         entry = self.cache.get(key)
         if entry is None:
             raise AffineurError(
-                "a build-environment wheel is missing from the cache",
+                f"the wheel of build/cache/{key} is missing or damaged",
                 stage="build-env",
-                hint=f"build/cache/{key} is gone: run doit again",
+                hint="run doit again: it is built again first",
             )
-        return entry.wheel
+        return entry
+
+    def wheel_of(self, key: BuildKey) -> Path:
+        return self.entry_of(key).wheel
 
     _swept: bool = field(default=False, init=False, repr=False)
 
@@ -323,6 +328,13 @@ class Checkout:
         path = self.store.ensure(
             node.name, node.wheel.filename, node.wheel.sha256, self.clients(lv.variant)
         )
+        problems = wheel_problems(path, node, lv.graph.target)
+        if problems:
+            raise AffineurError(
+                f"the locked wheel {path.name} is not what the lock says",
+                stage="verify",
+                causes=tuple(problems),
+            )
         with self.cache.staging(key) as staging:
             shutil.copyfile(path, staging / node.wheel.filename)
             return self.cache.commit(
@@ -349,9 +361,11 @@ class Checkout:
 
     def publish(self, lv: LockedVariant) -> Path:
         """Write the variant's PEP 503 index from the cache; refuse one holding substitutes."""
-        wheels = {k: self.wheel_of(lv.keys[k]) for k in lv.graph.nodes}
-        simple = publish_index(wheels, self.dist_dir(lv.collection.name, lv.variant.name))
-        self.reporter.message(f"published {len(wheels)} wheels to {simple}")
+        entries = {k: self.entry_of(lv.keys[k]) for k in lv.graph.nodes}
+        dest = self.dist_dir(lv.collection.name, lv.variant.name)
+        simple = publish_index(entries, dest)
+        count = sum(1 for _ in (dest / "files").iterdir())
+        self.reporter.message(f"published {count} wheels to {simple}")
         refuse_substitutes([self.cache.entry(lv.keys[k]) for k in lv.graph.nodes], str(simple))
         return simple
 
@@ -385,8 +399,12 @@ def open_checkout(
     root = Path(root)
     build_dir = root / "build"
     store = SdistStore(build_dir / "sdists")
-    cache = BuildCache(build_dir / "cache")
-    reporter = reporter or StreamReporter()
+    shown = reporter or StreamReporter()
+
+    def discarded(key: BuildKey, reason: str) -> None:
+        shown.message(f"discarded build/cache/{key}: {reason}")
+
+    cache = BuildCache(build_dir / "cache", on_discard=discarded)
     return Checkout(
         root=root,
         store=store,
@@ -399,6 +417,6 @@ def open_checkout(
             downloads=build_dir / "substitutes",
             test_mode=keep_going,
         ),
-        reporter=reporter,
-        remotes=RemoteCaches(root, reporter),
+        reporter=shown,
+        remotes=RemoteCaches(root, shown),
     )
