@@ -27,7 +27,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from packaging.markers import default_environment
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
@@ -42,15 +41,16 @@ from affineur.pep517 import override_requires
 
 DATA = Path(__file__).parent / "data" / "indexes"
 
-ENV: dict[str, str] = {
-    **default_environment(),
-    "python_version": "3.11",
-    "python_full_version": "3.11.4",
-    "implementation_version": "3.11.4",
-    "sys_platform": "linux",
-    "platform_system": "Linux",
-    "platform_machine": "x86_64",
+TARGET: dict[str, str] = {
+    "implementation_name": "cpython",
+    "implementation_version": "3.11.0",
     "os_name": "posix",
+    "platform_machine": "x86_64",
+    "platform_python_implementation": "CPython",
+    "platform_system": "Linux",
+    "python_full_version": "3.11.0",
+    "python_version": "3.11",
+    "sys_platform": "linux",
 }
 
 Release = Mapping[str, Any]
@@ -261,7 +261,7 @@ def frozen_locker(
     upgrade: Upgrade = frozenset(),
     discovery: str = "wheels",
     builds: RecordingBuilds | None = None,
-    environment: Mapping[str, str] = ENV,
+    target: Mapping[str, str] = TARGET,
 ) -> tuple[Locker, FrozenHooks]:
     hooks = FrozenHooks(index)
     request = LockRequest(
@@ -269,12 +269,12 @@ def frozen_locker(
         variant="cpu",
         requirements=requirements,
         policy=ResolvePolicy(
-            environment=environment,
+            environment=g.marker_environment(target),
             constraints=constraints,
-            preferred=previous_preferences(previous, upgrade),
+            preferences=previous_preferences(previous, upgrade),
             constraint_origin="collections/demo.toml",
         ),
-        target=environment,
+        target=target,
         input_hash=_sha("inputs"),
         discovery=discovery,
     )

@@ -7,8 +7,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from packaging.markers import default_environment
 
-from affineur.config import Variant, load_project, project_input_files, target_environment, validate
+from affineur.config import Variant, load_project, target_environment, validate
 from affineur.errors import AffineurError
 from tests.paths import REPO
 
@@ -382,26 +383,6 @@ def test_validate_for_other_schemas_raises_located_error() -> None:
     )
 
 
-def test_project_input_files(tmp_path: Path) -> None:
-    root = make_project(
-        tmp_path,
-        {
-            "overrides/foo.yaml": "",
-            "overrides/README.md": "docs",
-            "overrides/patches/foo-1.0/0001-fix.patch": "diff",
-            "overrides/patches/foo/cpu/0002.patch": "diff",
-            "collections/notes.txt": "not config",
-        },
-    )
-    assert [p.relative_to(root).as_posix() for p in project_input_files(root)] == [
-        "collections/web.toml",
-        "overrides/foo.yaml",
-        "overrides/patches/foo-1.0/0001-fix.patch",
-        "overrides/patches/foo/cpu/0002.patch",
-        "variants/cpu.yaml",
-    ]
-
-
 def _variant(python: str, platform: dict[str, str]) -> Variant:
     return Variant(
         name="v",
@@ -420,10 +401,20 @@ def _variant(python: str, platform: dict[str, str]) -> Variant:
     )
 
 
-def test_target_environment_for_the_running_python_keeps_the_full_version() -> None:
-    running = f"{sys.version_info.major}.{sys.version_info.minor}"
-    env = target_environment(_variant(running, {}))
-    assert env["python_full_version"] == ".".join(str(p) for p in sys.version_info[:3])
+def test_target_describes_the_variant_not_the_kernel_it_was_locked_on() -> None:
+    host = {k: str(v) for k, v in default_environment().items()}
+    laptop = {**host, "platform_release": "5.15.0-91-generic", "platform_version": "#101 SMP"}
+    runner = {**host, "platform_release": "6.18.44", "platform_version": "#1 SMP PREEMPT_DYNAMIC"}
+    runner["python_full_version"] = runner["implementation_version"] = "3.11.99"
+    variant = _variant("3.11", {})
+    target = target_environment(variant, laptop)
+    assert target == target_environment(variant, runner)
+    assert "platform_release" not in target and "platform_version" not in target
+    # X.Y stands for the whole series, as installers read a target Python.
+    assert target["python_version"] == "3.11"
+    assert target["python_full_version"] == "3.11.0"
+    declared = target_environment(_variant("3.11", {"python_full_version": "3.11.7"}), laptop)
+    assert declared["python_full_version"] == "3.11.7"
 
 
 def test_target_environment_for_another_python_and_platform() -> None:
@@ -449,3 +440,12 @@ def test_unknown_key_in_a_toml_table_is_located(tmp_path: Path) -> None:
     assert error.hint == "did you mean 'prereleases'?"
     assert tuple(error.key_path) == ("options", "prerelease")
     assert error.line == 5
+
+
+def test_the_kernel_in_a_variant_is_refused_with_a_reason(tmp_path: Path) -> None:
+    error = load_error(
+        tmp_path,
+        {"variants/cpu.yaml": "platform: {platform_release: '6.1', sys_platform: linux}\n"},
+    )
+    assert error.message == "platform_release describes the machine that locks, not the target"
+    assert error.hint is not None and "kernel" in error.hint

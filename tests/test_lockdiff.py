@@ -164,3 +164,20 @@ def test_diff_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     (tmp_path / "lock" / "web" / "cpu" / "graph.json").write_text("{")
     assert run(tmp_path) == 2
     assert "not valid JSON" in capsys.readouterr().err
+
+
+def test_a_changed_target_is_shown_because_every_build_key_changes() -> None:
+    from affineur.lock._diff import TargetChange
+
+    old = web_graph()
+    new = replace(old, target={**old.target, "python_version": "3.12", "os_name": "posix"})
+    d = diff_graphs(old, new)
+    assert d.changed and d.versions == () and d.build_envs == ()
+    assert d.target == (
+        TargetChange("os_name", None, "posix"),
+        TargetChange("python_version", "3.11", "3.12"),
+    )
+    text = render_text([d])
+    assert "  target     python_version: 3.11 -> 3.12\n" in text
+    assert "  target     os_name: (none) -> posix\n" in text
+    assert "| `python_version` | 3.11 | 3.12 |" in render_markdown([d])

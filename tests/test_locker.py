@@ -8,7 +8,7 @@ from packaging.version import Version
 
 from affineur import graph as g
 from affineur.errors import AffineurError
-from tests.frozen import ENV, FrozenIndex, RecordingBuilds, frozen_locker, lock_frozen
+from tests.frozen import TARGET, FrozenIndex, RecordingBuilds, frozen_locker, lock_frozen
 
 
 def keys(graph: g.Graph) -> set[str]:
@@ -134,8 +134,8 @@ def test_metadata_comes_from_the_cheapest_source_that_can_be_trusted(
 
 def test_requires_python_and_yanked_files_are_left_out(index: FrozenIndex) -> None:
     assert installed(lock_frozen(index, ["py-limited"])) == {"py-limited==1.0"}
-    py312 = {**ENV, "python_version": "3.12", "python_full_version": "3.12.1"}
-    assert installed(lock_frozen(index, ["py-limited"], environment=py312)) == {"py-limited==2.0"}
+    py312 = {**TARGET, "python_version": "3.12", "python_full_version": "3.12.0"}
+    assert installed(lock_frozen(index, ["py-limited"], target=py312)) == {"py-limited==2.0"}
     assert installed(lock_frozen(index, ["py-limited==2.1"])) == {"py-limited==2.1"}
 
 
@@ -206,3 +206,93 @@ def test_the_lock_stage_does_not_import_the_build_stage() -> None:
                 if n.startswith(("affineur.build", "affineur.run"))
             ]
     assert found == []
+
+
+def test_two_kernels_give_the_same_lock_and_the_same_build_keys(index: FrozenIndex) -> None:
+    from pathlib import Path
+
+    from packaging.markers import default_environment
+
+    from affineur.build import BuildInputs, build_keys
+    from affineur.config import Variant, target_environment
+
+    variant = Variant(
+        name="cpu",
+        description="",
+        python="3.11",
+        platform={"sys_platform": "linux", "platform_machine": "x86_64"},
+        indexes=(),
+        discovery="wheels",
+        env={},
+        resources={},
+        defaults={},
+        changelog=(),
+        timeout=None,
+        network_isolation=True,
+        file=Path("variants/cpu.yaml"),
+    )
+    host = {k: str(v) for k, v in default_environment().items()}
+    hosts = [
+        {**host, "platform_release": "5.15.0-91-generic", "platform_version": "#101-Ubuntu SMP"},
+        {**host, "platform_release": "6.18.44-fc", "platform_version": "#1 SMP PREEMPT_DYNAMIC"},
+    ]
+    graphs = [
+        lock_frozen(
+            FrozenIndex.load("tools"), ["app", "marked"], target=target_environment(variant, h)
+        )
+        for h in hosts
+    ]
+    assert g.dumps(graphs[0]) == g.dumps(graphs[1])
+    assert "platform_release" not in graphs[0].target
+    keys = [build_keys(graph, lambda node: BuildInputs({})) for graph in graphs]
+    assert keys[0] == keys[1]
+
+
+def test_edges_hold_only_requirements_whose_markers_apply(index: FrozenIndex) -> None:
+    graph = lock_frozen(index, ["marked"])
+    assert [(e.key, e.req) for e in graph.node("marked==1.0").edges] == [
+        ("flit-core==4.0", "flit-core>=3")
+    ]
+    assert graph.node("marked==1.0").build_env == ("flit-core==4.0",)
+
+
+def test_a_relock_keeps_build_only_pins_until_upgraded() -> None:
+    first = lock_frozen(_without(FrozenIndex.load("tools"), "flit-core==4.0"), ["app"])
+    assert first.versions_of("flit-core") == ["3.0"]
+    index = FrozenIndex.load("tools")
+    assert lock_frozen(index, ["app"], previous=[first]).nodes == first.nodes
+    upgraded = lock_frozen(index, ["app"], previous=[first], upgrade=frozenset({"flit-core"}))
+    assert upgraded.versions_of("flit-core") == ["4.0"]
+
+
+def test_a_package_that_needs_an_older_tool_moves_no_other_build_environment(
+    index: FrozenIndex,
+) -> None:
+    from affineur.lock._moves import Move, explain_moves
+
+    first = lock_frozen(index, ["app"])
+    assert first.versions_of("flit-core") == ["4.0"]
+    second = lock_frozen(index, ["app", "legacy"], previous=[first])
+    for key, node in first.nodes.items():
+        assert second.node(key).build_env == node.build_env, key
+    assert second.node("legacy==1.0").build_env == ("flit-core==3.0", "wheel-tool==1.0")
+    moves = explain_moves(first, second)
+    assert Move("flit-core", None, "3.0", "legacy needs flit-core<4") in moves
+    assert [m.line() for m in moves if m.name == "legacy"] == [
+        "legacy 1.0 added: the collection needs legacy"
+    ]
+
+
+def test_each_move_names_its_cause(index: FrozenIndex) -> None:
+    from affineur.lock._moves import explain_moves
+
+    first = lock_frozen(_without(FrozenIndex.load("tools"), "web==2.0", "util==3.0"), ["web"])
+    web = lock_frozen(index, ["web"], previous=[first], upgrade=frozenset({"web"}))
+    assert [m.line() for m in explain_moves(first, web, upgrade=frozenset({"web"}))] == [
+        "util 2.0 -> 3.0: web needs util>=3",
+        "web 1.0 -> 2.0: --upgrade web",
+    ]
+    pinned = lock_frozen(index, ["util"], previous=[web], constraints=["util<3"])
+    lines = [m.line() for m in explain_moves(web, pinned, constraints=["util<3"])]
+    assert "util 3.0 -> 2.0: constraint util<3" in lines
+    assert "web 2.0 removed: no longer needed" in lines

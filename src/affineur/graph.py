@@ -37,6 +37,7 @@ __all__ = [
     "find_build_cycle",
     "install_closure",
     "loads",
+    "marker_environment",
     "node_key",
 ]
 
@@ -45,6 +46,31 @@ ReqType = Literal["toplevel", "install", "build-system", "build-backend", "build
 BUILD_REQ_TYPES: frozenset[str] = frozenset({"build-system", "build-backend", "build-sdist"})
 ROOT = NodeKey("")
 GRAPH_FORMAT = 1
+
+
+_MARKER_NAMES = (
+    "implementation_name",
+    "implementation_version",
+    "os_name",
+    "platform_machine",
+    "platform_python_implementation",
+    "platform_release",
+    "platform_system",
+    "platform_version",
+    "python_full_version",
+    "python_version",
+    "sys_platform",
+)
+
+
+def marker_environment(target: Mapping[str, str]) -> dict[str, str]:
+    """A lock's target as a complete PEP 508 environment, to evaluate markers in.
+
+    A lock records only the values that decide it; a marker naming another one
+    (the kernel's ``platform_release``) sees an empty string, the same on every
+    machine, instead of failing or reading the host.
+    """
+    return {**dict.fromkeys(_MARKER_NAMES, ""), **target}
 
 
 def node_key(name: str, version: str) -> NodeKey:

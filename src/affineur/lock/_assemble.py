@@ -9,6 +9,7 @@ a build-time cycle with its path and the setting that breaks it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Protocol
 
@@ -61,9 +62,13 @@ def _add_nodes(
 
 
 def assemble(
-    install: Resolution, facts: NodeFacts
+    install: Resolution, facts: NodeFacts, environment: Mapping[str, str]
 ) -> tuple[tuple[g.Edge, ...], dict[g.NodeKey, g.Node]]:
-    """(top-level edges, nodes) of the lock whose install closure is ``install``."""
+    """(top-level edges, nodes) of the lock whose install closure is ``install``.
+
+    ``environment`` is the marker environment of the target: only edges whose
+    markers apply to it are kept (the resolver already drops the others).
+    """
     nodes: dict[g.NodeKey, g.Node] = {}
     toplevel = tuple(_edges(install, None, "toplevel"))
     queue: list[g.NodeKey] = []
@@ -81,7 +86,7 @@ def assemble(
         node = nodes[key]
         nodes[key] = replace(
             node,
-            edges=tuple(sorted({*node.edges, *build_edges(build, env)})),
+            edges=tuple(sorted({*node.edges, *build_edges(build, env, environment)})),
             build_env=tuple(sorted(g.node_key(n, str(v)) for n, v in env.versions.items())),
             build_backend=build.build_backend_name,
         )

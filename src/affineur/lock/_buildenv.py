@@ -99,8 +99,15 @@ class UpstreamDiscoveryWheels:
         return self.index.discovery_wheel(name, version)
 
 
-def build_edges(build: BuildRequirements, env: Resolution) -> list[g.Edge]:
-    """Typed edges from a package to the members of its build environment it asked for."""
+def build_edges(
+    build: BuildRequirements, env: Resolution, environment: Mapping[str, str]
+) -> list[g.Edge]:
+    """Typed edges from a package to the members of its build environment it asked for.
+
+    A requirement whose marker excludes the target was never part of the
+    environment, so it gets no edge, even when another requirement brought in the
+    same name (``setuptools; python_version < "3.7"`` beside ``setuptools>=61``).
+    """
     edges = []
     typed: tuple[tuple[g.ReqType, tuple[str, ...]], ...] = (
         ("build-system", build.build_system),
@@ -109,7 +116,10 @@ def build_edges(build: BuildRequirements, env: Resolution) -> list[g.Edge]:
     )
     for req_type, reqs in typed:
         for text in reqs:
-            name = canonicalize_name(Requirement(text).name)
+            req = Requirement(text)
+            if req.marker is not None and not req.marker.evaluate({**environment, "extra": ""}):
+                continue
+            name = canonicalize_name(req.name)
             if name in env.versions:
                 edges.append(g.Edge(g.node_key(name, str(env.versions[name])), req_type, text))
     return edges
@@ -144,7 +154,7 @@ class BuildEnvironments:
                 sdist.path,
                 sdist.ref.sha256,
                 pkg.settings,
-                self.pins(source),
+                self.pins(pkg, source),
                 self._wheels(source),
             )
         return self._requirements[key]
@@ -154,7 +164,7 @@ class BuildEnvironments:
         key = (pkg.name, pkg.version)
         if key not in self._environments:
             wanted = self.requirements(pkg, source).all()
-            self._environments[key] = resolve(source, self._request(wanted, source))
+            self._environments[key] = resolve(source, self._request(pkg, wanted, source))
         return self._environments[key]
 
     def metadata(self, pkg: Package, source: IndexCandidates) -> bytes | None:
@@ -168,22 +178,25 @@ class BuildEnvironments:
             sdist.ref.sha256,
             pkg.settings,
             build,
-            self.pins(source),
+            self.pins(pkg, source),
             self._wheels(source),
         )
 
-    def pins(self, source: IndexCandidates) -> ResolveFn:
-        """Resolves a requirement list the way a build environment is resolved."""
+    def pins(self, pkg: Package, source: IndexCandidates) -> ResolveFn:
+        """Resolves a requirement list the way ``pkg``'s build environment is resolved."""
 
         def run(requirements: Sequence[str]) -> Mapping[NormalizedName, Version]:
             if not requirements:
                 return {}
-            return resolve(source, self._request(requirements, source)).versions
+            return resolve(source, self._request(pkg, requirements, source)).versions
 
         return run
 
-    def _request(self, requirements: Sequence[str], source: IndexCandidates) -> ResolveRequest:
-        return self.policy.request(requirements, source.pinned())
+    def _request(
+        self, pkg: Package, requirements: Sequence[str], source: IndexCandidates
+    ) -> ResolveRequest:
+        key = g.node_key(pkg.name, str(pkg.version))
+        return self.policy.build_request(key, requirements, source.pinned())
 
     def _wheels(self, source: IndexCandidates) -> WheelFn:
         def wheel(name: NormalizedName, version: Version) -> Path:

@@ -25,6 +25,7 @@ __all__ = [
     "GraphDiff",
     "HashChange",
     "Scope",
+    "TargetChange",
     "VersionChange",
     "diff_graphs",
     "diff_locks",
@@ -74,6 +75,15 @@ class HashChange:
     new: FileRef | None
 
 
+@dataclass(frozen=True, order=True)
+class TargetChange:
+    """One marker value of the target: a changed target changes every build key."""
+
+    marker: str
+    old: str | None
+    new: str | None
+
+
 @dataclass(frozen=True)
 class GraphDiff:
     collection: str
@@ -84,11 +94,13 @@ class GraphDiff:
     hashes: tuple[HashChange, ...] = ()
     toplevel_added: tuple[str, ...] = field(default=())
     toplevel_removed: tuple[str, ...] = field(default=())
+    target: tuple[TargetChange, ...] = ()
 
     @property
     def changed(self) -> bool:
         return bool(
             self.status != "changed"
+            or self.target
             or self.versions
             or self.build_envs
             or self.hashes
@@ -196,6 +208,11 @@ def diff_graphs(old: Graph | None, new: Graph | None) -> GraphDiff:
         removed = tuple(sorted(set(before.build_env) - set(after.build_env)))
         if added or removed:
             envs.append(BuildEnvChange(key, added, removed))
+    target: list[TargetChange] = []
+    if old is not None and new is not None:
+        for marker in sorted(set(old.target) | set(new.target)):
+            if old.target.get(marker) != new.target.get(marker):
+                target.append(TargetChange(marker, old.target.get(marker), new.target.get(marker)))
     old_top = {e.req for e in old.toplevel} if old else set()
     new_top = {e.req for e in new.toplevel} if new else set()
     status: Literal["changed", "added", "removed"] = (
@@ -210,6 +227,7 @@ def diff_graphs(old: Graph | None, new: Graph | None) -> GraphDiff:
         hashes=tuple(hashes),
         toplevel_added=tuple(sorted(new_top - old_top)),
         toplevel_removed=tuple(sorted(old_top - new_top)),
+        target=tuple(target),
     )
 
 
@@ -251,6 +269,8 @@ def render_text(diffs: Sequence[GraphDiff]) -> str:
         )
         for h in d.hashes:
             lines.append(f"  !! HASH CHANGED {h.key} {h.artifact}: {_ref(h.old)} -> {_ref(h.new)}")
+        for t in d.target:
+            lines.append(f"  target     {t.marker}: {t.old or '(none)'} -> {t.new or '(none)'}")
         lines += [f"  + requirement {r}" for r in d.toplevel_added]
         lines += [f"  - requirement {r}" for r in d.toplevel_removed]
         for scope in ("install", "build"):
@@ -291,6 +311,15 @@ def render_markdown(diffs: Sequence[GraphDiff]) -> str:
                 f"| `{h.key}` | {h.artifact} | {_md_cell(_ref(h.old))} | {_md_cell(_ref(h.new))} |"
                 for h in d.hashes
             ]
+            out.append("")
+        if d.target:
+            out += [
+                "**target** (every build key changes)",
+                "",
+                "| marker | old | new |",
+                "|---|---|---|",
+            ]
+            out += [f"| `{t.marker}` | {t.old or ''} | {t.new or ''} |" for t in d.target]
             out.append("")
         if d.toplevel_added or d.toplevel_removed:
             out += ["Top-level requirements:", ""]

@@ -13,9 +13,19 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.requirements import Requirement
+
 from affineur import graph as g
 from affineur.atomic import write_atomic
-from affineur.config import Collection, Project, Variant, project_input_files, schemas_dir, validate
+from affineur.config import (
+    Collection,
+    Project,
+    Variant,
+    lock_meaning,
+    schemas_dir,
+    target_environment,
+    validate,
+)
 from affineur.errors import AffineurError
 
 __all__ = [
@@ -67,18 +77,31 @@ def find_locks(root: Path) -> dict[LockId, Path]:
 
 
 def input_hash(project: Project, collection: Collection, variant: Variant) -> str:
-    """A hash of every file the lock is made from.
+    """A hash of what the lock is made from: its meaning, not the bytes of its files.
 
-    File bytes, not parsed values: cheap enough for the no-op path of ``doit`` and
-    obviously complete. A comment edit costs a re-lock that changes no byte of the lock.
+    The parsed requirements and constraints, the variant's target, indexes and
+    discovery mode, and every override field that can change a lock. Comments,
+    key order, formatting and build-only settings (``env``, ``resources``,
+    ``changelog``, ``timeout``, patches: they are in the build keys) leave it as
+    it is, so they never cost a networked re-lock nor fail ``affineur check``.
+    Cheap: the no-op path of ``doit`` computes it for every lock.
     """
+    meaning = {
+        "requirements": sorted(str(Requirement(r)) for r in collection.requirements),
+        "constraints": sorted(str(Requirement(c)) for c in collection.constraints),
+        "prereleases": collection.prereleases,
+        "target": target_environment(variant),
+        "indexes": list(variant.indexes),
+        "discovery": variant.discovery,
+        "defaults": lock_meaning(variant.defaults),
+        "overrides": {
+            name: meaning
+            for name, override in sorted(project.overrides.items())
+            if (meaning := lock_meaning(override.raw, variant.name))
+        },
+    }
     digest = hashlib.sha256(f"affineur-lock-{LOCK_FORMAT}\n".encode())
-    wanted = {collection.file, *variant.files}
-    for path in project_input_files(project.root):
-        rel = path.relative_to(project.root).as_posix()
-        if rel.startswith(("collections/", "variants/")) and path not in wanted:
-            continue  # other collections and variants do not shape this lock
-        digest.update(f"{rel}\n{hashlib.sha256(path.read_bytes()).hexdigest()}\n".encode())
+    digest.update(json.dumps(meaning, sort_keys=True, separators=(",", ":")).encode())
     return digest.hexdigest()
 
 

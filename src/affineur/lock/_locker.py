@@ -47,6 +47,7 @@ from affineur.lock._buildenv import (
 from affineur.lock._candidates import IndexCandidates, SettingsFn
 from affineur.lock._discovery import BuildRequirements, Discoverer
 from affineur.lock._files import LockPaths, input_hash, read_lock, write_lock
+from affineur.lock._moves import explain_moves
 from affineur.lock._policy import ResolvePolicy, Upgrade, previous_preferences
 from affineur.lock._resolver import Resolution, resolve
 from affineur.lock._source_mode import SourceBuilds, SourceWheels
@@ -107,8 +108,8 @@ class Locker:
         self.reporter.message(
             f"lock {req.collection} for {req.variant}: resolving {', '.join(req.requirements)}"
         )
-        install = resolve(self.candidates, req.policy.request(req.requirements))
-        toplevel, nodes = assemble(install, self)
+        install = resolve(self.candidates, req.policy.install_request(req.requirements))
+        toplevel, nodes = assemble(install, self, req.policy.environment)
         installed = g.install_closure(g.Graph("", "", "", {}, toplevel, nodes))
         self.reporter.message(
             f"locked {req.collection} for {req.variant}: {len(nodes)} packages, "
@@ -193,16 +194,16 @@ def lock_request(
 ) -> LockRequest:
     """What the config asks of one lock."""
     settings_for = settings_function(project, variant)
-    environment = target_environment(variant)
+    target = target_environment(variant)
     policy = ResolvePolicy(
-        environment=environment,
+        environment=g.marker_environment(target),
         # Pins and constraints in any override shape every resolution of the lock,
         # install and build alike, like the collection's own.
         constraints=(
             *collection.constraints,
             *(c for o in sorted(project.overrides) for c in settings_for(o, None).constraints),
         ),
-        preferred=previous_preferences(previous, upgrade),
+        preferences=previous_preferences(previous, upgrade),
         allow_prereleases=collection.prereleases,
         constraint_origin=f"{collection.file} and overrides/",
     )
@@ -211,7 +212,7 @@ def lock_request(
         variant=variant.name,
         requirements=collection.requirements,
         policy=policy,
-        target=environment,
+        target=target,
         input_hash=input_hash(project, collection, variant),
         discovery=variant.discovery,
     )
@@ -250,5 +251,15 @@ def lock(
         builds=builds,
         reporter=reporter,
     )
-    write_lock(locker.run(), paths)
+    graph = locker.run()
+    write_lock(graph, paths)
+    own = next((p for p in previous if p.variant == variant.name), None)
+    moves = explain_moves(
+        own, graph, constraints=locker.request.policy.constraints, upgrade=upgrade
+    )
+    if moves:
+        pins = "pin" if len(moves) == 1 else "pins"
+        reporter.message(f"{collection.name}/{variant.name}: {len(moves)} {pins} moved")
+        for move in moves:
+            reporter.message(f"  {move.line()}")
     return paths

@@ -97,7 +97,7 @@ class SourceWheels:
                 name=name,
                 version=str(version),
                 sdist=sdist.ref,
-                edges=tuple(build_edges(build, env)) if env else (),
+                edges=tuple(build_edges(build, env, envs.policy.environment)) if env else (),
                 build_env=tuple(g.node_key(n, str(v)) for n, v in members),
             )
             made = (node, self.builds.wheel(node, built, self.target))

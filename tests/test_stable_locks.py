@@ -1,0 +1,129 @@
+"""Stable locks and exact rebuilds, end to end through doit and affineur over the fake index."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from affineur import graph as g
+from tests.ecosystem import SELF_HOSTED, FakeIndex, FakeProject
+from tests.workspace import Workspace, make_workspace, ok
+
+
+def test_a_build_tool_that_asks_for_a_helper_only_when_missing_builds(
+    workspace: Workspace,
+) -> None:
+    # At lock time the hook sees no helper and asks for it; at build time the
+    # locked helper is installed and the hook asks for nothing: not drift.
+    workspace.write("overrides/fake-patchelf.yaml", "prebuilt: true\n")
+    workspace.collection(["helper-when-missing"])
+    ok(workspace.doit("lock"))
+    node = workspace.nodes()["helper-when-missing==1.0"]
+    assert node["build_env"] == ["fake-patchelf==1.0"]
+    ok(workspace.doit())
+    assert workspace.outcomes()["build:cpu:helper-when-missing-1.0"] == "built"
+
+
+def test_a_hook_asking_for_what_the_lock_lacks_names_it_and_the_fix(workspace: Workspace) -> None:
+    workspace.collection(["dyn-requires"])
+    ok(workspace.doit("lock"))
+    path = workspace.root / "lock/demo/cpu/graph.json"
+    data = json.loads(path.read_text())
+    node = data["nodes"]["dyn-requires==1.0"]
+    # A lock made when the hook asked for less than it does now.
+    node["edges"] = [e for e in node["edges"] if e["req_type"] != "build-backend"]
+    node["build_env"] = [k for k in node["build_env"] if not k.startswith("dyn-extra-tool==")]
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    result = workspace.doit("build")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "Traceback" not in output
+    assert (
+        "get_requires_for_build_wheel asks for dyn-extra-tool>=1, "
+        "which the locked build environment does not have"
+    ) in output
+    assert 'build_requires: {add: ["dyn-extra-tool>=1"]}' in output
+    assert "overrides/dyn-requires.yaml" in output
+
+
+def test_a_comment_edit_keeps_check_green_and_doit_a_networkless_noop(
+    workspace: Workspace,
+) -> None:
+    workspace.collection(["lib-a[fast]"])
+    workspace.write("overrides/lib-a.yaml", "env: {A: '1'}\n")
+    ok(workspace.doit())
+    lock_bytes = (workspace.root / "lock/demo/cpu/graph.json").read_bytes()
+    workspace.write(
+        "collections/demo.toml",
+        "# what the demo team ships; reviewed weekly\n"
+        'requirements = [ "lib-a [fast]" ]  # with the fast extra\n'
+        'constraints = []\nvariants = [ "cpu" ]\ndescription = "the demo, reworded"\n',
+    )
+    workspace.write("overrides/lib-a.yaml", "# why: the test suite reads A\nenv:\n  A: '1'\n")
+    ok(workspace.affineur("check"))
+    assert workspace.index is not None
+    workspace.index.clear_requests()
+    ok(workspace.doit())
+    assert workspace.index.requests == []
+    assert workspace.executed() == []
+    assert (workspace.root / "lock/demo/cpu/graph.json").read_bytes() == lock_bytes
+
+
+def _leaf_ecosystem() -> list[FakeProject]:
+    """tool-plugin needs leaf at run time, so leaf is in the build key of what it builds."""
+
+    def with_core(project: FakeProject) -> FakeProject:
+        return replace(project, build_requires=("tool-core",), backend="tool_core")
+
+    return [
+        FakeProject("tool-core", "1.0", provides_backend=True, backend=SELF_HOSTED),
+        with_core(FakeProject("leaf", "1.0")),
+        with_core(FakeProject("leaf", "2.0")),
+        with_core(
+            FakeProject(
+                "tool-plugin",
+                "1.0",
+                requires=("leaf",),
+                provides_backend=True,
+                backend_imports=("leaf",),
+            )
+        ),
+        with_core(FakeProject("a", "1.0", requires=("leaf",))),
+        FakeProject("b", "1.0", build_requires=("tool-plugin",), backend="tool_plugin"),
+        with_core(FakeProject("c", "1.0")),
+    ]
+
+
+def _needs(graph: dict[str, dict[str, list[str]]], key: str, leaf: str) -> bool:
+    """Whether ``leaf`` is in the build key of ``key`` (its build environments, recursively)."""
+    stack, seen = list(graph[key]["build_env"]), set()
+    while stack:
+        member = stack.pop()
+        if member == leaf:
+            return True
+        if member not in seen:
+            seen.add(member)
+            stack += graph[member]["build_env"]
+    return False
+
+
+def test_pinning_one_leaf_rebuilds_exactly_what_its_build_key_includes(
+    tmp_path: Path, empty_fake_index: FakeIndex
+) -> None:
+    empty_fake_index.add(*_leaf_ecosystem())
+    ws = make_workspace(tmp_path / "checkout", empty_fake_index)
+    ws.collection(["a", "b", "c"])
+    ok(ws.doit())
+    before = ws.nodes()
+    assert "leaf==2.0" in before
+    ws.collection(["a", "b", "c"], constraints=("leaf<2",))
+    relocked = ok(ws.doit())
+    after = ws.nodes()
+    # Only leaf moved, with its cause printed; every other pin stayed.
+    assert set(after) - set(before) == {"leaf==1.0"}
+    assert set(before) - set(after) == {"leaf==2.0"}
+    assert "leaf 2.0 -> 1.0: constraint leaf<2" in relocked.stderr
+    rebuilt = {k for k in after if k == "leaf==1.0" or _needs(after, k, "leaf==1.0")}
+    assert rebuilt == {"leaf==1.0", "b==1.0"}  # a only installs leaf; tool-plugin only runs it
+    assert ws.executed() == sorted(f"build:cpu:{k.replace('==', '-')}" for k in rebuilt)
+    assert g.node_key("a", "1.0") in after
