@@ -19,6 +19,7 @@ Everything it does is read from the project's ``[tool.fakebackend]`` table:
     fail                                      build_wheel fails with this message
     fail-hooks                                other hooks that fail (by hook name)
     read-env                                  variables recorded at build time
+    build-seconds                             build_wheel sleeps this long (a slow build)
 
 Each wheel carries ``<first package>/_build_env.json`` with the ``read-env`` values, the
 ``config_settings`` it received, the ``SOURCE_DATE_EPOCH`` it saw and its ``origin``
@@ -275,8 +276,14 @@ def build_wheel(
     source = Path.cwd()
     # Importing what get_requires_for_build_wheel asked for makes a builder that skipped
     # a dynamic build requirement fail here, as a real backend would.
-    for module in _config(source).get("build-imports", []):
+    cfg = _config(source)
+    for module in cfg.get("build-imports", []):
         importlib.import_module(module)
+    seconds = float(cfg.get("build-seconds") or 0)
+    if seconds:
+        who = f"fakebackend: {cfg['name']} {cfg['version']}"
+        print(f"{who}: building for {seconds}s (pid {os.getpid()})", flush=True)
+        time.sleep(seconds)
     return _build_wheel(source, Path(wheel_directory), config_settings, os.environ)
 
 

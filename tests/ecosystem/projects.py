@@ -75,6 +75,8 @@ class FakeProject:
     yanked: bool | str = False
     extra_files: Mapping[str, str] = field(default_factory=dict)
     """More source files (relative posix path -> text); may replace generated ones."""
+    build_seconds: float = 0.0
+    """How long build_wheel takes (it sleeps): a build that is still running when a test acts."""
 
     @property
     def canonical_name(self) -> str:
@@ -124,6 +126,7 @@ class FakeProject:
             "fail-hooks": list(self.fail_hooks),
             "read-env": list(self.read_env),
             "dynamic": list(self.dynamic),
+            "build-seconds": str(self.build_seconds) if self.build_seconds else None,
         }
         lines += ["", "[tool.fakebackend]"]
         for key, value in table.items():

@@ -10,6 +10,14 @@ from affineur.build._export import (
     target_markers,
     target_requires_python,
 )
+from affineur.build._job import (
+    BuildJob,
+    cancel_run,
+    job_graph,
+    job_main,
+    result_error,
+    run_on_worker,
+)
 from affineur.build._key import BuildInputs, BuildKey, build_keys, compute_key
 from affineur.build._publish import PUBLISHED_MODE, publish_index, sweep_stale_publishes
 from affineur.build._remote import RemoteCache, RemoteEntryRejected
@@ -20,6 +28,7 @@ __all__ = [
     "PUBLISHED_MODE",
     "BuildCache",
     "BuildInputs",
+    "BuildJob",
     "BuildKey",
     "BuildRequest",
     "Builder",
@@ -30,11 +39,16 @@ __all__ = [
     "RemoteEntryRejected",
     "add_build_record",
     "build_keys",
+    "cancel_run",
     "collect_wheels",
     "compute_key",
     "constraints_text",
+    "job_graph",
+    "job_main",
     "publish_index",
     "pylock_text",
+    "result_error",
+    "run_on_worker",
     "set_build_number",
     "sweep_stale_publishes",
     "target_markers",

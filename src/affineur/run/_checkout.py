@@ -20,17 +20,21 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property, partial
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Protocol
 
 from affineur import graph as g
 from affineur.build import (
     BuildCache,
     Builder,
     BuildInputs,
+    BuildJob,
     BuildKey,
     BuildRequest,
     CacheEntry,
     RemoteCache,
     build_keys,
+    job_graph,
     publish_index,
     wheel_problems,
 )
@@ -51,10 +55,18 @@ from affineur.index import Fetcher, IndexClient, SdistStore, UrlSource, source_u
 from affineur.lock import LockPaths, lock, lock_is_fresh, read_lock
 from affineur.progress import Reporter, StreamReporter
 from affineur.run._reports import RunRecorder
+from affineur.run._scheduler import Demand, demand_of
 from affineur.run._source_builds import SourceModeBuilds
 from affineur.run._substitution import Attempts, refuse_substitutes
 
-__all__ = ["Checkout", "IndexClients", "LockedVariant", "RemoteCaches", "open_checkout"]
+__all__ = [
+    "Checkout",
+    "Cluster",
+    "IndexClients",
+    "LockedVariant",
+    "RemoteCaches",
+    "open_checkout",
+]
 
 
 @dataclass(frozen=True)
@@ -120,6 +132,18 @@ def no_remote_cache(variant: Variant) -> RemoteCache | None:
     return None
 
 
+class Cluster(Protocol):
+    """Where a build runs when not on this machine (see affineur.run._dask)."""
+
+    address: str
+
+    def build(self, job: BuildJob, demand: Demand, log: Path) -> Mapping[str, Any]: ...
+
+
+def this_machine(variant: Variant) -> Cluster | None:
+    return None
+
+
 @dataclass
 class Checkout:
     """A checkout folder's config, locks and build keys, read once, and its stage actions.
@@ -138,6 +162,8 @@ class Checkout:
     reporter: Reporter
     remotes: Callable[[Variant], RemoteCache | None] = no_remote_cache
     """The shared cache looked up before a build and filled after it (see build/_remote)."""
+    clusters: Callable[[Variant], Cluster | None] = this_machine
+    """Where each variant's builds run: None for this machine."""
 
     @property
     def build_dir(self) -> Path:
@@ -306,6 +332,11 @@ class Checkout:
                 if remote is not None:
                     remote.push(entry)
                 return
+            cluster = self.clusters(lv.variant)
+            if cluster is not None:
+                attempt.log = self._build_log(lv, node)
+                self._build_on(cluster, remote, lv, node, key, attempt.log)
+                return
             self.reporter.detail(f"build {node.name}=={node.version} ({lv.variant.name})")
             request = BuildRequest(
                 node=node,
@@ -322,6 +353,72 @@ class Checkout:
             self.reporter.detail(f"built {entry.wheel.name}")
             if remote is not None:
                 remote.push(entry)
+
+    def demand(self, variant: Variant, node: g.Node) -> dict[str, Any]:
+        """The resources a build holds while it runs: its settings', else one cpu."""
+        return dict(self.settings(variant, node).resources) or {"cpu": 1}
+
+    def _build_log(self, lv: LockedVariant, node: g.Node) -> Path:
+        return self.build_dir / "logs" / lv.variant.name / f"{node.name}-{node.version}.log"
+
+    def _build_on(
+        self,
+        cluster: Cluster,
+        remote: RemoteCache | None,
+        lv: LockedVariant,
+        node: g.Node,
+        key: BuildKey,
+        log: Path,
+    ) -> None:
+        """Build on a cluster, through the remote cache both ways; the wheel lands here."""
+        if remote is None or not remote.writable:
+            raise AffineurError(
+                f"variant {lv.variant.name} builds on {cluster.address}, which needs a "
+                "remote cache the workers can write",
+                hint="name a read-write remote_cache in the variant, or set AFFINEUR_REMOTE_CACHE",
+                stage="config",
+            )
+        assert node.sdist is not None
+        # What the workers read, they find in the remote cache: upload it first.
+        sdist = self.store.ensure(node.name, node.sdist.filename, node.sdist.sha256, None)
+        remote.push_sdist(sdist, node.sdist.sha256)
+        env = []
+        for dep in node.build_env:
+            dep_key, dep_node = lv.keys[dep], lv.graph.nodes[dep]
+            entry = self.cache.get(dep_key)
+            if entry is not None and not remote.push(entry):
+                raise AffineurError(
+                    f"cannot upload {dep_node.name}=={dep_node.version} for the workers",
+                    stage="build-env",
+                    hint="check this machine's access to the remote cache",
+                )
+            env.append((dep_key, dep_node.name, dep_node.version))
+        job = BuildJob(
+            run="",
+            key=key,
+            variant=lv.variant.name,
+            node=node,
+            graph=job_graph(lv.graph, node),
+            settings=self.settings(lv.variant, node),
+            patches=tuple((p.name, p.read_bytes()) for p in self.patches(lv.variant, node)),
+            env=tuple(env),
+            network_isolation=lv.variant.network_isolation,
+            remote=remote.setting,
+        )
+        task = SimpleNamespace(name=node.name, meta={"resources": self.demand(lv.variant, node)})
+        self.reporter.detail(
+            f"build {node.name}=={node.version} ({lv.variant.name}) on {cluster.address}"
+        )
+        result = cluster.build(job, demand_of(task), log)
+        entry = remote.fetch(key, self.cache, name=node.name, version=node.version)
+        if entry is None:
+            raise AffineurError(
+                f"{node.name}=={node.version} was built on {result.get('worker')}, "
+                "but its entry in the remote cache is missing or was refused",
+                stage="build",
+            )
+        log.unlink(missing_ok=True)  # the entry holds the log now, as a local build's does
+        self.reporter.message(f"built {entry.wheel.name} on {result.get('worker')}")
 
     def _take_prebuilt(self, lv: LockedVariant, node: g.Node, key: BuildKey) -> CacheEntry:
         assert node.wheel is not None
@@ -389,6 +486,7 @@ def open_checkout(
     keep_going: bool = False,
     recorder: RunRecorder | None = None,
     clients: Callable[[Variant], IndexClient] | None = None,
+    clusters: Callable[[Variant], Cluster | None] | None = None,
 ) -> Checkout:
     """The checkout at ``root`` with its usual collaborators under ``root/build``.
 
@@ -419,4 +517,5 @@ def open_checkout(
         ),
         reporter=shown,
         remotes=RemoteCaches(root, shown),
+        clusters=clusters or this_machine,
     )

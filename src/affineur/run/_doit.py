@@ -112,6 +112,8 @@ class RunContext:
     """Build outcomes doit cannot see (reused, substituted), by build key."""
     failed: bool = False
     """Set by the reporter: a run whose only failures were substituted still failed."""
+    executor: str | None = None
+    """``doit --executor``: where build actions run (see affineur.run._dask)."""
     held: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     """What the run holds until it ends (the checkout mutex)."""
     workers: int = 1
@@ -284,15 +286,28 @@ opt_resources = {
 }
 
 
+opt_executor = {
+    "section": "affineur",
+    "name": "executor",
+    "short": "",
+    "long": "executor",
+    "type": str,
+    "default": "",
+    "help": "where build actions run: local, or a Dask scheduler as dask://host:8786 "
+    "(overrides AFFINEUR_EXECUTOR and the variants' executor)",
+}
+
+
 class ResourceRun(Run):  # type: ignore[misc]
     """doit's ``run`` command, scheduling parallel runs by resources and locking the checkout."""
 
     name = "run"
     doc_purpose = "run tasks, in parallel within the resource capacities (-n N)"
-    cmd_options = (*Run.cmd_options, opt_resources)
+    cmd_options = (*Run.cmd_options, opt_resources, opt_executor)
 
     def execute(self, params: Any, args: Any) -> Any:
-        context = RunContext(running=True)
+        # Read before the dodo loads: the checkout it makes needs it.
+        context = RunContext(running=True, executor=params.get("executor") or None)
         _CURRENT.append(context)
         try:
             with context.held:
@@ -317,6 +332,7 @@ class ResourceRun(Run):  # type: ignore[misc]
         failure_verbosity: int = 0,
         pdb: bool = False,
         resources: Mapping[str, Any] | None = None,
+        executor: str = "",
     ) -> Any:
         try:
             capacities = checked_capacities(resources or {})

@@ -15,6 +15,7 @@ Task groups::
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -25,6 +26,7 @@ from affineur import graph as g
 from affineur.build import BuildKey
 from affineur.errors import AffineurError
 from affineur.run._checkout import Checkout, LockedVariant, open_checkout
+from affineur.run._dask import Executors
 from affineur.run._doit import (
     RunContext,
     action,
@@ -40,6 +42,9 @@ from affineur.run._substitution import trusted
 __all__ = ["DoitTasks", "TaskDict", "build_task_names", "doit_tasks"]
 
 TaskDict = dict[str, Any]
+
+CLUSTER_THREADS = 32
+"""doit's default -n when builds go to a cluster."""
 
 
 def build_task_names(locked: list[LockedVariant]) -> dict[BuildKey, str]:
@@ -75,11 +80,22 @@ class DoitTasks:
 
     def config(self, **extra: Any) -> dict[str, Any]:
         """``DOIT_CONFIG``: the adapter's settings, this run's reporter, ``continue`` if asked."""
+        if self._on_cluster():
+            # Each build on a cluster occupies a doit thread that only waits for it:
+            # many threads, so the cluster, not doit, bounds the parallelism.
+            extra.setdefault("num_process", CLUSTER_THREADS)
         config = doit_config(self._capacities, root=self.checkout.root, **extra)
         config["reporter"] = progress_reporter(self.context, reports_dir=self.checkout.reports_dir)
         if self.context.keep_going:
             config["continue"] = True
         return config
+
+    def _on_cluster(self) -> bool:
+        try:
+            variants = list(self.checkout.project.variants.values())
+            return any(self.checkout.clusters(v) is not None for v in variants)
+        except AffineurError:
+            return False  # reported where the tasks are made
 
     def _capacities(self) -> dict[str, float]:
         # doit reads these (and so the config) before any task creator runs: a
@@ -180,7 +196,9 @@ class DoitTasks:
         ref = node.wheel if node.prebuilt else node.sdist
         assert ref is not None
         patches = checkout.patches(lv.variant, node)
-        resources = dict(checkout.settings(lv.variant, node).resources) or {"cpu": 1}
+        # A build sent to a cluster holds nothing here: the cluster counts its resources.
+        remote = checkout.clusters(lv.variant) is not None
+        resources = {} if node.prebuilt or remote else checkout.demand(lv.variant, node)
         return {
             "basename": "build",
             "name": names[build_key],
@@ -191,7 +209,7 @@ class DoitTasks:
             "targets": [str(checkout.cache.entry(build_key).record_path)],
             "uptodate": [config_changed(build_key), (trusted, [checkout.cache, build_key])],
             "meta": {
-                "resources": {} if node.prebuilt else resources,
+                "resources": resources,
                 "package": {
                     "name": node.name,
                     "version": node.version,
@@ -230,5 +248,11 @@ def doit_tasks(root: Path) -> DoitTasks:
     """The tasks of the checkout at ``root``, for a dodo file (see the module docstring)."""
     context = current_run()
     context.keep_going = keep_going_requested()
-    checkout = open_checkout(root, keep_going=context.keep_going, recorder=context.recorder)
+    clusters = Executors(os.environ, context.executor)
+    checkout = open_checkout(
+        root, keep_going=context.keep_going, recorder=context.recorder, clusters=clusters
+    )
+    clusters.reporter = checkout.reporter
+    # Ending the run, Ctrl-C included, cancels what it left running on a cluster.
+    context.held.callback(clusters.close)
     return DoitTasks(checkout, context)
