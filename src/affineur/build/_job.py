@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -163,6 +164,7 @@ def job_main(argv: Sequence[str]) -> int:
     """The child process: ``JOB_FILE SCRATCH RESULT_FILE``; the result is JSON."""
     import cloudpickle
 
+    signal.signal(signal.SIGTERM, _kill_tree_and_exit)
     job_file, scratch, result_file = (Path(a) for a in argv)
     job: BuildJob = cloudpickle.loads(job_file.read_bytes())
     result: dict[str, Any]
@@ -191,10 +193,22 @@ _RUNNING_LOCK = threading.Lock()
 
 
 def _die_with_parent() -> None:
-    # PR_SET_PDEATHSIG: a worker that dies (or is killed) takes its build with it,
-    # instead of leaving it to finish and upload for a run that moved on.
+    # PR_SET_PDEATHSIG: a worker that dies (or is killed) signals its build, which
+    # then ends its whole process tree (see _kill_tree_and_exit), instead of
+    # finishing and uploading for a run that moved on.
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+
+
+def _kill_tree_and_exit(signum: int, frame: object) -> None:
+    """SIGTERM in the job process: its hook processes (own sessions, namespaces) go too."""
+    import psutil
+
+    with contextlib.suppress(psutil.Error):
+        for child in psutil.Process().children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+    os._exit(128 + signum)
 
 
 def cancel_run(run: str) -> int:
