@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -104,7 +105,7 @@ def last_line(log: Path | None) -> str:
 
 
 class LiveView:
-    """The terminal display. Callers hold their own lock; rich redraws from its own thread."""
+    """The terminal display. rich redraws it from its own thread, so its state has a lock."""
 
     def __init__(
         self,
@@ -121,6 +122,7 @@ class LiveView:
         self.workers = workers
         self.log_of = log_of
         self.started = time.monotonic()
+        self._lock = threading.Lock()
         self.done = 0
         self.waiting: dict[str, str] = {}
         """task -> duration key of packages not started yet."""
@@ -142,14 +144,16 @@ class LiveView:
         self.live.stop()
 
     def began(self, task: str, label: str, key: str) -> None:
-        self.waiting.pop(task, None)
-        self.running[task] = (label, key, time.monotonic())
+        with self._lock:
+            self.waiting.pop(task, None)
+            self.running[task] = (label, key, time.monotonic())
         self.live.refresh()
 
     def finished(self, task: str) -> None:
-        self.waiting.pop(task, None)
-        self.running.pop(task, None)
-        self.done += 1
+        with self._lock:
+            self.waiting.pop(task, None)
+            self.running.pop(task, None)
+            self.done += 1
         self.live.refresh()
 
     def pin(self, *lines: Text | str) -> None:
@@ -158,22 +162,26 @@ class LiveView:
             self.console.print(line, highlight=False, soft_wrap=True)
 
     def render(self) -> RenderableType:
+        with self._lock:
+            waiting = list(self.waiting.values())
+            running = dict(self.running)
+            done = self.done
         now = time.monotonic()
         left = estimate_left(
-            list(self.waiting.values()),
-            {key: now - start for _, key, start in self.running.values()},
+            waiting,
+            {key: now - start for _, key, start in running.values()},
             self.durations,
             self.workers,
         )
         eta = "ETA unknown (no earlier run)" if left is None else f"ETA {duration(left)}"
         head = Table.grid(padding=(0, 1))
         head.add_row(
-            ProgressBar(total=max(1, self.total), completed=self.done, width=32),
-            Text(f"{self.done}/{self.total} packages", style="bold"),
+            ProgressBar(total=max(1, self.total), completed=done, width=32),
+            Text(f"{done}/{self.total} packages", style="bold"),
             Text(duration(now - self.started)),
             Text(eta, style="cyan"),
         )
-        ordered = sorted(self.running.items(), key=lambda item: item[1][2])
+        ordered = sorted(running.items(), key=lambda item: item[1][2])
         shown = ordered[:_SHOWN_RUNNING]
         rows = Table.grid(padding=(0, 1))
         # The name is what a person looks for: never squeezed; the log line gives way.
