@@ -157,3 +157,32 @@ def test_executor_precedence() -> None:
     assert effective_executor(None, {"AFFINEUR_EXECUTOR": "local"}, "dask://b:1").address == "b:1"
     with pytest.raises(AffineurError, match="neither 'local' nor dask://host:port"):
         effective_executor(None, {"AFFINEUR_EXECUTOR": "ray://x"})
+
+
+def test_a_missing_extra_is_one_clear_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import importlib.util
+
+    from affineur.config import Variant
+    from affineur.run._checkout import RemoteCaches
+    from affineur.run._dask import Executors
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name in ("fsspec", "distributed") else real(name, *a),
+    )
+    variant = Variant(
+        name="cpu", description="", python="3.12", platform={}, indexes=(), discovery="wheels",
+        env={}, resources={}, defaults={}, changelog=(), timeout=None, network_isolation=True,
+        file=tmp_path / "variants/cpu.yaml", remote_cache={"url": "s3://b/p"},
+        executor="dask://127.0.0.1:8786",
+    )  # fmt: skip
+    remotes = RemoteCaches(tmp_path, Lines(), environ={})
+    with pytest.raises(AffineurError, match="needs affineur's 'remote' extra") as caught:
+        remotes(variant)
+    assert caught.value.hint == "pip install 'affineur[remote]'"
+    with pytest.raises(AffineurError, match="needs affineur's 'dask' extra"):
+        Executors({})(variant)

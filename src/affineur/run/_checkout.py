@@ -12,6 +12,7 @@ a checkout folder.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -121,6 +122,13 @@ class RemoteCaches:
         setting = effective_remote_cache(variant.remote_cache, self._environ, origin=origin)
         if setting is None:
             return None
+        if importlib.util.find_spec("fsspec") is None:
+            # Said while the tasks load, not once per failed build.
+            raise AffineurError(
+                f"{setting.origin} names a remote cache, which needs affineur's 'remote' extra",
+                hint="pip install 'affineur[remote]'",
+                stage="config",
+            )
         ident = json.dumps([setting.url, setting.mode, setting.options], default=dict)
         with self._lock:
             if ident not in self._caches:

@@ -26,6 +26,7 @@ kills their build processes on every worker.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import threading
 import uuid
 from collections.abc import Mapping
@@ -92,6 +93,7 @@ class DaskBuilds:
         self.run = uuid.uuid4().hex
         self.topic = f"affineur-log-{self.run}"
         self._client: Any = None
+        self._unreachable: AffineurError | None = None
         self._lock = threading.Lock()
         self._logs: dict[str, Path] = {}
         self._futures: set[Any] = set()
@@ -100,6 +102,8 @@ class DaskBuilds:
         with self._lock:
             if self._client is not None:
                 return self._client
+            if self._unreachable is not None:
+                raise self._unreachable  # once per run, not a timeout per build
             try:
                 from distributed import Client
             except ImportError:
@@ -113,11 +117,12 @@ class DaskBuilds:
                     f"tcp://{self.address}", timeout=CONNECT_TIMEOUT, set_as_default=False
                 )
             except OSError as exc:
-                raise AffineurError(
+                self._unreachable = AffineurError(
                     f"cannot reach the Dask scheduler at {self.address} ({exc})",
                     hint="check the address, or build locally with --executor local",
                     stage="config",
-                ) from None
+                )
+                raise self._unreachable from None
             client.subscribe_topic(self.topic, self._on_log)  # type: ignore[no-untyped-call]
             self._client = client
             return client
@@ -203,6 +208,12 @@ class Executors:
         executor = effective_executor(variant.executor, self.environ, self.command_line)
         if executor.kind == "local":
             return None
+        if importlib.util.find_spec("distributed") is None:
+            raise AffineurError(
+                f"building on {executor.url} needs affineur's 'dask' extra",
+                hint="pip install 'affineur[dask]'",
+                stage="config",
+            )
         with self._lock:
             if executor.address not in self._clusters:
                 self._clusters[executor.address] = DaskBuilds(executor.address, self.reporter)
