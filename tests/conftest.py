@@ -35,14 +35,65 @@ def empty_fake_index() -> Iterator[FakeIndex]:
 
 
 # --- workspaces (tests/workspace.py) ------------------------------------------------------
+import fcntl  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from tests.workspace import Workspace, make_workspace  # noqa: E402
+from tests.workspace import (  # noqa: E402
+    Workspace,
+    copy_discovery_caches,
+    lock_catalog,
+    make_workspace,
+)
+
+
+def _shared_dir(factory: pytest.TempPathFactory) -> Path:
+    """A folder every pytest-xdist worker of this run sees (the session's own without xdist)."""
+    base = factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture(scope="session")
+def catalog_checkout(
+    tmp_path_factory: pytest.TempPathFactory, fake_catalog_releases: list[BuiltRelease]
+) -> Path:
+    """A checkout that locked the whole standard catalog, cold, through ``doit lock``.
+
+    Made once per run, whatever the number of xdist workers: the first worker to
+    get here locks, the others wait on the same file lock and then read it.
+    Tests only read it (lock/catalog/cpu/graph.json, and build/ through copies).
+    """
+    shared = _shared_dir(tmp_path_factory)
+    root = shared / "catalog-lock"
+    with (shared / "catalog-lock.flock").open("w") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        if not (root / "complete").exists():
+            if root.exists():
+                shutil.rmtree(root)
+            with FakeIndex() as index:
+                index.add(*fake_catalog_releases)
+                lock_catalog(root / "checkout", index)
+            (root / "complete").touch()
+    return root / "checkout"
 
 
 @pytest.fixture
-def workspace(tmp_path: Path, fake_index: FakeIndex) -> Workspace:
-    """An affineur checkout whose only variant, ``cpu``, uses the fake index."""
+def workspace(tmp_path: Path, fake_index: FakeIndex, catalog_checkout: Path) -> Workspace:
+    """An affineur checkout whose only variant, ``cpu``, uses the fake index.
+
+    It starts with the discovery caches of :func:`catalog_checkout`, so locking
+    the standard catalog runs no build hook again; use ``cold_workspace`` when
+    discovery itself is under test.
+    """
+    ws = make_workspace(tmp_path / "checkout", fake_index)
+    copy_discovery_caches(catalog_checkout, ws.root)
+    return ws
+
+
+@pytest.fixture
+def cold_workspace(tmp_path: Path, fake_index: FakeIndex) -> Workspace:
+    """Like ``workspace``, with nothing cached: every lock discovers from scratch."""
     return make_workspace(tmp_path / "checkout", fake_index)
 
 

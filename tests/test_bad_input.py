@@ -45,9 +45,7 @@ def test_an_unknown_key_names_the_allowed_ones(workspace: Workspace) -> None:
 
 def test_a_damaged_lock_is_reported_and_left_for_the_user(workspace: Workspace) -> None:
     workspace.collection(["lib-fast"])
-    ok(workspace.doit("lock"))
-    graph = workspace.root / "lock/demo/cpu/graph.json"
-    graph.write_text('{"nodes": ')
+    graph = workspace.write("lock/demo/cpu/graph.json", '{"nodes": ')
     for result in (workspace.doit(), workspace.affineur("check")):
         assert result.returncode != 0
         no_traceback(result.stdout, result.stderr)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
+
+import pytest
 
 from tests.ecosystem import FakeProject
-from tests.workspace import Workspace, ok
+from tests.workspace import CATALOG_COLLECTION, Workspace, ok
 
 
 def build_env_of(ws: Workspace, key: str) -> list[str]:
@@ -16,49 +20,56 @@ def edges_of(ws: Workspace, key: str, req_type: str) -> dict[str, str]:
     return {e["key"]: e["req"] for e in ws.nodes()[key]["edges"] if e["req_type"] == req_type}
 
 
-def test_build_tool_chain_extras_and_markers(workspace: Workspace) -> None:
-    workspace.collection(["app"])
-    ok(workspace.doit("lock"))
-    nodes = workspace.nodes()
+@pytest.fixture
+def catalog(catalog_checkout: Path) -> Workspace:
+    """The session's cold lock of the whole standard catalog (see conftest), read only."""
+    return Workspace(catalog_checkout, None)
+
+
+def test_build_tool_chain_extras_and_markers(catalog: Workspace) -> None:
+    nodes = catalog.nodes(CATALOG_COLLECTION)
     # Installed: app, lib-a with its 'fast' extra, lib-c (true marker); never lib-b.
     assert {"app==1.0", "lib-a==1.0", "lib-fast==1.0", "lib-c==1.0"} <= set(nodes)
     assert "lib-b==1.0" not in nodes
-    assert edges_of(workspace, "app==1.0", "install") == {
+
+    def edges(key: str, req_type: str) -> dict[str, str]:
+        return {e["key"]: e["req"] for e in nodes[key]["edges"] if e["req_type"] == req_type}
+
+    assert edges("app==1.0", "install") == {
         "lib-a==1.0": "lib-a[fast]>=1",
         "lib-c==1.0": 'lib-c; sys_platform == "linux"',
     }
     # The chain: app is built with chain-backend, which is built with chain-helper,
     # whose runtime dependency chain-base must be in chain-backend's environment.
-    assert build_env_of(workspace, "app==1.0") == ["chain-backend==1.0"]
-    assert build_env_of(workspace, "chain-backend==1.0") == ["chain-base==1.0", "chain-helper==1.0"]
-    assert edges_of(workspace, "chain-backend==1.0", "build-system") == {
-        "chain-helper==1.0": "chain-helper>=1"
-    }
+    assert nodes["app==1.0"]["build_env"] == ["chain-backend==1.0"]
+    assert nodes["chain-backend==1.0"]["build_env"] == ["chain-base==1.0", "chain-helper==1.0"]
+    assert edges("chain-backend==1.0", "build-system") == {"chain-helper==1.0": "chain-helper>=1"}
     assert nodes["lib-c==1.0"]["build_env"] == ["fakebuild-core==1.0"]
     # Every sdist is pinned by name and hash, never by URL.
     for node in nodes.values():
         assert node["sdist"]["filename"].endswith(".tar.gz")
         assert len(node["sdist"]["sha256"]) == 64
-    assert "http" not in (workspace.root / "lock/demo/cpu/graph.json").read_text()
-    order = [
-        e["key"]
-        for e in json.loads((workspace.root / "lock/demo/cpu/build-order.json").read_text())
-    ]
+    lock_dir = catalog.root / "lock" / CATALOG_COLLECTION / "cpu"
+    assert "http" not in (lock_dir / "graph.json").read_text()
+    order = [e["key"] for e in json.loads((lock_dir / "build-order.json").read_text())]
     for key, node in nodes.items():
         for dep in node["build_env"]:
             assert order.index(dep) < order.index(key), (dep, key)
 
 
-def test_dynamic_build_requirements_are_typed_edges(workspace: Workspace) -> None:
-    workspace.collection(["dyn-requires", "dyn-sdist-requires"])
-    ok(workspace.doit("lock"))
-    assert edges_of(workspace, "dyn-requires==1.0", "build-backend") == {
+def test_dynamic_build_requirements_are_typed_edges(catalog: Workspace) -> None:
+    nodes: dict[str, Any] = catalog.nodes(CATALOG_COLLECTION)
+
+    def edges(key: str, req_type: str) -> dict[str, str]:
+        return {e["key"]: e["req"] for e in nodes[key]["edges"] if e["req_type"] == req_type}
+
+    assert edges("dyn-requires==1.0", "build-backend") == {
         "dyn-extra-tool==1.0": "dyn-extra-tool>=1"
     }
-    assert edges_of(workspace, "dyn-sdist-requires==1.0", "build-sdist") == {
+    assert edges("dyn-sdist-requires==1.0", "build-sdist") == {
         "dyn-sdist-tool==1.0": "dyn-sdist-tool>=1"
     }
-    assert "dyn-extra-tool==1.0" in build_env_of(workspace, "dyn-requires==1.0")
+    assert "dyn-extra-tool==1.0" in nodes["dyn-requires==1.0"]["build_env"]
 
 
 def test_yanked_requires_python_and_prereleases(workspace: Workspace) -> None:
@@ -166,8 +177,9 @@ def test_tampered_sdist_is_refused_with_both_hashes(workspace: Workspace) -> Non
 
 
 def test_source_discovery_builds_its_own_tools_and_stage_two_reuses_them(
-    workspace: Workspace,
+    cold_workspace: Workspace,
 ) -> None:
+    workspace = cold_workspace
     workspace.variant("cpu", "discovery: source\n")
     workspace.collection(["app"])
     locked = ok(workspace.affineur("lock"))
@@ -181,7 +193,8 @@ def test_source_discovery_builds_its_own_tools_and_stage_two_reuses_them(
     assert outcomes["build:cpu:app-1.0"] == "built"
 
 
-def test_source_discovery_reports_a_cycle_as_a_path(workspace: Workspace) -> None:
+def test_source_discovery_reports_a_cycle_as_a_path(cold_workspace: Workspace) -> None:
+    workspace = cold_workspace
     workspace.variant("cpu", "discovery: source\n")
     workspace.collection(["cycle-a"])
     result = workspace.affineur("lock")

@@ -13,26 +13,35 @@ import pytest
 
 from tests.workspace import Workspace, make_workspace, ok
 
-pytestmark = pytest.mark.network
+# Both tests read one lock and one build of both trees: they share every build tool
+# (setuptools and the rest, built from source once), and one worker runs them.
+pytestmark = [pytest.mark.network, pytest.mark.slow, pytest.mark.xdist_group("network")]
 
 
-@pytest.fixture
-def real_workspace(tmp_path: Path) -> Workspace:
-    ws = make_workspace(tmp_path / "checkout", index=None)
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    ws = make_workspace(tmp_path_factory.mktemp("real") / "checkout", index=None)
     # No `indexes`: the variant uses pip's configured index, as a user's would.
     ws.write("variants/cpu.yaml", "description: cpu\nresources: {cpu: 2}\n")
+    ws.collection(["requests", "markupsafe"])
+    ok(ws.doit("-n", "2"))
     return ws
 
 
 def install_offline(ws: Workspace, venv: Path, *names: str) -> subprocess.CompletedProcess[str]:
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    # A venv without pip, filled by this interpreter's pip: no ensurepip per test.
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     simple = (ws.root / "dist/demo/cpu/simple").as_uri()
-    env = {**ws.environ(), "PIP_CONFIG_FILE": os.devnull}
+    # Only the produced index: none of pip's configured indexes or wheel folders.
+    env = {k: v for k, v in ws.environ().items() if not k.startswith("PIP_")}
+    env["PIP_CONFIG_FILE"] = os.devnull
     return subprocess.run(
         [
-            str(venv / "bin/python"),
+            sys.executable,
             "-m",
             "pip",
+            "--python",
+            str(venv / "bin/python"),
             "install",
             "--no-cache-dir",
             "--index-url",
@@ -46,10 +55,8 @@ def install_offline(ws: Workspace, venv: Path, *names: str) -> subprocess.Comple
     )
 
 
-def test_requests_tree_from_source(real_workspace: Workspace, tmp_path: Path) -> None:
-    ws = real_workspace
-    ws.collection(["requests"])
-    ok(ws.doit("-n", "2"))
+def test_requests_tree_from_source(built: Workspace, tmp_path: Path) -> None:
+    ws = built
     nodes = ws.nodes()
     names = {n["name"] for n in nodes.values()}
     # The build tools all the way down, each from an sdist with its hash.
@@ -73,10 +80,8 @@ def test_requests_tree_from_source(real_workspace: Workspace, tmp_path: Path) ->
     assert check.stdout.split()[1] == "True"
 
 
-def test_c_extension_builds_a_platform_wheel(real_workspace: Workspace, tmp_path: Path) -> None:
-    ws = real_workspace
-    ws.collection(["markupsafe"])
-    ok(ws.doit())
+def test_c_extension_builds_a_platform_wheel(built: Workspace, tmp_path: Path) -> None:
+    ws = built
     (wheel,) = (ws.root / "dist/demo/cpu/files").glob("markupsafe-*.whl")
     assert "-cp311-" in wheel.name and "linux" in wheel.name
     with zipfile.ZipFile(wheel) as zf:

@@ -50,15 +50,10 @@ def outcomes(ws: Workspace) -> dict[str, str]:
 @pytest.fixture
 def failing(workspace: Workspace) -> Workspace:
     """broken (upstream wheel), uses-broken (built with broken), broken-nowheel, and
-    tool-nowheel (its patch fails) with needs-tool built with it."""
-    workspace.index.add(
-        FakeProject("uses-broken", "1.0", build_requires=("broken",)),
-        FakeProject("tool-nowheel", "1.0", summary="builds upstream; our patch breaks it"),
-        FakeProject("needs-tool", "1.0", build_requires=("tool-nowheel",)),
-    )
+    tool-nowheel (its patch fails) with needs-tool built with it. Not locked yet:
+    the first run locks it (discovery never applies patches, so the lock works)."""
     workspace.write("overrides/patches/tool-nowheel/0001-bad.patch", BAD_PATCH)
     workspace.collection(["broken", "uses-broken", "broken-nowheel", "needs-tool", "lib-c"])
-    ok(workspace.doit("lock"))
     return workspace
 
 
@@ -227,7 +222,6 @@ def test_a_resolve_failure_while_loading_is_reported(workspace: Workspace) -> No
 def test_a_substitution_alone_still_fails_the_run(workspace: Workspace) -> None:
     # Only `broken` fails, it has a substitute, and no publish task is selected:
     # every doit task succeeds, yet the run must not look green.
-    workspace.index.add(FakeProject("uses-broken", "1.0", build_requires=("broken",)))
     workspace.collection(["uses-broken"])
     ok(workspace.doit("lock"))
     result = workspace.doit("test_mode=1", "build")

@@ -3,6 +3,13 @@
 Tests write collections, variants and overrides into it, then run the real
 ``dodo.py`` through ``python -m doit`` (and ``affineur`` through ``python -m
 affineur.cli``) in a subprocess, exactly as a user would in a terminal.
+
+Discovery dominates a cold lock (upstream wheels built by pip, then the hooks of
+every sdist), and its results depend only on the sdists and their environments.
+So one cold lock of the whole standard catalog runs once per test session
+(:func:`lock_catalog`), and each workspace starts with a copy of its discovery
+caches (:func:`copy_discovery_caches`): a test's lock still resolves over the
+fake index and assembles its graph, without re-running hooks it already ran.
 """
 
 from __future__ import annotations
@@ -108,6 +115,49 @@ class Workspace:
 
     def nodes(self, collection: str = "demo", variant: str = "cpu") -> dict[str, Any]:
         return {k: v for k, v in self.graph(collection, variant)["nodes"].items() if k}
+
+
+# What a lock leaves under build/ that a later lock of the same sdists reuses: hook
+# results and prepared metadata (cached by sdist hash and environment), upstream
+# wheels for discovery environments, and the verified sdists. Discovery venvs are
+# left out: a venv does not survive being moved.
+DISCOVERY_CACHES = ("discovery/hooks", "discovery/metadata", "upstream-wheels", "sdists")
+
+CATALOG_COLLECTION = "catalog"
+CATALOG_REQUIREMENTS = [
+    "app",
+    "multi",
+    "shared",
+    "dyn-requires",
+    "dyn-sdist-requires",
+    "env-reader",
+    "meta-static",
+    "meta-dynamic-wheel",
+    "meta-dynamic-hook",
+    "broken",
+    "broken-nowheel",
+    "uses-broken",
+    "needs-tool",
+    "odd-name-pkg",
+]
+"""Every standard-catalog project that locks (no conflict, cycle or failing hook)."""
+
+
+def copy_discovery_caches(source: Path, dest: Path) -> None:
+    """Give checkout ``dest`` the discovery caches of checkout ``source``."""
+    for part in DISCOVERY_CACHES:
+        if (source / "build" / part).is_dir():
+            shutil.copytree(source / "build" / part, dest / "build" / part, dirs_exist_ok=True)
+
+
+def lock_catalog(root: Path, index: FakeIndex) -> Path:
+    """Lock :data:`CATALOG_REQUIREMENTS` cold in a new checkout at ``root``, through doit."""
+    ws = make_workspace(root, index)
+    ws.collection(CATALOG_REQUIREMENTS, name=CATALOG_COLLECTION)
+    result = ws.doit("lock")
+    if result.returncode != 0:
+        raise RuntimeError(f"locking the catalog failed\n{result.stdout}\n{result.stderr}")
+    return root
 
 
 def make_workspace(root: Path, index: FakeIndex | None) -> Workspace:

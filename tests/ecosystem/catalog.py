@@ -140,6 +140,23 @@ def _build_behaviour() -> list[FakeProject]:
             publish_wheel=True,
         ),
         FakeProject(
+            "uses-broken",
+            "1.0",
+            summary="built with broken: test mode builds it against broken's substitute",
+            build_requires=("broken",),
+        ),
+        FakeProject(
+            "tool-nowheel",
+            "1.0",
+            summary="build tool with no upstream wheel (a bad patch makes its build fail)",
+        ),
+        FakeProject(
+            "needs-tool",
+            "1.0",
+            summary="built with tool-nowheel: skipped when tool-nowheel fails",
+            build_requires=("tool-nowheel",),
+        ),
+        FakeProject(
             "broken-nowheel",
             "1.0",
             summary="build_wheel fails and no upstream wheel exists",

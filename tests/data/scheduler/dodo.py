@@ -2,7 +2,8 @@
 
 Each task sleeps, then appends ``[name, start, end]`` to the spec's log. A task
 with ``"kill": true`` SIGKILLs doit the first time it runs (a marker file
-remembers), so a test can interrupt a run in the middle.
+remembers), so a test can interrupt a run in the middle. A task with ``"hold":
+PATH`` waits while that file exists, so a test decides when it ends.
 """
 
 import json
@@ -26,6 +27,8 @@ def work(task):
         (ROOT / "killed").touch()
         os.kill(os.getpid(), signal.SIGKILL)
     start = time.time()
+    while task.get("hold") and Path(task["hold"]).exists():
+        time.sleep(0.02)
     time.sleep(task.get("seconds", 0.2))
     line = json.dumps([task["name"], start, time.time()]) + "\n"
     fd = os.open(ROOT / "log.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT)
