@@ -29,7 +29,7 @@ def test_noop_benchmark_reports_its_figures(tmp_path: Path) -> None:
         [sys.executable, str(SCRIPT), *argv],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
         check=False,
     )
     out = done.stdout
@@ -126,7 +126,7 @@ def test_side_by_side_benchmark_alternates_cold_runs_and_prints_ratios(
 
 def test_side_by_side_benchmark_without_fromager_says_how_to_install_it(tmp_path: Path) -> None:
     argv = [sys.executable, str(SIDE_BY_SIDE), "--fromager-venv", str(tmp_path / "none")]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 2
     assert done.stderr.startswith("error: not found: ")
     assert "hint: python3 -m venv" in done.stderr
@@ -135,7 +135,7 @@ def test_side_by_side_benchmark_without_fromager_says_how_to_install_it(tmp_path
 def test_side_by_side_dry_run_prints_the_plan(tmp_path: Path) -> None:
     venv = _fake_fromager_venv(tmp_path / "fromager-venv")
     argv = [sys.executable, str(SIDE_BY_SIDE), "--fromager-venv", str(venv), "--dry-run"]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr
     assert "  affineur  python" in done.stdout
     assert "  fromager  fromager --network-isolation bootstrap requests" in done.stdout

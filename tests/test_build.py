@@ -16,6 +16,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.ecosystem import FIXED_EPOCH, SELF_HOSTED, FakeProject, IndexFile
 from tests.workspace import Workspace, ok
 
@@ -33,6 +35,7 @@ def dist_wheel(ws: Workspace, prefix: str) -> Path:
     return wheel
 
 
+@pytest.mark.slow
 def test_builds_the_tree_and_publishes_an_installable_index(
     workspace: Workspace, tmp_path: Path
 ) -> None:
@@ -88,6 +91,7 @@ def test_second_run_does_nothing_and_uses_no_network(workspace: Workspace) -> No
     assert workspace.index.requests == []
 
 
+@pytest.mark.slow
 def test_a_lock_change_rebuilds_only_the_package_and_what_was_built_with_it(
     workspace: Workspace,
 ) -> None:

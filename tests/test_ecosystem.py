@@ -358,6 +358,7 @@ def test_pip_downloads_the_sdist(fake_index: FakeIndex, tmp_path: Path) -> None:
     assert all(r.path.startswith(("/simple/", "/files/")) for r in fake_index.requests)
 
 
+@pytest.mark.slow
 def test_pip_builds_app_from_source_through_the_build_tool_chain(
     fake_index: FakeIndex, tmp_path: Path
 ) -> None:

@@ -176,6 +176,7 @@ def test_tampered_sdist_is_refused_with_both_hashes(workspace: Workspace) -> Non
     assert "Traceback" not in output
 
 
+@pytest.mark.slow
 def test_source_discovery_builds_its_own_tools_and_stage_two_reuses_them(
     cold_workspace: Workspace,
 ) -> None:

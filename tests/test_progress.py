@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 from doit.exceptions import TaskError, UnmetDependency
 from doit.task import Task
 
@@ -136,6 +137,7 @@ def test_a_crash_is_a_failure_of_its_task(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_doit_run_in_parallel_shows_progress_and_writes_reports(workspace: Workspace) -> None:
     workspace.collection(["app"])
     ok(workspace.doit("lock"))

@@ -44,7 +44,7 @@ def run_pip(
     index_url: str,
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
-    timeout: float = 120,
+    timeout: float = 600,  # a guard against a hang, generous for a loaded machine
 ) -> subprocess.CompletedProcess[str]:
     """``python -m pip <args> --isolated --index-url <index_url>``; never raises on failure."""
     command = [sys.executable, "-m", "pip", *args, "--isolated", "--index-url", index_url]
