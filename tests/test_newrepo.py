@@ -136,7 +136,9 @@ def test_an_empty_new_repository_builds_nothing_cleanly(tmp_path: Path, index: F
     ok(Workspace(tmp_path, index).affineur("init", "empty", "--index-url", index.url, "--no-git"))
     assert not (ws.root / ".git").exists()
     ok(ws.doit())
-    assert ws.outcomes() == {}
+    # Nothing to build, and an empty index published: pip finds nothing, rather than fails.
+    assert (ws.root / "dist/main/cpu/simple/index.html").is_file()
+    assert not list((ws.root / "dist/main/cpu/files").iterdir())
     assert "main/cpu: 0 packages" in ok(ws.affineur("check")).stdout
     assert ok(ws.affineur("add", "meta-dep")).stdout == "main: + meta-dep\n"
     assert "stale" in ws.affineur("check").stdout
