@@ -295,3 +295,26 @@ def test_pip_and_uv_install_from_the_served_index(
     result = uv_install(tmp_path / "uv", "--index-url", f"{server}main/cpu/simple/", "lib-c")
     assert result.returncode == 0, result.stdout + result.stderr
     assert installed(tmp_path / "uv") == {"lib-c": "1.0"}
+
+
+@pytest.mark.network
+def test_constraints_export_installs_with_current_pip(repo: Workspace, tmp_path: Path) -> None:
+    """The newest pip, fetched from the package index pip is configured for (hence network)."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    upgraded = subprocess.run(
+        [str(venv / "bin/python"), "-m", "pip", "install", "-q", "--upgrade", "pip"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert upgraded.returncode == 0, upgraded.stderr
+    requirements = tmp_path / "requirements.txt"
+    ok(repo.affineur("export", "-o", str(requirements)))
+    (recipe,) = [
+        line for line in requirements.read_text().splitlines() if line.startswith("#   pip install")
+    ]
+    argv = recipe.removeprefix("#   pip install ").replace("FILE", str(requirements)).split()
+    result = pip_install([str(venv / "bin/python"), "-m", "pip"], tmp_path / "out", *argv)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert installed(tmp_path / "out") == {"meta-static": "1.0", "meta-dep": "1.0", "lib-c": "1.0"}
