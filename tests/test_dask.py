@@ -52,7 +52,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, s3: S3Server) -> Iterator[
 
     scratch = tmp_path_factory.mktemp("workers")
     local = LocalCluster(
-        n_workers=0, processes=True, host="127.0.0.1", scheduler_port=0, dashboard_address=None
+        n_workers=0,
+        processes=True,
+        host="127.0.0.1",
+        scheduler_port=0,
+        dashboard_address="127.0.0.1:0",
     )
     # The workers' credentials for the remote cache come from their own environment.
     env = {**s3.env, "AWS_ENDPOINT_URL": s3.url}
