@@ -206,11 +206,27 @@ def test_variant_extends_and_settings_command(workspace: Workspace) -> None:
     workspace.collection(["env-reader"], variants=("cpu", "cuda"))
     shown = json.loads(
         ok(
-            workspace.affineur("settings", "env-reader", "--variant", "cuda", "--version", "1.0")
+            workspace.affineur(
+                "settings",
+                "env-reader",
+                "--variant",
+                "cuda",
+                "--version",
+                "1.0",
+                "--format",
+                "json",
+            )
         ).stdout
     )
-    assert shown["env"] == {"A": "cpu", "B": "cuda", "C": "${version}", "D": "only-cuda"}
-    assert shown["timeout"] == 60
+    (entry,) = shown
+    assert entry["variant"] == "cuda"
+    assert entry["settings"]["env"] == {
+        "A": "cpu",
+        "B": "cuda",
+        "C": "${version}",
+        "D": "only-cuda",
+    }
+    assert entry["settings"]["timeout"] == 60
     ok(workspace.doit())
     # Two variants: two locks with the same versions, two indexes.
     assert workspace.nodes(variant="cpu").keys() == workspace.nodes(variant="cuda").keys()
