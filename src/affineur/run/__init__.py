@@ -37,7 +37,7 @@ from affineur.run._scheduler import (
     check_capacities,
     demand_of,
 )
-from affineur.run._substitution import requested
+from affineur.run._substitution import keep_going_requested
 
 if TYPE_CHECKING:
     from affineur.run._doit import (
@@ -101,11 +101,11 @@ __all__ = [
     "doit_tasks",
     "duration",
     "hold_checkout",
+    "keep_going_requested",
     "mutex_path",
     "open_checkout",
     "progress_reporter",
     "report_json",
-    "requested",
     "summary_json",
     "summary_markdown",
 ]

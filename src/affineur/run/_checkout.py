@@ -54,8 +54,14 @@ from affineur.config import (
 from affineur.errors import AffineurError
 from affineur.index import Fetcher, IndexClient, SdistStore, UrlSource, source_url
 from affineur.lock import LockPaths, lock, lock_is_fresh, read_lock
-from affineur.progress import Reporter, StreamReporter
-from affineur.run._reports import RunRecorder
+from affineur.progress import (
+    BuildStarted,
+    CacheEntryDiscarded,
+    LockStale,
+    Published,
+    Reporter,
+    StreamReporter,
+)
 from affineur.run._scheduler import Demand, demand_of
 from affineur.run._source_builds import SourceModeBuilds
 from affineur.run._substitution import Attempts, refuse_substitutes
@@ -246,7 +252,7 @@ class Checkout:
     def relock_stale(self) -> None:
         for c, v in self.pairs():
             if not self.is_fresh(c, v):
-                self.reporter.message(f"lock {c.name}/{v.name} is stale: re-locking")
+                self.reporter.report(LockStale(c.name, v.name))
                 self.lock(c.name, v.name)
 
     # --- stage 2 ------------------------------------------------------------
@@ -331,21 +337,21 @@ class Checkout:
                 key, self.cache, name=node.name, version=node.version
             ):
                 attempt.reused_remote()
-                self.reporter.message(
-                    f"reused from remote cache: {node.name}=={node.version} ({lv.variant.name})"
-                )
                 return
             if node.prebuilt:
                 entry = self._take_prebuilt(lv, node, key)
+                attempt.outcome, attempt.wheel = "prebuilt", entry.wheel.name
                 if remote is not None:
                     remote.push(entry)
                 return
             cluster = self.clusters(lv.variant)
             if cluster is not None:
                 attempt.log = self._build_log(lv, node)
-                self._build_on(cluster, remote, lv, node, key, attempt.log)
+                attempt.wheel, attempt.where = self._build_on(
+                    cluster, remote, lv, node, key, attempt.log
+                )
                 return
-            self.reporter.detail(f"build {node.name}=={node.version} ({lv.variant.name})")
+            self.reporter.report(BuildStarted(node.name, node.version, lv.variant.name, key))
             request = BuildRequest(
                 node=node,
                 key=key,
@@ -358,7 +364,7 @@ class Checkout:
             )
             attempt.log = self.builder.failed_log(request)
             entry = self.builder.build(request, lv.graph)
-            self.reporter.detail(f"built {entry.wheel.name}")
+            attempt.wheel = entry.wheel.name
             if remote is not None:
                 remote.push(entry)
 
@@ -377,8 +383,10 @@ class Checkout:
         node: g.Node,
         key: BuildKey,
         log: Path,
-    ) -> None:
-        """Build on a cluster, through the remote cache both ways; the wheel lands here."""
+    ) -> tuple[str, str]:
+        """Build on a cluster, through the remote cache both ways; the wheel lands here.
+
+        Returns the wheel's name and the worker that built it."""
         if remote is None or not remote.writable:
             raise AffineurError(
                 f"variant {lv.variant.name} builds on {cluster.address}, which needs a "
@@ -414,8 +422,8 @@ class Checkout:
             remote=remote.setting,
         )
         task = SimpleNamespace(name=node.name, meta={"resources": self.demand(lv.variant, node)})
-        self.reporter.detail(
-            f"build {node.name}=={node.version} ({lv.variant.name}) on {cluster.address}"
+        self.reporter.report(
+            BuildStarted(node.name, node.version, lv.variant.name, key, where=cluster.address)
         )
         result = cluster.build(job, demand_of(task), log)
         entry = remote.fetch(key, self.cache, name=node.name, version=node.version)
@@ -426,7 +434,7 @@ class Checkout:
                 stage="build",
             )
         log.unlink(missing_ok=True)  # the entry holds the log now, as a local build's does
-        self.reporter.message(f"built {entry.wheel.name} on {result.get('worker')}")
+        return entry.wheel.name, str(result.get("worker"))
 
     def _take_prebuilt(self, lv: LockedVariant, node: g.Node, key: BuildKey) -> CacheEntry:
         assert node.wheel is not None
@@ -470,7 +478,7 @@ class Checkout:
         dest = self.dist_dir(lv.collection.name, lv.variant.name)
         simple = publish_index(entries, dest)
         count = sum(1 for _ in (dest / "files").iterdir())
-        self.reporter.message(f"published {count} wheels to {simple}")
+        self.reporter.report(Published(lv.collection.name, lv.variant.name, simple, count))
         refuse_substitutes([self.cache.entry(lv.keys[k]) for k in lv.graph.nodes], str(simple))
         return simple
 
@@ -492,15 +500,14 @@ def open_checkout(
     *,
     reporter: Reporter | None = None,
     keep_going: bool = False,
-    recorder: RunRecorder | None = None,
     clients: Callable[[Variant], IndexClient] | None = None,
     clusters: Callable[[Variant], Cluster | None] | None = None,
 ) -> Checkout:
     """The checkout at ``root`` with its usual collaborators under ``root/build``.
 
     ``keep_going`` replaces a failed build by the upstream wheel of the same
-    version (see :mod:`affineur.run._substitution`); ``recorder`` receives every
-    build's outcome (the doit reporter reads it).
+    version (see :mod:`affineur.run._substitution`); ``reporter`` gets every
+    progress event, one :class:`~affineur.progress.BuildFinished` per build.
     """
     root = Path(root)
     build_dir = root / "build"
@@ -508,7 +515,7 @@ def open_checkout(
     shown = reporter or StreamReporter()
 
     def discarded(key: BuildKey, reason: str) -> None:
-        shown.message(f"discarded build/cache/{key}: {reason}")
+        shown.report(CacheEntryDiscarded(key, reason))
 
     cache = BuildCache(build_dir / "cache", on_discard=discarded)
     return Checkout(
@@ -519,9 +526,9 @@ def open_checkout(
         clients=clients or IndexClients(),
         attempts=Attempts(
             cache=cache,
-            recorder=recorder or RunRecorder(),
+            reporter=shown,
             downloads=build_dir / "substitutes",
-            test_mode=keep_going,
+            keep_going=keep_going,
         ),
         reporter=shown,
         remotes=RemoteCaches(root, shown),

@@ -51,8 +51,9 @@ from typing import Any
 
 from doit import cmd_run, get_var, loader
 from doit.cmd_run import Run
+from doit.dependency import DatabaseException
 from doit.doit_cmd import DoitConfig
-from doit.exceptions import InvalidCommand, InvalidDodoFile, TaskFailed
+from doit.exceptions import BaseFail, InvalidCommand, InvalidDodoFile, TaskFailed, UnmetDependency
 from doit.runner import MThreadRunner
 from doit.tools import config_changed
 
@@ -67,21 +68,24 @@ from affineur.run._scheduler import (
     checked_capacities,
     demand_of,
 )
-from affineur.run._substitution import requested
+from affineur.run._substitution import keep_going_requested
 
 __all__ = [
     "BACKEND_NAME",
     "DOIT_VERSIONS",
     "STATE_DIR",
     "ActionFailed",
+    "BaseFail",
+    "DatabaseException",
     "ResourceRun",
     "ResourceRunner",
     "RunContext",
+    "UnmetDependency",
     "action",
     "config_changed",
     "current_run",
     "doit_config",
-    "keep_going_requested",
+    "keep_going_from_doit",
     "load_error",
 ]
 
@@ -109,7 +113,8 @@ class RunContext:
     keep_going: bool = False
     """Keep going after failures, with upstream wheels standing in for failed builds."""
     recorder: RunRecorder = field(default_factory=RunRecorder)
-    """Build outcomes doit cannot see (reused, substituted), by build key."""
+    """Build outcomes doit cannot see (reused, substituted), by build key: the
+    checkout reports its :class:`~affineur.progress.BuildFinished` events to it."""
     failed: bool = False
     """Set by the reporter: a run whose only failures were substituted still failed."""
     executor: str | None = None
@@ -128,10 +133,10 @@ def current_run() -> RunContext:
     return _CURRENT[-1] if _CURRENT else RunContext()
 
 
-def keep_going_requested() -> bool:
+def keep_going_from_doit() -> bool:
     """``doit test_mode=1`` or ``AFFINEUR_TEST_MODE=1``, read while the dodo loads."""
     try:
-        return requested(get_var("test_mode"), os.environ)
+        return keep_going_requested(get_var("test_mode"), os.environ)
     except AffineurError as exc:
         raise load_error(exc) from None
 

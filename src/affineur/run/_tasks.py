@@ -25,6 +25,7 @@ from typing import Any
 from affineur import graph as g
 from affineur.build import BuildKey
 from affineur.errors import AffineurError
+from affineur.progress import FanOut, StreamReporter
 from affineur.run._checkout import Checkout, LockedVariant, open_checkout
 from affineur.run._dask import Executors
 from affineur.run._doit import (
@@ -33,7 +34,7 @@ from affineur.run._doit import (
     config_changed,
     current_run,
     doit_config,
-    keep_going_requested,
+    keep_going_from_doit,
     load_error,
 )
 from affineur.run._doit_reporter import progress_reporter, write_load_failure
@@ -105,7 +106,7 @@ class DoitTasks:
         except AffineurError as exc:
             if self.context.running:
                 write_load_failure(
-                    exc, self.checkout.reports_dir, test_mode=self.context.keep_going
+                    exc, self.checkout.reports_dir, keep_going=self.context.keep_going
                 )
             raise
 
@@ -127,7 +128,7 @@ class DoitTasks:
         except AffineurError as exc:
             if self.context.running:
                 write_load_failure(
-                    exc, self.checkout.reports_dir, test_mode=self.context.keep_going
+                    exc, self.checkout.reports_dir, keep_going=self.context.keep_going
                 )
             raise load_error(exc) from None
 
@@ -247,10 +248,13 @@ class DoitTasks:
 def doit_tasks(root: Path) -> DoitTasks:
     """The tasks of the checkout at ``root``, for a dodo file (see the module docstring)."""
     context = current_run()
-    context.keep_going = keep_going_requested()
+    context.keep_going = keep_going_from_doit()
     clusters = Executors(os.environ, context.executor)
     checkout = open_checkout(
-        root, keep_going=context.keep_going, recorder=context.recorder, clusters=clusters
+        root,
+        keep_going=context.keep_going,
+        reporter=FanOut(StreamReporter(), context.recorder),
+        clusters=clusters,
     )
     clusters.reporter = checkout.reporter
     # Ending the run, Ctrl-C included, cancels what it left running on a cluster.
