@@ -110,3 +110,12 @@ def test_only_the_adapter_imports_doit() -> None:
         if "\nimport doit" in text or "\nfrom doit" in text:
             offenders.append(str(path.relative_to(REPO)))
     assert not offenders, f"doit is imported outside affineur/run/_doit.py: {offenders}"
+
+
+def test_the_forget_command_takes_the_options_doits_forget_has() -> None:
+    from doit.cmd_forget import Forget
+
+    from affineur.run._doit import ForgetBuilds
+
+    theirs = list(inspect.signature(Forget._execute).parameters)
+    assert list(inspect.signature(ForgetBuilds._execute).parameters) == theirs

@@ -21,7 +21,9 @@ stage 2: building              :class:`BuildStarted` (a real build begins,
                                verbose), :class:`BuildFinished` (every build
                                action ends with one: built, reused, taken,
                                substituted or failed; "built" is verbose),
-                               :class:`CacheEntryDiscarded`, :class:`Published`
+                               :class:`Rebuilt` (a forced build, compared with
+                               the wheel it replaced), :class:`CacheEntryDiscarded`,
+                               :class:`Published`
 anything else worth a line     :class:`Notice` (``warning`` marks one that
                                needs attention but stops nothing)
 =============================  ================================================
@@ -60,6 +62,7 @@ __all__ = [
     "PinMove",
     "PinsMoved",
     "Published",
+    "Rebuilt",
     "RecordingReporter",
     "Reporter",
     "StreamReporter",
@@ -221,6 +224,26 @@ class BuildFinished(Event):
 
 
 @dataclass(frozen=True)
+class Rebuilt(Event):
+    """A build was forced (``affineur rebuild``, ``doit forget``) instead of reusing its entry.
+
+    ``previous_sha256`` is the wheel it replaced (None: there was none), so a
+    person learns whether building again gave the same bytes.
+    """
+
+    name: str
+    version: str
+    variant: str
+    key: str
+    sha256: str
+    previous_sha256: str | None = None
+
+    @property
+    def identical(self) -> bool:
+        return self.previous_sha256 == self.sha256
+
+
+@dataclass(frozen=True)
 class CacheEntryDiscarded(Event):
     """A cache entry failed its check (its wheel's hash, its record) and was removed."""
 
@@ -320,6 +343,16 @@ def describe(event: Event) -> str | None:
             if event.outcome == "remote":
                 return f"reused from remote cache: {event.name}=={event.version} ({event.variant})"
             return None  # failures reach people through the task's failure; reuse is quiet
+        case Rebuilt():
+            who = f"{event.name}=={event.version} ({event.variant})"
+            if event.previous_sha256 is None:
+                return f"{who}: built; there was no previous wheel to compare with"
+            if event.identical:
+                return f"{who}: rebuilt; the wheel is identical to the previous one"
+            return (
+                f"{who}: rebuilt; the wheel differs from the previous one "
+                f"(sha256 {event.previous_sha256[:12]}… -> {event.sha256[:12]}…)"
+            )
         case CacheEntryDiscarded():
             return f"discarded build/cache/{event.key}: {event.reason}"
         case Published():

@@ -14,12 +14,15 @@ sections of the configuration it reads from the *current directory*
 (``pyproject.toml`` ``[tool.doit.plugins.*]`` or ``doit.cfg``) before it loads the
 dodo file; ``DOIT_CONFIG`` inside the dodo can only set option values. So the
 checkout's ``pyproject.toml`` registers :class:`ResourceRun` as doit's ``run``
-command (the default command: plain ``doit``, ``doit build``, ``doit -n 2``) and
-:class:`affineur.run._doit_state.DurableDB` as a backend; ``doit list``, ``info``,
-``forget`` use doit's own commands over the same backend::
+command (the default command: plain ``doit``, ``doit build``, ``doit -n 2``),
+:class:`ForgetBuilds` and :class:`CleanOutputs` as ``forget`` and ``clean``, and
+:class:`affineur.run._doit_state.DurableDB` as a backend; ``doit list`` and
+``info`` use doit's own commands over the same backend::
 
     [tool.doit.plugins.command]
     run = "affineur.run:ResourceRun"
+    forget = "affineur.run:ForgetBuilds"
+    clean = "affineur.run:CleanOutputs"
 
     [tool.doit.plugins.backend]
     affineur = "affineur.run:DurableDB"
@@ -44,12 +47,14 @@ import contextlib
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from doit import cmd_run, get_var, loader
+from doit.cmd_clean import Clean
+from doit.cmd_forget import Forget
 from doit.cmd_run import Run
 from doit.dependency import DatabaseException
 from doit.doit_cmd import DoitConfig
@@ -76,7 +81,9 @@ __all__ = [
     "STATE_DIR",
     "ActionFailed",
     "BaseFail",
+    "CleanOutputs",
     "DatabaseException",
+    "ForgetBuilds",
     "ResourceRun",
     "ResourceRunner",
     "RunContext",
@@ -123,6 +130,9 @@ class RunContext:
     """What the run holds until it ends (the checkout mutex)."""
     workers: int = 1
     """Tasks run at once (``-n``): the progress display divides the remaining work by it."""
+
+    request_rebuild: Callable[[Iterable[str]], None] | None = None
+    """Set by the dodo's tasks: build these keys again rather than reuse them."""
 
 
 _CURRENT: list[RunContext] = []
@@ -376,6 +386,64 @@ class ResourceRun(Run):  # type: ignore[misc]
             )
         finally:
             cmd_run.MThreadRunner = original
+
+
+class ForgetBuilds(Forget):  # type: ignore[misc]
+    """doit's ``forget``; a forgotten build is then built again, not taken from the cache.
+
+    doit forgets a task's saved state, so the next run executes it; but the build
+    action would find the cache entry of its unchanged key and reuse it. A person
+    who forgets a build wants it built: the checkout is told to build those keys
+    again (:meth:`affineur.run._checkout.Checkout.request_rebuild`).
+    """
+
+    name = "forget"
+
+    def execute(self, params: Any, args: Any) -> Any:
+        context = RunContext()
+        _CURRENT.append(context)
+        try:
+            return super().execute(params, args)
+        finally:
+            _CURRENT.remove(context)
+
+    def _execute(self, forget_sub: Any, forget_disable_default: Any, forget_all: Any) -> Any:
+        # doit passes options by the names of this signature: keep it the same as Forget's.
+        forgotten: list[str] = []
+        remove, remove_all = self.dep_manager.remove, self.dep_manager.remove_all
+
+        def removing(name: str) -> None:
+            forgotten.append(name)
+            remove(name)
+
+        def removing_all() -> None:
+            forgotten.extend(t.name for t in self.task_list)
+            remove_all()
+
+        self.dep_manager.remove, self.dep_manager.remove_all = removing, removing_all
+        result = super()._execute(forget_sub, forget_disable_default, forget_all)
+        tasks = {t.name: t for t in self.task_list}
+        keys = [
+            str(info["key"])
+            for name in forgotten
+            if name in tasks
+            and isinstance(info := (tasks[name].meta or {}).get("package"), Mapping)
+            and "key" in info
+        ]
+        context = current_run()
+        if keys and context.request_rebuild is not None:
+            context.request_rebuild(keys)
+        return result
+
+
+class CleanOutputs(Clean):  # type: ignore[misc]
+    """doit's ``clean``, holding the checkout mutex: it deletes what a run may be using."""
+
+    name = "clean"
+
+    def execute(self, params: Any, args: Any) -> Any:
+        with hold_checkout(Path.cwd()):
+            return super().execute(params, args)
 
 
 def _plugins_registered() -> bool:

@@ -11,6 +11,11 @@ Task groups::
     download:<file>                   an sdist (or a prebuilt wheel), verified on use
     build:<variant>:<name>-<version>  one wheel into build/cache/<build-key>/
     publish:<collection>:<variant>    dist/<collection>/<variant>/simple/ from the cache
+
+``doit clean`` removes what the build and publish tasks made (and, asked for
+by name or with ``--clean-all``, the downloads); never a lock, which is the
+checkout's source rather than a product. ``doit forget`` of a build task makes
+the next run build it again instead of reusing its cache entry.
 """
 
 from __future__ import annotations
@@ -166,6 +171,7 @@ class DoitTasks:
                         "doc": f"download and verify {ref.filename}",
                         "actions": [(action(checkout.download), [lv, node, ref])],
                         "targets": [str(checkout.store.path(ref.filename))],
+                        "clean": [(checkout.clean_download, [ref.filename])],
                         "uptodate": [True],
                         "meta": {"package": {"name": node.name, "version": node.version}},
                     }
@@ -208,6 +214,7 @@ class DoitTasks:
             "file_dep": [str(checkout.store.path(ref.filename)), *map(str, patches)],
             "task_dep": [f"build:{names[lv.keys[k]]}" for k in node.build_env],
             "targets": [str(checkout.cache.entry(build_key).record_path)],
+            "clean": [(checkout.clean_build, [build_key])],
             "uptodate": [config_changed(build_key), (trusted, [checkout.cache, build_key])],
             "meta": {
                 "resources": resources,
@@ -236,6 +243,7 @@ class DoitTasks:
                     "actions": [(action(checkout.publish), [lv])],
                     "task_dep": [f"build:{d}" for d in deps],
                     "targets": [str(dest / "simple" / "index.html")],
+                    "clean": [(checkout.clean_published, [lv.collection.name, lv.variant.name])],
                     "uptodate": [
                         config_changed(" ".join(sorted(lv.keys.values()))),
                         *[(trusted, [checkout.cache, k]) for k in sorted(set(lv.keys.values()))],
@@ -257,6 +265,7 @@ def doit_tasks(root: Path) -> DoitTasks:
         clusters=clusters,
     )
     clusters.reporter = checkout.reporter
+    context.request_rebuild = checkout.request_rebuild
     # Ending the run, Ctrl-C included, cancels what it left running on a cluster.
     context.held.callback(clusters.close)
     return DoitTasks(checkout, context)
