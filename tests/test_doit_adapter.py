@@ -60,7 +60,8 @@ def test_run_command_execute_takes_the_parameters_we_pass() -> None:
     from affineur.run import ResourceRun
 
     theirs = set(inspect.signature(Run._execute).parameters)
-    ours = set(inspect.signature(ResourceRun._execute).parameters) - {"resources", "executor"}
+    own_options = {o["name"] for o in ResourceRun.cmd_options if o not in Run.cmd_options}
+    ours = set(inspect.signature(ResourceRun._execute).parameters) - own_options
     assert theirs == ours, f"doit's Run._execute parameters changed: {sorted(theirs ^ ours)}"
 
 
@@ -85,3 +86,36 @@ def test_the_command_line_never_loads_doit() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_the_progress_reporter_answers_every_call_doits_runner_makes() -> None:
+    # It implements doit's reporter interface itself; a method doit adds would
+    # otherwise surface as an AttributeError in the middle of a run.
+    from doit.reporter import ConsoleReporter
+
+    from affineur.run._doit_reporter import ProgressReporter
+
+    wanted = {n for n in vars(ConsoleReporter) if not n.startswith("_") and n != "write"}
+    wanted -= {"desc"}
+    missing = sorted(n for n in wanted if not callable(getattr(ProgressReporter, n, None)))
+    assert not missing, f"doit's reporter interface grew: {missing}"
+
+
+def test_only_the_adapter_imports_doit() -> None:
+    offenders = []
+    for path in sorted((REPO / "src" / "affineur").rglob("*.py")):
+        if path.name == "_doit.py":
+            continue
+        text = path.read_text()
+        if "\nimport doit" in text or "\nfrom doit" in text:
+            offenders.append(str(path.relative_to(REPO)))
+    assert not offenders, f"doit is imported outside affineur/run/_doit.py: {offenders}"
+
+
+def test_the_forget_command_takes_the_options_doits_forget_has() -> None:
+    from doit.cmd_forget import Forget
+
+    from affineur.run._doit import ForgetBuilds
+
+    theirs = list(inspect.signature(Forget._execute).parameters)
+    assert list(inspect.signature(ForgetBuilds._execute).parameters) == theirs

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -160,7 +161,87 @@ def test_doit_run_in_parallel_shows_progress_and_writes_reports(workspace: Works
     assert len(workspace.outcomes()) == packages
 
     # Another checkout state that lost doit's memory but kept the cache reuses every build.
-    ok(workspace.doit("forget"))
+    shutil.rmtree(workspace.root / ".affineur" / "doit-state")
     ok(workspace.doit("-n", "2"))
     assert set(workspace.outcomes().values()) == {"reused"}
     assert len(workspace.outcomes()) == packages
+
+
+# --- typed progress events ---------------------------------------------------------------
+
+
+def test_each_event_reads_as_the_line_people_know() -> None:
+    from affineur.progress import (
+        BuildFinished,
+        BuildStarted,
+        Downloading,
+        LockFinished,
+        LockStale,
+        LockStarted,
+        MetadataFound,
+        Notice,
+        Published,
+        describe,
+    )
+
+    lines = {
+        LockStarted("web", "cpu", ("requests", "idna")): (
+            "lock web for cpu: resolving requests, idna"
+        ),
+        LockFinished("web", "cpu", 7, 5): "locked web for cpu: 7 packages, 5 installed",
+        LockStale("web", "cpu"): "lock web/cpu is stale: re-locking",
+        Downloading("idna-3.7.tar.gz"): "download idna-3.7.tar.gz",
+        MetadataFound("idna", "3.7", "backend"): "idna==3.7: metadata from the build backend",
+        BuildStarted("idna", "3.7", "cpu", "k"): "build idna==3.7 (cpu)",
+        BuildFinished("idna", "3.7", "cpu", "k", "built", wheel="idna-3.7-py3-none-any.whl"): (
+            "built idna-3.7-py3-none-any.whl"
+        ),
+        BuildFinished("idna", "3.7", "cpu", "k", "reused"): None,
+        Published("web", "cpu", Path("dist/web/cpu/simple"), 5): (
+            "published 5 wheels to dist/web/cpu/simple"
+        ),
+        Notice("remote cache is down", warning=True): "warning: remote cache is down",
+    }
+    assert {event: describe(event) for event in lines} == lines
+
+
+def test_the_stream_reporter_keeps_details_for_verbose_runs() -> None:
+    from affineur.progress import MetadataFound, StreamReporter
+
+    event = MetadataFound("idna", "3.7", "wheel", "idna-3.7-py3-none-any.whl")
+    quiet, loud = io.StringIO(), io.StringIO()
+    StreamReporter(quiet).report(event)
+    StreamReporter(loud, verbose=True).report(event)
+    assert quiet.getvalue() == ""
+    assert loud.getvalue().endswith("idna==3.7: metadata from idna-3.7-py3-none-any.whl\n")
+
+
+def test_the_recorder_turns_build_events_into_report_data() -> None:
+    from affineur.progress import BuildFinished
+
+    recorder = RunContext().recorder
+    error = AffineurError("hook failed", stage="hook", causes=("line 1",))
+    recorder.report(
+        BuildFinished(
+            "tool",
+            "1.0",
+            "cpu",
+            "k-tool",
+            "substituted",
+            wheel="tool-1.0-py3-none-any.whl",
+            substitute_sha256="ab" * 32,
+            error=error,
+            notes=("more",),
+            log_tail=("last",),
+        )
+    )
+    recorder.report(BuildFinished("lib", "2.0", "cpu", "k-lib", "prebuilt"))
+    tool = recorder.get("k-tool")
+    assert tool is not None and tool.outcome == "substituted" and tool.failure is not None
+    failure = tool.failure
+    assert (failure.package, failure.version, failure.stage) == ("tool", "1.0", "hook")
+    assert tool.failure.causes == ("line 1", "more") and tool.failure.log_tail == ("last",)
+    assert tool.failure.substitute is not None
+    assert tool.failure.substitute.wheel == "tool-1.0-py3-none-any.whl"
+    lib = recorder.get("k-lib")
+    assert lib is not None and lib.outcome == "built" and lib.failure is None

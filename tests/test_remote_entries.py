@@ -11,6 +11,7 @@ import pytest
 from affineur.build import BuildCache, BuildKey, RemoteCache
 from affineur.config import Executor, effective_executor, effective_remote_cache
 from affineur.errors import AffineurError
+from affineur.progress import Event, Notice
 
 KEY = BuildKey("a" * 64)
 OTHER = BuildKey("b" * 64)
@@ -20,11 +21,9 @@ class Lines:
     def __init__(self) -> None:
         self.lines: list[str] = []
 
-    def message(self, text: str) -> None:
-        self.lines.append(text)
-
-    def detail(self, text: str) -> None:
-        pass
+    def report(self, event: Event) -> None:
+        assert isinstance(event, Notice)
+        self.lines.append(event.text)
 
 
 def local_entry(cache: BuildCache, key: BuildKey, *, stamped: str | None = None) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from affineur.config import validate
 from affineur.errors import AffineurError
-from affineur.run import requested
+from affineur.run import keep_going_requested
 from tests.ecosystem import FakeProject
 from tests.workspace import Workspace, ok
 
@@ -202,12 +202,12 @@ def test_timeout_from_an_override_is_reported_as_its_stage(workspace: Workspace)
     ],
 )
 def test_requested(var: str | None, env: dict[str, str], expected: bool) -> None:
-    assert requested(var, env) is expected
+    assert keep_going_requested(var, env) is expected
 
 
 def test_requested_refuses_unknown_values() -> None:
     with pytest.raises(AffineurError, match="AFFINEUR_TEST_MODE=2: expected 1 or 0"):
-        requested(None, {"AFFINEUR_TEST_MODE": "2"})
+        keep_going_requested(None, {"AFFINEUR_TEST_MODE": "2"})
 
 
 def test_a_resolve_failure_while_loading_is_reported(workspace: Workspace) -> None:

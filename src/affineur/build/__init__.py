@@ -10,6 +10,7 @@ from affineur.build._export import (
     target_markers,
     target_requires_python,
 )
+from affineur.build._hosttools import HOST_TOOLS, HostTools
 from affineur.build._job import (
     BuildJob,
     cancel_run,
@@ -25,6 +26,7 @@ from affineur.build._verify import target_tags, verify_wheel, wheel_problems
 from affineur.build._wheel import add_build_record, set_build_number
 
 __all__ = [
+    "HOST_TOOLS",
     "PUBLISHED_MODE",
     "BuildCache",
     "BuildInputs",
@@ -35,6 +37,7 @@ __all__ = [
     "CacheEntry",
     "Discarded",
     "ExportedWheel",
+    "HostTools",
     "RemoteCache",
     "RemoteEntryRejected",
     "add_build_record",

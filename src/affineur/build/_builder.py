@@ -71,6 +71,8 @@ class BuildRequest:
     env_wheels: Sequence[Path]  # cached wheels of every build-environment member
     network_isolation: bool = True
     base_env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    host_tools: Mapping[str, str] = field(default_factory=dict)
+    """The host tools in the build key, recorded with the result."""
 
 
 def source_date_epoch(archive: Path) -> int:
@@ -207,6 +209,7 @@ class Builder:
                 "settings": request.settings.to_json(),
                 "patches": [p.name for p in request.patches],
                 "target": dict(request.target),
+                "host_tools": dict(request.host_tools),
                 "wheel": wheel.name,
                 "started": started,
                 "seconds": round(time.time() - started, 3),

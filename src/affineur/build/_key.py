@@ -2,9 +2,11 @@
 
 A key hashes everything that can change the wheel: the package, its version and
 sdist hash, the variant, the effective settings for this package and variant, the
-patches, the target environment, and — recursively — the keys of every wheel in
-its build environment. So changing setuptools' settings changes the key of every
-package built with setuptools, and only those rebuild.
+patches, the target environment, the host tools a build can use (compilers,
+rustc, cmake ...: name and version, see :mod:`affineur.build._hosttools`), and —
+recursively — the keys of every wheel in its build environment. So changing
+setuptools' settings changes the key of every package built with setuptools,
+and only those rebuild; a compiler upgrade rebuilds, a kernel upgrade does not.
 
 Pure: callers pass the settings and patch hashes in; nothing here reads files.
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NewType
 
 from affineur.graph import Graph, Node, NodeKey, build_order
@@ -31,6 +33,8 @@ class BuildInputs:
 
     settings: Mapping[str, Any]  # Settings.to_json()
     patches: Sequence[tuple[str, str]] = ()  # (file name, sha256), in application order
+    host_tools: Mapping[str, str] = field(default_factory=dict)
+    """Tool name -> version line of what the build can use from the host."""
 
 
 def compute_key(
@@ -62,6 +66,7 @@ def compute_key(
             "patches": [list(p) for p in inputs.patches],
             "target": dict(sorted(target.items())),
             "build_env": sorted(env_keys),
+            "host_tools": dict(sorted(inputs.host_tools.items())),
         }
     raw = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
     return BuildKey(hashlib.sha256(raw).hexdigest())

@@ -38,7 +38,7 @@ from affineur.build._key import BuildKey
 from affineur.config import RemoteCacheSetting, validate
 from affineur.errors import AffineurError
 from affineur.index import sha256_file
-from affineur.progress import NullReporter, Reporter
+from affineur.progress import Notice, NullReporter, Reporter
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
@@ -156,8 +156,8 @@ class RemoteCache:
         try:
             return self._take(key, base, raw, local, name=name, version=version)
         except RemoteEntryRejected as exc:
-            self.reporter.message(
-                f"remote cache: ignored the entry of {name}=={version} ({key[:12]}): {exc}"
+            self.reporter.report(
+                Notice(f"remote cache: ignored the entry of {name}=={version} ({key[:12]}): {exc}")
             )
             return None
 
@@ -244,8 +244,10 @@ class RemoteCache:
         wheel = entry.wheel
         sha256 = sha256_file(wheel)
         if record.get("sha256") not in (None, sha256):
-            self.reporter.message(
-                f"remote cache: not uploading {wheel.name}: it differs from its cache record"
+            self.reporter.report(
+                Notice(
+                    f"remote cache: not uploading {wheel.name}: it differs from its cache record"
+                )
             )
             return False
         log = entry.log if entry.log.is_file() else None
@@ -268,8 +270,11 @@ class RemoteCache:
                 self.fs.put_file(str(log), f"{base}/{data['log_object']}")
             self._put_last(f"{base}/{ENTRY}", _dumps(data))
         except Exception as exc:
-            self.reporter.message(
-                f"warning: remote cache: could not upload {wheel.name} to {self.url} ({exc})"
+            self.reporter.report(
+                Notice(
+                    f"remote cache: could not upload {wheel.name} to {self.url} ({exc})",
+                    warning=True,
+                )
             )
             return False
         self._known.add(f"{base}/{ENTRY}")
@@ -325,9 +330,12 @@ class RemoteCache:
             if self._down is not None:
                 return
             self._down = str(exc) or type(exc).__name__
-        self.reporter.message(
-            f"warning: remote cache {self.url} cannot be {what} ({self._down}); "
-            "going on without it for this run"
+        self.reporter.report(
+            Notice(
+                f"remote cache {self.url} cannot be {what} ({self._down}); "
+                "going on without it for this run",
+                warning=True,
+            )
         )
 
 

@@ -28,9 +28,12 @@ __all__ = ["DOIT_TABLE", "init_repository", "register"]
 DOIT_TABLE = """\
 # doit reads its plugins from the pyproject.toml of the folder it starts in:
 # affineur's run command schedules builds by resources and re-locks stale locks,
-# and its state backend survives a killed run.
+# forget makes a forgotten build build again, clean waits for a running build,
+# and the state backend survives a killed run.
 [tool.doit.plugins.command]
 run = "affineur.run:ResourceRun"
+forget = "affineur.run:ForgetBuilds"
+clean = "affineur.run:CleanOutputs"
 
 [tool.doit.plugins.backend]
 affineur = "affineur.run:DurableDB"

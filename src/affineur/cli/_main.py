@@ -86,6 +86,7 @@ def _upgrade_names(wanted_names: Sequence[str], root: Path, names: Names) -> fro
 
 def cmd_lock(args: argparse.Namespace) -> int:
     from affineur.progress import StreamReporter
+    from affineur.run import hold_checkout
     from affineur.run import open_checkout as open_stages
 
     root, names = context(args)
@@ -108,14 +109,16 @@ def cmd_lock(args: argparse.Namespace) -> int:
         True if args.upgrade_all else _upgrade_names(args.upgrade, root, names)
     )
     stages = open_stages(root, reporter=StreamReporter(verbose=args.verbose))
-    for collection, variant in pairs:
-        c = stages.project.collections[collection]
-        v = stages.project.variants[variant]
-        if not upgrade and not args.force and stages.is_fresh(c, v):
-            print(f"{collection}/{variant}: up to date")
-            continue
-        path = stages.lock(collection, variant, upgrade=upgrade)
-        print(path.relative_to(root))
+    # A running doit reads and may re-lock the same files.
+    with hold_checkout(root):
+        for collection, variant in pairs:
+            c = stages.project.collections[collection]
+            v = stages.project.variants[variant]
+            if not upgrade and not args.force and stages.is_fresh(c, v):
+                print(f"{collection}/{variant}: up to date")
+                continue
+            path = stages.lock(collection, variant, upgrade=upgrade)
+            print(path.relative_to(root))
     return 0
 
 
@@ -276,9 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(func=cmd_settings)
 
+    from affineur.cli._upkeep import register as register_upkeep
     from affineur.cli._workflow import register
 
     register(add)
+    register_upkeep(add)
     return parser
 
 

@@ -118,18 +118,22 @@ def _collection_name(names: Names, given: str | None) -> str:
 
 def cmd_add(args: argparse.Namespace) -> int:
     from affineur.config import add_requirement
+    from affineur.run import hold_checkout
 
     root, names = _context(args)
     collection = _collection_name(names, args.collection)
     key: Literal["requirements", "constraints"] = (
         "constraints" if args.constraint else "requirements"
     )
-    print(add_requirement(root, collection, args.requirement, key=key).describe())
+    with hold_checkout(root):
+        edit = add_requirement(root, collection, args.requirement, key=key)
+    print(edit.describe())
     return 0
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
     from affineur.config import remove_requirement
+    from affineur.run import hold_checkout
 
     root, names = _context(args)
     if args.collection is not None:
@@ -142,7 +146,9 @@ def cmd_remove(args: argparse.Namespace) -> int:
         kind = "constraint" if args.constraint else "requirement"
         where = f" of collection {args.collection!r}" if args.collection else ""
         raise unknown(kind, args.name, present, where=where)
-    for edit in remove_requirement(root, args.name, args.collection, key=key):
+    with hold_checkout(root):
+        edits = remove_requirement(root, args.name, args.collection, key=key)
+    for edit in edits:
         print(edit.describe())
     return 0
 

@@ -29,7 +29,7 @@ from affineur.lock._discovery import BuildRequirements, ResolveFn, WheelFn
 from affineur.lock._policy import ResolvePolicy
 from affineur.lock._resolver import Resolution, ResolveRequest, resolve
 from affineur.lock._sources import LockIndex
-from affineur.progress import Reporter
+from affineur.progress import DiscoveringRequirements, Reporter
 
 __all__ = [
     "BuildEnvironments",
@@ -147,7 +147,7 @@ class BuildEnvironments:
         key = (pkg.name, pkg.version)
         if key not in self._requirements:
             sdist = source.sdist(pkg)
-            self.reporter.message(f"discover build requirements of {pkg.name}=={pkg.version}")
+            self.reporter.report(DiscoveringRequirements(str(pkg.name), str(pkg.version)))
             self._requirements[key] = self.hooks.requirements(
                 pkg.name,
                 pkg.version,

@@ -28,7 +28,7 @@ from affineur.index import DistFile, python_allows, source_url
 from affineur.lock._metadata import requires_dist, static_requires_dist
 from affineur.lock._resolver import VersionInfo
 from affineur.lock._sources import LocalSdist, LockIndex
-from affineur.progress import Reporter
+from affineur.progress import MetadataFound, Reporter
 
 __all__ = ["IndexCandidates", "MetadataHook", "Package", "SettingsFn"]
 
@@ -156,9 +156,11 @@ class IndexCandidates:
             if f.kind == "wheel" and f.core_metadata is not False and not f.yanked:
                 raw = self.index.core_metadata(f)
                 if raw is not None:
-                    self.reporter.detail(f"{pkg.name}=={pkg.version}: metadata from {f.filename}")
+                    self.reporter.report(
+                        MetadataFound(str(pkg.name), str(pkg.version), "wheel", f.filename)
+                    )
                     return requires_dist(raw)
-        self.reporter.detail(f"{pkg.name}=={pkg.version}: metadata from the build backend")
+        self.reporter.report(MetadataFound(str(pkg.name), str(pkg.version), "backend"))
         raw_meta = self.hook.metadata(pkg, self)
         if raw_meta is None:
             raise AffineurError(

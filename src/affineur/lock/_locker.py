@@ -52,7 +52,14 @@ from affineur.lock._policy import ResolvePolicy, Upgrade, previous_preferences
 from affineur.lock._resolver import Resolution, resolve
 from affineur.lock._source_mode import SourceBuilds, SourceWheels
 from affineur.lock._sources import LockIndex, NetworkIndex
-from affineur.progress import NullReporter, Reporter
+from affineur.progress import (
+    LockFinished,
+    LockStarted,
+    NullReporter,
+    PinMove,
+    PinsMoved,
+    Reporter,
+)
 
 __all__ = ["LockRequest", "Locker", "lock", "lock_request", "make_locker", "previous_locks"]
 
@@ -105,16 +112,11 @@ class Locker:
 
     def run(self) -> g.Graph:
         req = self.request
-        self.reporter.message(
-            f"lock {req.collection} for {req.variant}: resolving {', '.join(req.requirements)}"
-        )
+        self.reporter.report(LockStarted(req.collection, req.variant, tuple(req.requirements)))
         install = resolve(self.candidates, req.policy.install_request(req.requirements))
         toplevel, nodes = assemble(install, self, req.policy.environment)
         installed = g.install_closure(g.Graph("", "", "", {}, toplevel, nodes))
-        self.reporter.message(
-            f"locked {req.collection} for {req.variant}: {len(nodes)} packages, "
-            f"{len(installed)} installed"
-        )
+        self.reporter.report(LockFinished(req.collection, req.variant, len(nodes), len(installed)))
         return g.Graph(
             collection=req.collection,
             variant=req.variant,
@@ -258,8 +260,11 @@ def lock(
         own, graph, constraints=locker.request.policy.constraints, upgrade=upgrade
     )
     if moves:
-        pins = "pin" if len(moves) == 1 else "pins"
-        reporter.message(f"{collection.name}/{variant.name}: {len(moves)} {pins} moved")
-        for move in moves:
-            reporter.message(f"  {move.line()}")
+        reporter.report(
+            PinsMoved(
+                collection.name,
+                variant.name,
+                tuple(PinMove(m.name, m.old, m.new, m.reason) for m in moves),
+            )
+        )
     return paths

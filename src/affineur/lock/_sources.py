@@ -29,7 +29,7 @@ from affineur.index import (
 )
 from affineur.index import requires_dist as wheel_requires_dist
 from affineur.pep517 import read_pkg_info
-from affineur.progress import Reporter
+from affineur.progress import Downloading, Reporter
 
 __all__ = ["LocalSdist", "LocalWheel", "LockIndex", "NetworkIndex"]
 
@@ -133,7 +133,7 @@ class NetworkIndex:
         """Into the sdist store unless already there (its hash is checked by the caller)."""
         path = self.store.path(file.filename)
         if not path.exists():
-            self.reporter.message(f"download {shown}")
+            self.reporter.report(Downloading(shown))
             path.parent.mkdir(parents=True, exist_ok=True)
             fetcher.download(file, path.parent)
         return path

@@ -37,12 +37,14 @@ from affineur.run._scheduler import (
     check_capacities,
     demand_of,
 )
-from affineur.run._substitution import requested
+from affineur.run._substitution import keep_going_requested
 
 if TYPE_CHECKING:
     from affineur.run._doit import (
         DOIT_VERSIONS,
         ActionFailed,
+        CleanOutputs,
+        ForgetBuilds,
         ResourceRun,
         RunContext,
         doit_config,
@@ -54,6 +56,8 @@ if TYPE_CHECKING:
 _DOIT_NAMES = {
     "DOIT_VERSIONS": "_doit",
     "ActionFailed": "_doit",
+    "CleanOutputs": "_doit",
+    "ForgetBuilds": "_doit",
     "ResourceRun": "_doit",
     "RunContext": "_doit",
     "doit_config": "_doit",
@@ -78,10 +82,12 @@ __all__ = [
     "ActionFailed",
     "BuildOutcome",
     "Checkout",
+    "CleanOutputs",
     "Demand",
     "DoitTasks",
     "DurableDB",
     "Failure",
+    "ForgetBuilds",
     "IndexClients",
     "LockedVariant",
     "PackageResult",
@@ -101,11 +107,11 @@ __all__ = [
     "doit_tasks",
     "duration",
     "hold_checkout",
+    "keep_going_requested",
     "mutex_path",
     "open_checkout",
     "progress_reporter",
     "report_json",
-    "requested",
     "summary_json",
     "summary_markdown",
 ]

@@ -16,13 +16,16 @@ import importlib.util
 import json
 import os
 import shutil
+import tempfile
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property, partial
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Protocol
+
+from packaging.utils import canonicalize_name
 
 from affineur import graph as g
 from affineur.build import (
@@ -33,6 +36,7 @@ from affineur.build import (
     BuildKey,
     BuildRequest,
     CacheEntry,
+    HostTools,
     RemoteCache,
     build_keys,
     job_graph,
@@ -52,10 +56,17 @@ from affineur.config import (
     patch_hashes,
 )
 from affineur.errors import AffineurError
-from affineur.index import Fetcher, IndexClient, SdistStore, UrlSource, source_url
+from affineur.index import Fetcher, IndexClient, SdistStore, UrlSource, sha256_file, source_url
 from affineur.lock import LockPaths, lock, lock_is_fresh, read_lock
-from affineur.progress import Reporter, StreamReporter
-from affineur.run._reports import RunRecorder
+from affineur.progress import (
+    BuildStarted,
+    CacheEntryDiscarded,
+    LockStale,
+    Published,
+    Rebuilt,
+    Reporter,
+    StreamReporter,
+)
 from affineur.run._scheduler import Demand, demand_of
 from affineur.run._source_builds import SourceModeBuilds
 from affineur.run._substitution import Attempts, refuse_substitutes
@@ -148,6 +159,10 @@ class Cluster(Protocol):
     def build(self, job: BuildJob, demand: Demand, log: Path) -> Mapping[str, Any]: ...
 
 
+def no_host_tools() -> Mapping[str, str]:
+    return {}
+
+
 def this_machine(variant: Variant) -> Cluster | None:
     return None
 
@@ -171,6 +186,8 @@ class Checkout:
     remotes: Callable[[Variant], RemoteCache | None] = no_remote_cache
     """The shared cache looked up before a build and filled after it (see build/_remote)."""
     clusters: Callable[[Variant], Cluster | None] = this_machine
+    host_tools: Callable[[], Mapping[str, str]] = no_host_tools
+    """The host tools a build can use, name -> version (see build/_hosttools), asked once."""
     """Where each variant's builds run: None for this machine."""
 
     @property
@@ -246,7 +263,7 @@ class Checkout:
     def relock_stale(self) -> None:
         for c, v in self.pairs():
             if not self.is_fresh(c, v):
-                self.reporter.message(f"lock {c.name}/{v.name} is stale: re-locking")
+                self.reporter.report(LockStale(c.name, v.name))
                 self.lock(c.name, v.name)
 
     # --- stage 2 ------------------------------------------------------------
@@ -259,10 +276,16 @@ class Checkout:
     def patches(self, variant: Variant, node: g.Node) -> list[Path]:
         return find_patches(self.root, node.name, node.version, variant.name)
 
+    @cached_property
+    def tool_versions(self) -> Mapping[str, str]:
+        return dict(self.host_tools())
+
     def inputs(self, variant: Variant, node: g.Node) -> BuildInputs:
         return BuildInputs(
             settings=self.settings(variant, node).to_json(),
             patches=patch_hashes(self.root, self.patches(variant, node)),
+            # An upstream wheel taken as it is used no compiler of ours.
+            host_tools={} if node.prebuilt else self.tool_versions,
         )
 
     @cached_property
@@ -305,14 +328,69 @@ class Checkout:
 
     _swept: bool = field(default=False, init=False, repr=False)
 
-    def build(self, lv: LockedVariant, node_key: g.NodeKey) -> None:
-        """Put the node's wheel into the cache under its build key (built, reused or taken)."""
+    def build(self, lv: LockedVariant, node_key: g.NodeKey) -> Rebuilt | None:
+        """Put the node's wheel into the cache under its build key (built, reused or taken).
+
+        A build asked for again (:meth:`request_rebuild`) does not reuse its cache
+        entry: it builds, and returns how the new wheel compares with the old one.
+        """
         node = lv.graph.nodes[node_key]
         key = lv.keys[node_key]
         if not self._swept:
             # On the first build only, so a no-op run never scans the cache.
             self.cache.discard_stale_staging()
             self._swept = True
+        marker = self._rebuild_marker(key)
+        if not marker.exists():
+            self._build(lv, node, key, forced=False)
+            return None
+        previous = self._set_aside(key)
+        try:
+            self._build(lv, node, key, forced=True)
+        except BaseException:
+            if previous is not None and self.cache.get(key) is None:
+                previous[0].rename(self.cache.entry(key).path)  # the old wheel stays usable
+            raise
+        finally:
+            old_sha = sha256_file(previous[1]) if previous and previous[1].exists() else None
+            if previous is not None:
+                shutil.rmtree(previous[0].parent, ignore_errors=True)
+        event = Rebuilt(
+            node.name,
+            node.version,
+            lv.variant.name,
+            key,
+            sha256=sha256_file(self.entry_of(key).wheel),
+            previous_sha256=old_sha,
+        )
+        marker.unlink(missing_ok=True)
+        self.reporter.report(event)
+        return event
+
+    def _rebuild_marker(self, key: BuildKey) -> Path:
+        return self.build_dir / "rebuild" / key
+
+    def request_rebuild(self, keys: Iterable[str]) -> None:
+        """Build these keys again the next time they are built, instead of reusing them.
+
+        A marker file per key: ``doit forget`` leaves one for the next ``doit``.
+        """
+        for key in keys:
+            marker = self._rebuild_marker(BuildKey(key))
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+
+    def _set_aside(self, key: BuildKey) -> tuple[Path, Path] | None:
+        """Move the entry of ``key`` out of the cache: (the entry's new place, its wheel)."""
+        entry = self.cache.get(key)
+        if entry is None:
+            return None
+        name = entry.wheel.name
+        aside = Path(tempfile.mkdtemp(prefix=f".previous-{key[:16]}-", dir=self.cache.root))
+        entry.path.rename(aside / "entry")
+        return aside / "entry", aside / "entry" / name
+
+    def _build(self, lv: LockedVariant, node: g.Node, key: BuildKey, *, forced: bool) -> None:
         with self.attempts.attempt(
             key=key,
             name=node.name,
@@ -327,25 +405,27 @@ class Checkout:
                 if remote is not None:
                     remote.push(local)  # seeds the remote from a cache filled before it existed
                 return
-            if remote is not None and remote.fetch(
-                key, self.cache, name=node.name, version=node.version
+            if (
+                not forced
+                and remote is not None
+                and remote.fetch(key, self.cache, name=node.name, version=node.version)
             ):
                 attempt.reused_remote()
-                self.reporter.message(
-                    f"reused from remote cache: {node.name}=={node.version} ({lv.variant.name})"
-                )
                 return
             if node.prebuilt:
                 entry = self._take_prebuilt(lv, node, key)
+                attempt.outcome, attempt.wheel = "prebuilt", entry.wheel.name
                 if remote is not None:
                     remote.push(entry)
                 return
             cluster = self.clusters(lv.variant)
             if cluster is not None:
                 attempt.log = self._build_log(lv, node)
-                self._build_on(cluster, remote, lv, node, key, attempt.log)
+                attempt.wheel, attempt.where = self._build_on(
+                    cluster, remote, lv, node, key, attempt.log
+                )
                 return
-            self.reporter.detail(f"build {node.name}=={node.version} ({lv.variant.name})")
+            self.reporter.report(BuildStarted(node.name, node.version, lv.variant.name, key))
             request = BuildRequest(
                 node=node,
                 key=key,
@@ -355,10 +435,11 @@ class Checkout:
                 patches=self.patches(lv.variant, node),
                 env_wheels=[self.wheel_of(lv.keys[k]) for k in node.build_env],
                 network_isolation=lv.variant.network_isolation,
+                host_tools=self.tool_versions,
             )
             attempt.log = self.builder.failed_log(request)
             entry = self.builder.build(request, lv.graph)
-            self.reporter.detail(f"built {entry.wheel.name}")
+            attempt.wheel = entry.wheel.name
             if remote is not None:
                 remote.push(entry)
 
@@ -377,8 +458,10 @@ class Checkout:
         node: g.Node,
         key: BuildKey,
         log: Path,
-    ) -> None:
-        """Build on a cluster, through the remote cache both ways; the wheel lands here."""
+    ) -> tuple[str, str]:
+        """Build on a cluster, through the remote cache both ways; the wheel lands here.
+
+        Returns the wheel's name and the worker that built it."""
         if remote is None or not remote.writable:
             raise AffineurError(
                 f"variant {lv.variant.name} builds on {cluster.address}, which needs a "
@@ -414,8 +497,8 @@ class Checkout:
             remote=remote.setting,
         )
         task = SimpleNamespace(name=node.name, meta={"resources": self.demand(lv.variant, node)})
-        self.reporter.detail(
-            f"build {node.name}=={node.version} ({lv.variant.name}) on {cluster.address}"
+        self.reporter.report(
+            BuildStarted(node.name, node.version, lv.variant.name, key, where=cluster.address)
         )
         result = cluster.build(job, demand_of(task), log)
         entry = remote.fetch(key, self.cache, name=node.name, version=node.version)
@@ -426,7 +509,7 @@ class Checkout:
                 stage="build",
             )
         log.unlink(missing_ok=True)  # the entry holds the log now, as a local build's does
-        self.reporter.message(f"built {entry.wheel.name} on {result.get('worker')}")
+        return entry.wheel.name, str(result.get("worker"))
 
     def _take_prebuilt(self, lv: LockedVariant, node: g.Node, key: BuildKey) -> CacheEntry:
         assert node.wheel is not None
@@ -470,9 +553,79 @@ class Checkout:
         dest = self.dist_dir(lv.collection.name, lv.variant.name)
         simple = publish_index(entries, dest)
         count = sum(1 for _ in (dest / "files").iterdir())
-        self.reporter.message(f"published {count} wheels to {simple}")
+        self.reporter.report(Published(lv.collection.name, lv.variant.name, simple, count))
         refuse_substitutes([self.cache.entry(lv.keys[k]) for k in lv.graph.nodes], str(simple))
         return simple
+
+    # --- forcing and cleaning ---------------------------------------------------
+
+    def rebuild(self, name: str, variants: Iterable[str] = ()) -> list[Rebuilt]:
+        """Build every locked build of ``name`` again (in ``variants``, default all).
+
+        Its build environment is built first where the cache lacks it; indexes
+        already published that hold it are published again, with the new wheel.
+        """
+        wanted, only = canonicalize_name(name), set(variants)
+        chosen: dict[BuildKey, tuple[LockedVariant, g.NodeKey]] = {}
+        for lv in self.locked:
+            if only and lv.variant.name not in only:
+                continue
+            for node_key, node in sorted(lv.graph.nodes.items()):
+                if canonicalize_name(node.name) == wanted:
+                    chosen.setdefault(lv.keys[node_key], (lv, node_key))
+        if not chosen:
+            where = f" for {', '.join(sorted(only))}" if only else ""
+            raise AffineurError(
+                f"no lock{where} holds {name}",
+                hint="'affineur why NAME' and 'affineur tree' show what the locks hold",
+            )
+        results = []
+        for key, (lv, node_key) in chosen.items():
+            self._ensure_built(lv, lv.graph.nodes[node_key].build_env)
+            self._fetch(lv, lv.graph.nodes[node_key])
+            self.request_rebuild([key])
+            event = self.build(lv, node_key)
+            assert event is not None
+            results.append(event)
+        for lv in self.locked:
+            published = self.dist_dir(lv.collection.name, lv.variant.name) / "simple"
+            touched = any(k in chosen for k in lv.keys.values())
+            if touched and published.is_dir() and all(self.cache.get(k) for k in lv.keys.values()):
+                self.publish(lv)
+        return results
+
+    def _ensure_built(self, lv: LockedVariant, wanted: Iterable[g.NodeKey]) -> None:
+        """Build what ``wanted`` (and, first, their own build environments) lack."""
+        needed: set[g.NodeKey] = set()
+        todo = list(wanted)
+        while todo:
+            node_key = todo.pop()
+            if node_key in needed or self.cache.get(lv.keys[node_key]) is not None:
+                continue
+            needed.add(node_key)
+            todo.extend(lv.graph.nodes[node_key].build_env)
+        for node_key in g.build_order({k: lv.graph.nodes[k] for k in needed}):
+            self._fetch(lv, lv.graph.nodes[node_key])
+            self.build(lv, node_key)
+
+    def _fetch(self, lv: LockedVariant, node: g.Node) -> None:
+        ref = node.wheel if node.prebuilt else node.sdist
+        if ref is not None:
+            self.download(lv, node, ref)
+
+    def clean_build(self, key: BuildKey) -> None:
+        """Remove the cache entry of ``key`` (``doit clean``): renamed away, then deleted."""
+        entry = self.cache.entry(key)
+        if entry.path.exists():
+            aside = Path(tempfile.mkdtemp(prefix=f".cleaned-{key[:16]}-", dir=self.cache.root))
+            entry.path.rename(aside / "entry")
+            shutil.rmtree(aside, ignore_errors=True)
+
+    def clean_download(self, filename: str) -> None:
+        self.store.path(filename).unlink(missing_ok=True)
+
+    def clean_published(self, collection: str, variant: str) -> None:
+        shutil.rmtree(self.dist_dir(collection, variant), ignore_errors=True)
 
     def capacities(self) -> dict[str, float]:
         """The largest capacity any variant gives each resource (one machine runs them all).
@@ -492,15 +645,14 @@ def open_checkout(
     *,
     reporter: Reporter | None = None,
     keep_going: bool = False,
-    recorder: RunRecorder | None = None,
     clients: Callable[[Variant], IndexClient] | None = None,
     clusters: Callable[[Variant], Cluster | None] | None = None,
 ) -> Checkout:
     """The checkout at ``root`` with its usual collaborators under ``root/build``.
 
     ``keep_going`` replaces a failed build by the upstream wheel of the same
-    version (see :mod:`affineur.run._substitution`); ``recorder`` receives every
-    build's outcome (the doit reporter reads it).
+    version (see :mod:`affineur.run._substitution`); ``reporter`` gets every
+    progress event, one :class:`~affineur.progress.BuildFinished` per build.
     """
     root = Path(root)
     build_dir = root / "build"
@@ -508,7 +660,7 @@ def open_checkout(
     shown = reporter or StreamReporter()
 
     def discarded(key: BuildKey, reason: str) -> None:
-        shown.message(f"discarded build/cache/{key}: {reason}")
+        shown.report(CacheEntryDiscarded(key, reason))
 
     cache = BuildCache(build_dir / "cache", on_discard=discarded)
     return Checkout(
@@ -519,11 +671,12 @@ def open_checkout(
         clients=clients or IndexClients(),
         attempts=Attempts(
             cache=cache,
-            recorder=recorder or RunRecorder(),
+            reporter=shown,
             downloads=build_dir / "substitutes",
-            test_mode=keep_going,
+            keep_going=keep_going,
         ),
         reporter=shown,
         remotes=RemoteCaches(root, shown),
         clusters=clusters or this_machine,
+        host_tools=HostTools(build_dir / "host-tools.json").fingerprint,
     )

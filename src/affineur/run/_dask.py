@@ -37,7 +37,7 @@ from typing import Any
 from affineur.build import BuildJob, cancel_run, result_error, run_on_worker
 from affineur.config import Variant, effective_executor
 from affineur.errors import AffineurError
-from affineur.progress import NullReporter, Reporter
+from affineur.progress import Notice, NullReporter, Reporter
 from affineur.run._scheduler import Demand
 
 __all__ = ["DaskBuilds", "Executors", "dask_resources"]
@@ -176,7 +176,9 @@ class DaskBuilds:
         pending = list(self._futures)
         with contextlib.suppress(Exception):
             if pending:
-                self.reporter.message(f"cancelling {len(pending)} build(s) on {self.address}")
+                self.reporter.report(
+                    Notice(f"cancelling {len(pending)} build(s) on {self.address}")
+                )
                 client.cancel(pending, force=True)
                 # A running Python task cannot be interrupted; its build process can.
                 client.run(cancel_run, self.run)

@@ -14,12 +14,15 @@ sections of the configuration it reads from the *current directory*
 (``pyproject.toml`` ``[tool.doit.plugins.*]`` or ``doit.cfg``) before it loads the
 dodo file; ``DOIT_CONFIG`` inside the dodo can only set option values. So the
 checkout's ``pyproject.toml`` registers :class:`ResourceRun` as doit's ``run``
-command (the default command: plain ``doit``, ``doit build``, ``doit -n 2``) and
-:class:`affineur.run._doit_state.DurableDB` as a backend; ``doit list``, ``info``,
-``forget`` use doit's own commands over the same backend::
+command (the default command: plain ``doit``, ``doit build``, ``doit -n 2``),
+:class:`ForgetBuilds` and :class:`CleanOutputs` as ``forget`` and ``clean``, and
+:class:`affineur.run._doit_state.DurableDB` as a backend; ``doit list`` and
+``info`` use doit's own commands over the same backend::
 
     [tool.doit.plugins.command]
     run = "affineur.run:ResourceRun"
+    forget = "affineur.run:ForgetBuilds"
+    clean = "affineur.run:CleanOutputs"
 
     [tool.doit.plugins.backend]
     affineur = "affineur.run:DurableDB"
@@ -44,15 +47,18 @@ import contextlib
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from doit import cmd_run, get_var, loader
+from doit.cmd_clean import Clean
+from doit.cmd_forget import Forget
 from doit.cmd_run import Run
+from doit.dependency import DatabaseException
 from doit.doit_cmd import DoitConfig
-from doit.exceptions import InvalidCommand, InvalidDodoFile, TaskFailed
+from doit.exceptions import BaseFail, InvalidCommand, InvalidDodoFile, TaskFailed, UnmetDependency
 from doit.runner import MThreadRunner
 from doit.tools import config_changed
 
@@ -67,21 +73,26 @@ from affineur.run._scheduler import (
     checked_capacities,
     demand_of,
 )
-from affineur.run._substitution import requested
+from affineur.run._substitution import keep_going_requested
 
 __all__ = [
     "BACKEND_NAME",
     "DOIT_VERSIONS",
     "STATE_DIR",
     "ActionFailed",
+    "BaseFail",
+    "CleanOutputs",
+    "DatabaseException",
+    "ForgetBuilds",
     "ResourceRun",
     "ResourceRunner",
     "RunContext",
+    "UnmetDependency",
     "action",
     "config_changed",
     "current_run",
     "doit_config",
-    "keep_going_requested",
+    "keep_going_from_doit",
     "load_error",
 ]
 
@@ -109,7 +120,8 @@ class RunContext:
     keep_going: bool = False
     """Keep going after failures, with upstream wheels standing in for failed builds."""
     recorder: RunRecorder = field(default_factory=RunRecorder)
-    """Build outcomes doit cannot see (reused, substituted), by build key."""
+    """Build outcomes doit cannot see (reused, substituted), by build key: the
+    checkout reports its :class:`~affineur.progress.BuildFinished` events to it."""
     failed: bool = False
     """Set by the reporter: a run whose only failures were substituted still failed."""
     executor: str | None = None
@@ -118,6 +130,9 @@ class RunContext:
     """What the run holds until it ends (the checkout mutex)."""
     workers: int = 1
     """Tasks run at once (``-n``): the progress display divides the remaining work by it."""
+
+    request_rebuild: Callable[[Iterable[str]], None] | None = None
+    """Set by the dodo's tasks: build these keys again rather than reuse them."""
 
 
 _CURRENT: list[RunContext] = []
@@ -128,10 +143,10 @@ def current_run() -> RunContext:
     return _CURRENT[-1] if _CURRENT else RunContext()
 
 
-def keep_going_requested() -> bool:
+def keep_going_from_doit() -> bool:
     """``doit test_mode=1`` or ``AFFINEUR_TEST_MODE=1``, read while the dodo loads."""
     try:
-        return requested(get_var("test_mode"), os.environ)
+        return keep_going_requested(get_var("test_mode"), os.environ)
     except AffineurError as exc:
         raise load_error(exc) from None
 
@@ -371,6 +386,64 @@ class ResourceRun(Run):  # type: ignore[misc]
             )
         finally:
             cmd_run.MThreadRunner = original
+
+
+class ForgetBuilds(Forget):  # type: ignore[misc]
+    """doit's ``forget``; a forgotten build is then built again, not taken from the cache.
+
+    doit forgets a task's saved state, so the next run executes it; but the build
+    action would find the cache entry of its unchanged key and reuse it. A person
+    who forgets a build wants it built: the checkout is told to build those keys
+    again (:meth:`affineur.run._checkout.Checkout.request_rebuild`).
+    """
+
+    name = "forget"
+
+    def execute(self, params: Any, args: Any) -> Any:
+        context = RunContext()
+        _CURRENT.append(context)
+        try:
+            return super().execute(params, args)
+        finally:
+            _CURRENT.remove(context)
+
+    def _execute(self, forget_sub: Any, forget_disable_default: Any, forget_all: Any) -> Any:
+        # doit passes options by the names of this signature: keep it the same as Forget's.
+        forgotten: list[str] = []
+        remove, remove_all = self.dep_manager.remove, self.dep_manager.remove_all
+
+        def removing(name: str) -> None:
+            forgotten.append(name)
+            remove(name)
+
+        def removing_all() -> None:
+            forgotten.extend(t.name for t in self.task_list)
+            remove_all()
+
+        self.dep_manager.remove, self.dep_manager.remove_all = removing, removing_all
+        result = super()._execute(forget_sub, forget_disable_default, forget_all)
+        tasks = {t.name: t for t in self.task_list}
+        keys = [
+            str(info["key"])
+            for name in forgotten
+            if name in tasks
+            and isinstance(info := (tasks[name].meta or {}).get("package"), Mapping)
+            and "key" in info
+        ]
+        context = current_run()
+        if keys and context.request_rebuild is not None:
+            context.request_rebuild(keys)
+        return result
+
+
+class CleanOutputs(Clean):  # type: ignore[misc]
+    """doit's ``clean``, holding the checkout mutex: it deletes what a run may be using."""
+
+    name = "clean"
+
+    def execute(self, params: Any, args: Any) -> Any:
+        with hold_checkout(Path.cwd()):
+            return super().execute(params, args)
 
 
 def _plugins_registered() -> bool:

@@ -39,14 +39,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, TextIO
 
-from doit.exceptions import BaseFail, UnmetDependency
-from doit.reporter import ConsoleReporter
 from rich.text import Text
 
 from affineur.atomic import write_atomic
 from affineur.config import validate
 from affineur.errors import AffineurError
-from affineur.run._doit import ActionFailed, RunContext
+from affineur.run._doit import ActionFailed, BaseFail, RunContext, UnmetDependency
 from affineur.run._live import Durations, LiveView
 from affineur.run._reports import (
     Failure,
@@ -92,7 +90,7 @@ def write_reports(summary: RunSummary, folder: Path) -> list[Path]:
     return written
 
 
-def write_load_failure(exc: AffineurError, folder: Path, *, test_mode: bool = False) -> None:
+def write_load_failure(exc: AffineurError, folder: Path, *, keep_going: bool = False) -> None:
     """Report an error raised while the dodo loads (re-locking: resolve, discovery, ...).
 
     No task runs then, so the reporter never starts; the report still has to say why.
@@ -102,7 +100,7 @@ def write_load_failure(exc: AffineurError, folder: Path, *, test_mode: bool = Fa
         packages=(),
         failures=(failure,),
         started=datetime.now(UTC).isoformat(timespec="seconds"),
-        test_mode=test_mode,
+        test_mode=keep_going,
     )
     # The load error itself is what the user must see; a report that cannot be
     # written must not hide it.
@@ -133,7 +131,7 @@ def _isatty(stream: Any) -> bool:
         return False
 
 
-class ProgressReporter(ConsoleReporter):  # type: ignore[misc]
+class ProgressReporter:
     """See the module docstring. Worker threads call :meth:`execute_task`, hence the lock."""
 
     desc = "affineur progress and build reports"
@@ -141,7 +139,11 @@ class ProgressReporter(ConsoleReporter):  # type: ignore[misc]
     reports_dir: ClassVar[Path | None] = None
 
     def __init__(self, outstream: TextIO, options: Mapping[str, Any]) -> None:
-        super().__init__(outstream, options)
+        # doit's reporter interface, implemented here rather than inherited from its
+        # console reporter, whose attributes are not an API.
+        self.outstream = outstream
+        self.failures: list[dict[str, Any]] = []
+        self.runtime_errors: list[str] = []
         self._lock = threading.RLock()
         self.tty = _isatty(outstream)
         self.started = time.monotonic()
@@ -277,6 +279,22 @@ class ProgressReporter(ConsoleReporter):  # type: ignore[misc]
             if _package(task) is not None:
                 self._result(task, "skipped", 0.0, ("ignored",))
                 self._count(task.name)
+
+    def get_status(self, task: Any) -> None:
+        pass
+
+    def teardown_task(self, task: Any) -> None:
+        pass
+
+    def cleanup_error(self, exception: BaseFail) -> None:
+        self.write(str(exception.get_msg()))
+
+    def runtime_error(self, msg: str) -> None:
+        # Shown after the task failures, when the run completes.
+        self.runtime_errors.append(msg)
+
+    def write(self, text: str) -> None:
+        self.outstream.write(text)
 
     def complete_run(self) -> None:
         with self._lock:

@@ -33,9 +33,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from doit.dependency import DatabaseException
-
 from affineur.atomic import write_atomic
+from affineur.run._doit import DatabaseException
 
 __all__ = ["DurableDB"]
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from affineur.errors import AffineurError
+from affineur.progress import BuildFinished, Event
 
 __all__ = [
     "MARKDOWN_LIMIT",
@@ -132,11 +133,41 @@ class BuildOutcome:
 
 
 class RunRecorder:
-    """Build outcomes by build key, written from doit's worker threads."""
+    """Build outcomes by build key, written from doit's worker threads.
+
+    A :class:`~affineur.progress.Reporter`: it keeps what every
+    :class:`~affineur.progress.BuildFinished` says, as report data.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._builds: dict[str, BuildOutcome] = {}
+
+    def report(self, event: Event) -> None:
+        if not isinstance(event, BuildFinished):
+            return
+        failure = None
+        if event.error is not None:
+            failure = Failure.from_error(
+                event.error,
+                default_stage="build",
+                variant=event.variant,
+                log=str(event.log) if event.log else None,
+                log_tail=event.log_tail,
+            )
+            failure = replace(
+                failure,
+                package=failure.package or event.name,
+                version=failure.version or event.version,
+                causes=(*failure.causes, *event.notes),
+            )
+            if event.outcome == "substituted" and event.wheel and event.substitute_sha256:
+                failure = replace(
+                    failure, substitute=Substitute(event.wheel, event.substitute_sha256)
+                )
+        # A prebuilt package's task is "built" in the reports, marked prebuilt by its task.
+        outcome = "built" if event.outcome == "prebuilt" else event.outcome
+        self.record(event.key, BuildOutcome(outcome, failure))
 
     def record(self, key: str, outcome: BuildOutcome) -> None:
         with self._lock:

@@ -14,7 +14,7 @@ from pathlib import Path
 from affineur import graph as g
 from affineur.build import BuildCache, Builder, BuildInputs, BuildKey, BuildRequest, compute_key
 from affineur.config import Settings, Variant
-from affineur.progress import Reporter
+from affineur.progress import BuildingForDiscovery, Reporter
 
 __all__ = ["SourceModeBuilds"]
 
@@ -60,9 +60,7 @@ class SourceModeBuilds:
         )
         self._keys[node.key] = key
         if self.cache.get(key) is None:
-            self.reporter.message(
-                f"build {node.name}=={node.version} to discover with it (source mode)"
-            )
+            self.reporter.report(BuildingForDiscovery(node.name, node.version))
         request = BuildRequest(
             node=node,
             key=key,

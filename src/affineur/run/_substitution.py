@@ -1,7 +1,9 @@
-"""Test mode: keep building after failures, with upstream wheels standing in for failed builds.
+"""Keep going with substitutes: build on after failures, upstream wheels standing in.
 
-Switched on with ``doit test_mode=1`` (a doit command-line variable, read when
-the dodo loads) or ``AFFINEUR_TEST_MODE=1``; it also sets doit's ``continue``.
+What the command line calls "test mode" is two things: doit keeps going after a
+failed task (``continue``), and a failed build is substituted. Switched on with
+``doit test_mode=1`` (a doit command-line variable, read when the dodo loads) or
+``AFFINEUR_TEST_MODE=1``.
 
 A build that fails at any stage is replaced by the index's wheel of the same
 name and version for this interpreter, when there is one and the index gives
@@ -20,7 +22,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -31,7 +33,8 @@ from packaging.version import InvalidVersion, Version
 from affineur.build import BuildCache, BuildKey, CacheEntry
 from affineur.errors import AffineurError
 from affineur.index import DistFile, best_wheel, sha256_file
-from affineur.run._reports import BuildOutcome, Failure, RunRecorder, Substitute
+from affineur.progress import BuildFinished, Reporter
+from affineur.run._reports import Substitute
 
 __all__ = [
     "ENV_VAR",
@@ -40,9 +43,9 @@ __all__ = [
     "SubstitutesPublished",
     "WheelIndex",
     "is_substitute",
+    "keep_going_requested",
     "read_tail",
     "refuse_substitutes",
-    "requested",
     "substitute",
     "trusted",
     "withdraw",
@@ -54,8 +57,9 @@ _OFF = frozenset({"", "0", "false", "no", "off"})
 TAIL_LINES = 40
 
 
-def requested(var: str | None, environ: Mapping[str, str]) -> bool:
-    """Whether test mode is on: the doit variable wins over the environment variable."""
+def keep_going_requested(var: str | None, environ: Mapping[str, str]) -> bool:
+    """Whether to keep going with substitutes ("test mode"): the doit variable wins
+    over the environment variable."""
     for value, where in ((var, "test_mode="), (environ.get(ENV_VAR), f"{ENV_VAR}=")):
         if value is None:
             continue
@@ -121,7 +125,7 @@ def substitute(
     name: str,
     version: str,
     variant: str,
-    failure: Failure,
+    error: AffineurError,
     index: WheelIndex,
     downloads: Path,
     tags: Iterable[Tag] | None = None,
@@ -171,7 +175,10 @@ def substitute(
                 "substituted": True,
                 "wheel": found.filename,
                 "sha256": found.sha256,
-                "failure": {"stage": failure.stage, "error": failure.error},
+                "failure": {
+                    "stage": error.stage or "build",
+                    "error": error.message.splitlines()[0] if error.message else "failed",
+                },
             },
         )
     return Substitute(found.filename, found.sha256)
@@ -199,8 +206,12 @@ def refuse_substitutes(entries: Iterable[CacheEntry], where: str) -> None:
 class Attempt:
     """What the build action tells its :meth:`Attempts.attempt` while it runs."""
 
-    outcome: Literal["built", "reused", "remote"] = "built"
+    outcome: Literal["built", "reused", "remote", "prebuilt"] = "built"
     log: Path | None = None
+    """Where the build's log is kept if it fails (its tail goes into the report)."""
+    wheel: str | None = None
+    where: str | None = None
+    """The cluster worker that built it (None: this machine)."""
 
     def reused(self) -> None:
         self.outcome = "reused"
@@ -211,12 +222,17 @@ class Attempt:
 
 @dataclass
 class Attempts:
-    """Runs build actions: records their outcome, and in test mode substitutes failures."""
+    """Runs build actions, reports how each ended, and substitutes failures when keeping going.
+
+    Every attempt ends with one :class:`~affineur.progress.BuildFinished` to the
+    reporter, a failure included (the doit reporter learns cache reuse and
+    substitution from these).
+    """
 
     cache: BuildCache
-    recorder: RunRecorder
+    reporter: Reporter
     downloads: Path
-    test_mode: bool = False
+    keep_going: bool = False
 
     @contextmanager
     def attempt(
@@ -228,24 +244,18 @@ class Attempts:
         variant: str,
         index: WheelIndex,
     ) -> Iterator[Attempt]:
-        """Wrap one build; a failure is recorded, then substituted (suppressed) or re-raised."""
+        """Wrap one build; a failure is reported, then substituted (suppressed) or re-raised."""
         withdraw(self.cache, key)
         attempt = Attempt()
         started = time.time()
         try:
             yield attempt
         except AffineurError as exc:
-            failure = Failure.from_error(
-                exc,
-                default_stage="build",
-                variant=variant,
-                log=str(attempt.log) if attempt.log and attempt.log.is_file() else None,
-                log_tail=read_tail(attempt.log, since=started - 1),
-            )
-            failure = replace(failure, package=failure.package or name)
-            failure = replace(failure, version=failure.version or version)
-            stand_in = None
-            if self.test_mode:
+            log = attempt.log if attempt.log and attempt.log.is_file() else None
+            tail = read_tail(attempt.log, since=started - 1)
+            stand_in: Substitute | None = None
+            notes: tuple[str, ...] = ()
+            if self.keep_going:
                 try:
                     stand_in = substitute(
                         cache=self.cache,
@@ -253,18 +263,38 @@ class Attempts:
                         name=name,
                         version=version,
                         variant=variant,
-                        failure=failure,
+                        error=exc,
                         index=index,
                         downloads=self.downloads,
                     )
                 except AffineurError as sub_exc:
-                    note = f"no substitute: {sub_exc.one_line()}"
-                    failure = replace(failure, causes=(*failure.causes, note))
-            if stand_in is None:
-                self.recorder.record(key, BuildOutcome("failed", failure))
-                raise
-            self.recorder.record(
-                key, BuildOutcome("substituted", replace(failure, substitute=stand_in))
+                    notes = (f"no substitute: {sub_exc.one_line()}",)
+            self.reporter.report(
+                BuildFinished(
+                    name=name,
+                    version=version,
+                    variant=variant,
+                    key=key,
+                    outcome="failed" if stand_in is None else "substituted",
+                    wheel=None if stand_in is None else stand_in.wheel,
+                    substitute_sha256=None if stand_in is None else stand_in.sha256,
+                    error=exc,
+                    notes=notes,
+                    log=log,
+                    log_tail=tail,
+                )
             )
+            if stand_in is None:
+                raise
         else:
-            self.recorder.record(key, BuildOutcome(attempt.outcome))
+            self.reporter.report(
+                BuildFinished(
+                    name=name,
+                    version=version,
+                    variant=variant,
+                    key=key,
+                    outcome=attempt.outcome,
+                    wheel=attempt.wheel,
+                    where=attempt.where,
+                )
+            )

@@ -11,6 +11,11 @@ Task groups::
     download:<file>                   an sdist (or a prebuilt wheel), verified on use
     build:<variant>:<name>-<version>  one wheel into build/cache/<build-key>/
     publish:<collection>:<variant>    dist/<collection>/<variant>/simple/ from the cache
+
+``doit clean`` removes what the build and publish tasks made (and, asked for
+by name or with ``--clean-all``, the downloads); never a lock, which is the
+checkout's source rather than a product. ``doit forget`` of a build task makes
+the next run build it again instead of reusing its cache entry.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any
 from affineur import graph as g
 from affineur.build import BuildKey
 from affineur.errors import AffineurError
+from affineur.progress import FanOut, StreamReporter
 from affineur.run._checkout import Checkout, LockedVariant, open_checkout
 from affineur.run._dask import Executors
 from affineur.run._doit import (
@@ -33,7 +39,7 @@ from affineur.run._doit import (
     config_changed,
     current_run,
     doit_config,
-    keep_going_requested,
+    keep_going_from_doit,
     load_error,
 )
 from affineur.run._doit_reporter import progress_reporter, write_load_failure
@@ -105,7 +111,7 @@ class DoitTasks:
         except AffineurError as exc:
             if self.context.running:
                 write_load_failure(
-                    exc, self.checkout.reports_dir, test_mode=self.context.keep_going
+                    exc, self.checkout.reports_dir, keep_going=self.context.keep_going
                 )
             raise
 
@@ -127,7 +133,7 @@ class DoitTasks:
         except AffineurError as exc:
             if self.context.running:
                 write_load_failure(
-                    exc, self.checkout.reports_dir, test_mode=self.context.keep_going
+                    exc, self.checkout.reports_dir, keep_going=self.context.keep_going
                 )
             raise load_error(exc) from None
 
@@ -165,6 +171,7 @@ class DoitTasks:
                         "doc": f"download and verify {ref.filename}",
                         "actions": [(action(checkout.download), [lv, node, ref])],
                         "targets": [str(checkout.store.path(ref.filename))],
+                        "clean": [(checkout.clean_download, [ref.filename])],
                         "uptodate": [True],
                         "meta": {"package": {"name": node.name, "version": node.version}},
                     }
@@ -207,6 +214,7 @@ class DoitTasks:
             "file_dep": [str(checkout.store.path(ref.filename)), *map(str, patches)],
             "task_dep": [f"build:{names[lv.keys[k]]}" for k in node.build_env],
             "targets": [str(checkout.cache.entry(build_key).record_path)],
+            "clean": [(checkout.clean_build, [build_key])],
             "uptodate": [config_changed(build_key), (trusted, [checkout.cache, build_key])],
             "meta": {
                 "resources": resources,
@@ -235,6 +243,7 @@ class DoitTasks:
                     "actions": [(action(checkout.publish), [lv])],
                     "task_dep": [f"build:{d}" for d in deps],
                     "targets": [str(dest / "simple" / "index.html")],
+                    "clean": [(checkout.clean_published, [lv.collection.name, lv.variant.name])],
                     "uptodate": [
                         config_changed(" ".join(sorted(lv.keys.values()))),
                         *[(trusted, [checkout.cache, k]) for k in sorted(set(lv.keys.values()))],
@@ -247,12 +256,16 @@ class DoitTasks:
 def doit_tasks(root: Path) -> DoitTasks:
     """The tasks of the checkout at ``root``, for a dodo file (see the module docstring)."""
     context = current_run()
-    context.keep_going = keep_going_requested()
+    context.keep_going = keep_going_from_doit()
     clusters = Executors(os.environ, context.executor)
     checkout = open_checkout(
-        root, keep_going=context.keep_going, recorder=context.recorder, clusters=clusters
+        root,
+        keep_going=context.keep_going,
+        reporter=FanOut(StreamReporter(), context.recorder),
+        clusters=clusters,
     )
     clusters.reporter = checkout.reporter
+    context.request_rebuild = checkout.request_rebuild
     # Ending the run, Ctrl-C included, cancels what it left running on a cluster.
     context.held.callback(clusters.close)
     return DoitTasks(checkout, context)
