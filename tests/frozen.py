@@ -33,6 +33,7 @@ from packaging.version import Version
 from affineur import graph as g
 from affineur.config import Settings
 from affineur.index import DistFile, make_file
+from affineur.lock._candidates import SettingsFn
 from affineur.lock._discovery import BuildRequirements, ResolveFn, WheelFn
 from affineur.lock._locker import Locker, LockRequest, make_locker
 from affineur.lock._policy import ResolvePolicy, Upgrade, previous_preferences
@@ -241,7 +242,7 @@ class RecordingBuilds:
         return Path(f"/frozen/built/{node.key}.whl")
 
 
-def settings_table(overrides: Mapping[str, Mapping[str, Any]] | None = None):  # type: ignore[no-untyped-def]
+def settings_table(overrides: Mapping[str, Mapping[str, Any]] | None = None) -> SettingsFn:
     """A settings function: ``{"name": {"prebuilt": True, ...}}`` per package, else defaults."""
     table = {canonicalize_name(k): v for k, v in (overrides or {}).items()}
 
