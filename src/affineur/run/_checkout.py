@@ -37,6 +37,8 @@ from affineur.build import (
     build_keys,
     job_graph,
     publish_index,
+    sweep_dead_folders,
+    sweep_stale_publishes,
     wheel_problems,
 )
 from affineur.config import (
@@ -303,16 +305,20 @@ class Checkout:
     def wheel_of(self, key: BuildKey) -> Path:
         return self.entry_of(key).wheel
 
-    _swept: bool = field(default=False, init=False, repr=False)
+    def sweep(self) -> list[Path]:
+        """Remove what killed runs left: work folders, discovery scratch, cache staging,
+        half-published indexes. Cheap (a few folder listings), so every run does it."""
+        self.cache.discard_stale_staging()
+        return [
+            *sweep_dead_folders(self.build_dir / "work"),
+            *sweep_dead_folders(self.build_dir / "discovery" / "calls"),
+            *sweep_stale_publishes(self.root / "dist"),
+        ]
 
     def build(self, lv: LockedVariant, node_key: g.NodeKey) -> None:
         """Put the node's wheel into the cache under its build key (built, reused or taken)."""
         node = lv.graph.nodes[node_key]
         key = lv.keys[node_key]
-        if not self._swept:
-            # On the first build only, so a no-op run never scans the cache.
-            self.cache.discard_stale_staging()
-            self._swept = True
         with self.attempts.attempt(
             key=key,
             name=node.name,
@@ -355,6 +361,7 @@ class Checkout:
                 patches=self.patches(lv.variant, node),
                 env_wheels=[self.wheel_of(lv.keys[k]) for k in node.build_env],
                 network_isolation=lv.variant.network_isolation,
+                sandbox=lv.variant.sandbox,
             )
             attempt.log = self.builder.failed_log(request)
             entry = self.builder.build(request, lv.graph)
@@ -515,7 +522,7 @@ def open_checkout(
         root=root,
         store=store,
         cache=cache,
-        builder=Builder(cache=cache, store=store, workdir=build_dir),
+        builder=Builder(cache=cache, store=store, workdir=build_dir, hidden=[root]),
         clients=clients or IndexClients(),
         attempts=Attempts(
             cache=cache,
