@@ -272,12 +272,20 @@ def test_a_killed_build_leaves_no_wheel_and_the_next_run_finishes_it(
     assert not list((workspace.root / "build/cache").glob("*/slow-*.whl"))
     assert list((workspace.root / "build/cache").glob(".staging-*"))  # the killed build's
     assert list(work.iterdir())  # and its work folder
+    # A publish killed half-way leaves its new index beside the old one.
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    half_published = workspace.root / "dist" / "demo" / f".cpu.{finished.pid}.new"
+    half_published.mkdir(parents=True)
     hold.unlink()
     ok(workspace.doit())
     assert workspace.executed() == ["build:cpu:slow-1.0"]
     assert "slow==1.0" in records(workspace)
     assert not list((workspace.root / "build/cache").glob(".staging-*"))
     assert not list(work.iterdir())
+    assert not half_published.exists()
+    # Every build record says how long it was allowed to take (the default here).
+    assert records(workspace)["slow==1.0"]["timeout"] == 4 * 3600
 
 
 def _processes_working_in(folder: Path) -> list[int]:

@@ -419,8 +419,14 @@ class Checkout:
             env=tuple(env),
             network_isolation=lv.variant.network_isolation,
             remote=remote.setting,
+            sandbox=lv.variant.sandbox,
         )
-        task = SimpleNamespace(name=node.name, meta={"resources": self.demand(lv.variant, node)})
+        resources = self.demand(lv.variant, node)
+        if not resources.get("exclusive") and "cpu" not in resources:
+            # Every build occupies a worker thread: counting it as a cpu is what keeps
+            # a gpu build off a worker an exclusive build holds whole.
+            resources = {"cpu": 1, **resources}
+        task = SimpleNamespace(name=node.name, meta={"resources": resources})
         self.reporter.detail(
             f"build {node.name}=={node.version} ({lv.variant.name}) on {cluster.address}"
         )
