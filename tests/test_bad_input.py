@@ -11,10 +11,11 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.ecosystem import BuiltRelease, FakeIndex
+from tests.ecosystem import BuiltRelease, FakeIndex, FakeProject
 from tests.workspace import Workspace, make_workspace, ok
 
 
@@ -99,6 +100,58 @@ def _symlink_to(target: str) -> Callable[[Path], None]:
     return lambda path: path.symlink_to(target)
 
 
+def _edit_lock(change: Callable[[dict[str, Any]], None]) -> Callable[[Path], None]:
+    def edit(path: Path) -> None:
+        data = json.loads(path.read_text())
+        change(data["nodes"])
+        path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+    return edit
+
+
+def _set(node: str, *path_and_value: Any) -> Callable[[dict[str, Any]], None]:
+    *path, value = path_and_value
+
+    def change(nodes: dict[str, Any]) -> None:
+        target = nodes[node]
+        for part in path[:-1]:
+            target = target[part]
+        target[path[-1]] = value
+
+    return change
+
+
+def _rename_node(old: str, new: str) -> Callable[[dict[str, Any]], None]:
+    def change(nodes: dict[str, Any]) -> None:
+        nodes[new] = nodes.pop(old)
+
+    return change
+
+
+def _borrow_sdist(node: str, donor: str) -> Callable[[dict[str, Any]], None]:
+    def change(nodes: dict[str, Any]) -> None:
+        nodes[node]["sdist"] = dict(nodes[donor]["sdist"])
+
+    return change
+
+
+def _drop_build_env(node: str) -> Callable[[dict[str, Any]], None]:
+    def change(nodes: dict[str, Any]) -> None:
+        nodes[node]["build_env"] = []
+
+    return change
+
+
+def _retarget_edge(node: str, req: str) -> Callable[[dict[str, Any]], None]:
+    def change(nodes: dict[str, Any]) -> None:
+        nodes[node]["edges"][0]["req"] = req
+
+    return change
+
+
+LOCK = "lock/demo/cpu/graph.json"
+
+
 @dataclass(frozen=True)
 class Hostile:
     id: str
@@ -179,6 +232,75 @@ CASES = [
         seconds=5,
     ),
     Hostile(
+        "lock-sha256-not-hex",
+        {LOCK: _edit_lock(_set("lib-fast==1.0", "sdist", "sha256", "Z" * 64))},
+        ("check",),
+        "nodes.lib-fast==1.0.sdist.sha256: expected a string matching ^[0-9a-f]{64}$",
+    ),
+    Hostile(
+        "lock-sdist-name-escapes",
+        {LOCK: _edit_lock(_set("lib-fast==1.0", "sdist", "filename", "../../../etc/passwd"))},
+        ("check",),
+        "lib-fast==1.0: its sdist name '../../../etc/passwd' is not a plain file name",
+    ),
+    Hostile(
+        "lock-sdist-of-another-package",
+        {LOCK: _edit_lock(_borrow_sdist("lib-fast==1.0", "meta-dep==1.0"))},
+        ("check",),
+        "lib-fast==1.0: its sdist meta_dep-1.0.tar.gz is a file of meta-dep 1.0",
+    ),
+    Hostile(
+        "lock-sha256-edited",
+        {LOCK: _edit_lock(_set("lib-fast==1.0", "sdist", "sha256", "0" * 64))},
+        ("check",),
+        "lib-fast==1.0: the sha256 the lock records for lib_fast-1.0.tar.gz is not the sha256 "
+        "of the downloaded file",
+    ),
+    Hostile(
+        "lock-bad-node-key",
+        {LOCK: _edit_lock(_rename_node("lib-fast==1.0", "Lib_Fast==1.0"))},
+        ("check",),
+        "nodes.Lib_Fast==1.0: key 'Lib_Fast==1.0' does not match",
+    ),
+    Hostile(
+        "lock-build-env-incomplete",
+        {LOCK: _edit_lock(_drop_build_env("lib-c==1.0"))},
+        ("check",),
+        "lib-c==1.0: its build_env lacks its build requirements fakebuild-core==1.0",
+    ),
+    Hostile(
+        "lock-edge-points-elsewhere",
+        {LOCK: _edit_lock(_retarget_edge("lib-c==1.0", "setuptools>=40"))},
+        ("check",),
+        "lib-c==1.0: the requirement 'setuptools>=40' points at fakebuild-core==1.0",
+    ),
+    Hostile(
+        "lock-sdist-of-another-package-doit",
+        {LOCK: _edit_lock(_borrow_sdist("lib-fast==1.0", "meta-dep==1.0"))},
+        ("doit", "build"),
+        "the built wheel meta_dep-1.0-py3-none-any.whl is not what the lock says",
+    ),
+    Hostile(
+        "sdist-decompression-bomb",
+        {"collections/demo.toml": "COLLECTION:bomb"},
+        ("doit",),
+        "bomb-1.0.tar.gz: unpacks to more than",
+        seconds=60,
+    ),
+    Hostile(
+        "sandbox-kind-unknown",
+        {"variants/cpu.yaml": "VARIANT\nsandbox: {kind: chroot}\n"},
+        ("check",),
+        "variants/cpu.yaml:3: sandbox.kind: expected one of 'auto', 'bubblewrap', 'unshare', "
+        "'none', got the string 'chroot'",
+    ),
+    Hostile(
+        "sandbox-relative-path",
+        {"variants/cpu.yaml": "VARIANT\nsandbox: {read_only: [opt/tool]}\n"},
+        ("check",),
+        "variants/cpu.yaml:3: sandbox.read_only.0: expected a string matching ^/",
+    ),
+    Hostile(
         "patch-link-doit",
         {"overrides/patches/lib-fast/0001-fix.patch": _symlink_to("/etc/hostname")},
         ("doit",),
@@ -192,7 +314,8 @@ def _snapshot(root: Path) -> dict[str, tuple[str, int]]:
     found = {}
     for top in ("lock", "build/cache", "dist"):
         for path in sorted((root / top).rglob("*")):
-            if path.is_file() and not path.is_symlink():
+            # .verified only remembers a verification (it changes with the inode).
+            if path.is_file() and not path.is_symlink() and path.name != ".verified":
                 digest = hashlib.sha256(path.read_bytes()).hexdigest()
                 found[path.relative_to(root).as_posix()] = (digest, path.stat().st_mode)
     return found
@@ -202,6 +325,8 @@ def _snapshot(root: Path) -> dict[str, tuple[str, int]]:
 def hostile_index(fake_catalog_releases: list[BuiltRelease]) -> Iterator[FakeIndex]:
     with FakeIndex() as index:
         index.add(*fake_catalog_releases)
+        # 40 MB of zeros: a 40 KB sdist, far past the default compression ratio.
+        index.add(FakeProject("bomb", "1.0", extra_files={"bomb/zeros.txt": "\0" * (40 << 20)}))
         yield index
 
 
@@ -209,7 +334,7 @@ def hostile_index(fake_catalog_releases: list[BuiltRelease]) -> Iterator[FakeInd
 def built_checkout(tmp_path_factory: pytest.TempPathFactory, hostile_index: FakeIndex) -> Path:
     """A checkout that locked, built and published lib-fast: the state hostile input must keep."""
     ws = make_workspace(tmp_path_factory.mktemp("hostile") / "checkout", hostile_index)
-    ws.collection(["lib-fast"])
+    ws.collection(["lib-fast", "lib-c", "meta-dep"])
     ok(ws.doit())
     assert _snapshot(ws.root), "nothing was built"
     from affineur.cli import main
@@ -236,6 +361,8 @@ def test_hostile_input_gets_its_error_and_changes_nothing(
         path.parent.mkdir(parents=True, exist_ok=True)
         if callable(content):
             content(path)
+        elif content.startswith("COLLECTION:"):
+            ws.collection(["lib-fast", "lib-c", "meta-dep", *content.split(":")[1].split(",")])
         else:
             path.write_text(content.replace("VARIANT\n", variant))
     from affineur.cli import main
@@ -253,6 +380,9 @@ def test_hostile_input_gets_its_error_and_changes_nothing(
     assert code != 0, out + err
     no_traceback(out, err)
     assert case.error in out + err, out + err
+    if case.command[0] == "check":
+        # One error per real problem: the check lists exactly one.
+        assert "error: 1 problem(s)" in err, err
     if case.seconds is not None:
         assert took < case.seconds
     assert _snapshot(root) == before

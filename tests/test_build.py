@@ -229,9 +229,12 @@ def test_a_request_larger_than_capacity_is_a_load_error(workspace: Workspace) ->
 def test_a_killed_build_leaves_no_wheel_and_the_next_run_finishes_it(
     workspace: Workspace, tmp_path: Path
 ) -> None:
-    hold = tmp_path / "hold"
+    (tmp_path / "gate").mkdir()
+    hold = tmp_path / "gate" / "hold"
     hold.touch()
-    # The build blocks while the file exists: the test decides when it may finish.
+    # The build blocks while the file exists: the test decides when it may finish. The
+    # sandbox shows builds nothing of the host, so the variant lets them read the gate.
+    workspace.variant("cpu", f"sandbox: {{read_only: [{str(tmp_path / 'gate')!r}]}}\n")
     marker = f"import os, time\nwhile os.path.exists({str(hold)!r}):\n    time.sleep(0.05)\n"
     slow = FakeProject(
         "slow",
@@ -259,16 +262,48 @@ def test_a_killed_build_leaves_no_wheel_and_the_next_run_finishes_it(
             break
         time.sleep(0.2)
     time.sleep(0.5)
-    os.killpg(proc.pid, signal.SIGKILL)
+    work = workspace.root / "build" / "work"
+    assert _processes_working_in(work), "the build is not running"
+    # SIGKILL of doit alone (not its process group): the build must die with it.
+    os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    deadline = time.monotonic() + 10
+    while _processes_working_in(work) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _processes_working_in(work) == []
     assert "slow==1.0" not in records(workspace)
     assert not list((workspace.root / "build/cache").glob("*/slow-*.whl"))
     assert list((workspace.root / "build/cache").glob(".staging-*"))  # the killed build's
+    assert list(work.iterdir())  # and its work folder
+    # A publish killed half-way leaves its new index beside the old one.
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    half_published = workspace.root / "dist" / "demo" / f".cpu.{finished.pid}.new"
+    half_published.mkdir(parents=True)
     hold.unlink()
     ok(workspace.doit())
     assert workspace.executed() == ["build:cpu:slow-1.0"]
     assert "slow==1.0" in records(workspace)
     assert not list((workspace.root / "build/cache").glob(".staging-*"))
+    assert not list(work.iterdir())
+    assert not half_published.exists()
+    # Every build record says how long it was allowed to take (the default here).
+    assert records(workspace)["slow==1.0"]["timeout"] == 4 * 3600
+
+
+def _processes_working_in(folder: Path) -> list[int]:
+    """Processes whose current directory is inside ``folder``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = str((entry / "cwd").readlink())
+        except OSError:
+            continue
+        if cwd.startswith(str(folder)):
+            found.append(int(entry.name))
+    return found
 
 
 def test_collections_locking_one_version_with_different_build_tools(workspace: Workspace) -> None:

@@ -20,8 +20,9 @@ from affineur.build._job import (
     run_on_worker,
 )
 from affineur.build._key import BuildInputs, BuildKey, build_keys, compute_key
-from affineur.build._publish import PUBLISHED_MODE, publish_index, sweep_stale_publishes
+from affineur.build._publish import PUBLISHED_MODE, publish_index
 from affineur.build._remote import RemoteCache, RemoteEntryRejected
+from affineur.build._sweep import sweep_dead_folders, sweep_stale_publishes
 from affineur.build._verify import target_tags, verify_wheel, wheel_problems
 from affineur.build._wheel import add_build_record, set_build_number
 
@@ -53,6 +54,7 @@ __all__ = [
     "result_error",
     "run_on_worker",
     "set_build_number",
+    "sweep_dead_folders",
     "sweep_stale_publishes",
     "target_markers",
     "target_requires_python",

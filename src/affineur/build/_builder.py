@@ -34,13 +34,14 @@ from affineur.build._cache import BuildCache, CacheEntry
 from affineur.build._key import BuildKey
 from affineur.build._verify import check_wheel_record, verify_wheel
 from affineur.build._wheel import add_build_record, set_build_number
-from affineur.config import Settings
+from affineur.config import DEFAULT_BUILD_TIMEOUT, SandboxSetting, Settings
 from affineur.errors import AffineurError
 from affineur.index import SdistStore, requires_dist
 from affineur.pep517 import (
     SOURCE_DATE_EPOCH_FLOOR,
     BuildEnvironment,
     HookCaller,
+    confine,
     effective_build_system,
     hook_environment,
     is_empty,
@@ -73,6 +74,7 @@ class BuildRequest:
     base_env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     host_tools: Mapping[str, str] = field(default_factory=dict)
     """The host tools in the build key, recorded with the result."""
+    sandbox: SandboxSetting = field(default_factory=SandboxSetting)
 
 
 def source_date_epoch(archive: Path) -> int:
@@ -163,10 +165,19 @@ def unmet_build_requirements(
 class Builder:
     """Builds lock nodes into a :class:`BuildCache`."""
 
-    def __init__(self, *, cache: BuildCache, store: SdistStore, workdir: Path) -> None:
+    def __init__(
+        self,
+        *,
+        cache: BuildCache,
+        store: SdistStore,
+        workdir: Path,
+        hidden: Sequence[Path] = (),
+    ) -> None:
         self.cache = cache
         self.store = store
         self.workdir = workdir
+        self.hidden = tuple(hidden)
+        """What no build may see even under a mounted directory (the checkout)."""
 
     def build(self, request: BuildRequest, graph: g.Graph | None) -> CacheEntry:
         """Build into the cache; ``graph`` (the lock) is what the wheel's dependencies are
@@ -238,7 +249,13 @@ class Builder:
         node = request.node
         assert node.sdist is not None
         sdist = self.store.ensure(node.name, node.sdist.filename, node.sdist.sha256, None)
-        work = Path(tempfile.mkdtemp(prefix=f"{node.name}-{node.version}-", dir=self._work_root()))
+        # The pid in the name lets the next run remove what a killed run left; the
+        # build itself cannot rename it (the work root is outside its sandbox).
+        work = Path(
+            tempfile.mkdtemp(
+                prefix=f"{os.getpid()}.{node.name}-{node.version}-", dir=self._work_root()
+            )
+        )
         try:
             source_root = safe_extract(sdist, work / "src", unpack_limits(request.settings))
             self._apply_patches(request.patches, source_root, log)
@@ -274,6 +291,13 @@ class Builder:
                 tmpdir=tmp,
                 pass_env=request.settings.pass_env,
             )
+            confinement = confine(
+                request.sandbox,
+                writable=[work],
+                read_only=[env.path],
+                hidden=[*self.hidden, self.workdir, self.cache.root],
+            )
+            timeout = request.settings.timeout or DEFAULT_BUILD_TIMEOUT
             caller = HookCaller(
                 source,
                 build_system,
@@ -281,7 +305,8 @@ class Builder:
                 env=variables,
                 log=log,
                 network=not request.network_isolation,
-                timeout=request.settings.timeout,
+                timeout=timeout,
+                confinement=confinement,
             )
             config = dict(request.settings.config_settings) or None
             self._check_requires_drift(
@@ -327,7 +352,13 @@ class Builder:
                     stage="verify",
                     causes=tuple(problems),
                 )
-            return final, {"source_date_epoch": epoch, "build_number": build_number}
+            return final, {
+                "source_date_epoch": epoch,
+                "build_number": build_number,
+                "sandbox": confinement.kind,
+                "network": not request.network_isolation,
+                "timeout": timeout,
+            }
         finally:
             shutil.rmtree(work, ignore_errors=True)
 

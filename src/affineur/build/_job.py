@@ -28,7 +28,7 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -39,7 +39,7 @@ from affineur.build._builder import Builder, BuildRequest
 from affineur.build._cache import BuildCache, CacheEntry
 from affineur.build._key import BuildKey
 from affineur.build._remote import RemoteCache
-from affineur.config import RemoteCacheSetting, Settings
+from affineur.config import RemoteCacheSetting, SandboxSetting, Settings
 from affineur.errors import AffineurError
 from affineur.index import DistFile, SdistStore
 from affineur.progress import StreamReporter
@@ -70,6 +70,8 @@ class BuildJob:
     """(build key, name, version) of every build-environment member."""
     network_isolation: bool
     remote: RemoteCacheSetting
+    sandbox: SandboxSetting = field(default_factory=SandboxSetting)
+    """The variant's sandbox: a worker builds in the same one this machine would."""
 
     @property
     def label(self) -> str:
@@ -149,6 +151,7 @@ def execute_job(job: BuildJob, scratch: Path) -> CacheEntry:
             patches=patches,
             env_wheels=wheels,
             network_isolation=job.network_isolation,
+            sandbox=job.sandbox,
         )
         entry = Builder(cache=cache, store=store, workdir=scratch).build(request, job.graph)
     if not remote.push(entry):

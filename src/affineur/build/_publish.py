@@ -15,7 +15,6 @@ refused here, never published.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import html
 import os
@@ -30,7 +29,7 @@ from affineur.build._cache import CacheEntry
 from affineur.errors import AffineurError
 from affineur.index import read_metadata, sha256_file
 
-__all__ = ["PUBLISHED_MODE", "publish_index", "sweep_stale_publishes"]
+__all__ = ["PUBLISHED_MODE", "publish_index"]
 
 PUBLISHED_MODE = 0o644
 
@@ -127,33 +126,3 @@ def publish_index(entries: Mapping[Any, CacheEntry], dest: Path) -> Path:
     staging.rename(dest)
     shutil.rmtree(old, ignore_errors=True)
     return dest / "simple"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def sweep_stale_publishes(dist: Path) -> list[Path]:
-    """Remove the ``.<variant>.<pid>.new`` and ``.old`` folders of publishes that died.
-
-    Returns what was removed. A folder whose pid is alive belongs to a publish
-    in progress (or to a reused pid, which costs only a later sweep).
-    """
-    removed: list[Path] = []
-    if not dist.is_dir():
-        return removed
-    for folder in dist.glob("*/.*.*.*"):
-        parts = folder.name.rsplit(".", 2)
-        if len(parts) != 3 or parts[2] not in ("new", "old") or not parts[1].isdigit():
-            continue
-        if int(parts[1]) != os.getpid() and not _pid_alive(int(parts[1])):
-            with contextlib.suppress(OSError):
-                shutil.rmtree(folder)
-                removed.append(folder)
-    return removed

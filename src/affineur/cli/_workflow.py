@@ -362,6 +362,10 @@ def cmd_check(args: argparse.Namespace) -> int:
                     }
                     for s in report.locks
                 ],
+                "sandboxes": [
+                    {"variant": s.variant, "sandbox": s.sandbox, "detail": s.detail}
+                    for s in report.sandboxes
+                ],
             },
             "check",
         )

@@ -9,6 +9,8 @@ from affineur.config._project import (
     Collection,
     PackageOverride,
     Project,
+    SandboxChoice,
+    SandboxSetting,
     Variant,
     load_project,
     target_environment,
@@ -27,6 +29,7 @@ from affineur.config._schema import did_you_mean, schemas_dir, validate
 from affineur.config._secrets import is_secret_name
 from affineur.config._settings import (
     BUILD_ONLY_FIELDS,
+    DEFAULT_BUILD_TIMEOUT,
     BuildRequiresOverride,
     Settings,
     effective_settings,
@@ -39,6 +42,7 @@ __all__ = [
     "BUILD_ONLY_FIELDS",
     "CACHE_ENV",
     "CACHE_MODE_ENV",
+    "DEFAULT_BUILD_TIMEOUT",
     "EXECUTOR_ENV",
     "TARGET_MARKERS",
     "BuildRequiresOverride",
@@ -48,6 +52,8 @@ __all__ = [
     "Project",
     "RemoteCacheSetting",
     "RemoteMode",
+    "SandboxChoice",
+    "SandboxSetting",
     "Settings",
     "Variant",
     "add_requirement",

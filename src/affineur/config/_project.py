@@ -50,6 +50,8 @@ __all__ = [
     "Discovery",
     "PackageOverride",
     "Project",
+    "SandboxChoice",
+    "SandboxSetting",
     "Variant",
     "load_project",
     "target_environment",
@@ -82,6 +84,22 @@ class Collection:
     file: Path
 
 
+SandboxChoice = Literal["auto", "bubblewrap", "unshare", "none"]
+
+
+@dataclass(frozen=True)
+class SandboxSetting:
+    """A variant's ``sandbox``: which implementation, and what it adds to a build's view."""
+
+    kind: SandboxChoice = "auto"
+    read_only: tuple[str, ...] = ()
+    writable: tuple[str, ...] = ()
+
+    @property
+    def relaxed(self) -> bool:
+        return self.kind == "none" or bool(self.read_only or self.writable)
+
+
 @dataclass(frozen=True)
 class Variant:
     """``variants/<name>.yaml`` with ``extends`` already applied.
@@ -105,6 +123,8 @@ class Variant:
     file: Path
     remote_cache: Mapping[str, Any] | None = None
     """The validated ``remote_cache`` mapping (see ``effective_remote_cache``)."""
+    sandbox: SandboxSetting = field(default_factory=SandboxSetting)
+    """The filesystem sandbox of every hook call (see ``pep517._sandbox``)."""
     executor: str | None = None
     """``local`` or ``dask://host:port``; see :func:`affineur.config.effective_executor`."""
     files: tuple[Path, ...] = ()
@@ -775,6 +795,11 @@ def _variant(name: str, documents: Mapping[str, _Document]) -> Variant:
         changelog=tuple(data.get("changelog", ())),
         timeout=float(data["timeout"]) if data.get("timeout") is not None else None,
         network_isolation=bool(data.get("network_isolation", True)),
+        sandbox=SandboxSetting(
+            kind=cast(SandboxChoice, data.get("sandbox", {}).get("kind", "auto")),
+            read_only=tuple(data.get("sandbox", {}).get("read_only", ())),
+            writable=tuple(data.get("sandbox", {}).get("writable", ())),
+        ),
         file=documents[name].path,
         remote_cache=_freeze(data["remote_cache"]) if "remote_cache" in data else None,
         executor=data.get("executor"),

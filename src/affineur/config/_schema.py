@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -223,8 +224,16 @@ def _explain(error: ValidationError, path: KeyPath) -> list[tuple[KeyPath, str, 
     schema = error.schema if isinstance(error.schema, Mapping) else {}
     if kind == "additionalProperties" and isinstance(instance, Mapping):
         allowed = set(schema.get("properties", {}))
-        unknown = [k for k in instance if k not in allowed]
+        patterns = [re.compile(p) for p in schema.get("patternProperties", {})]
+        # Keys a pattern admits are not unknown: one bad lock node key must not
+        # make every good one look wrong too.
+        unknown = [
+            k for k in instance if k not in allowed and not any(p.search(str(k)) for p in patterns)
+        ]
         hint_all = "allowed keys: " + ", ".join(sorted(allowed)) if allowed else None
+        if patterns:
+            shown = " or ".join(p.pattern for p in patterns)
+            return [((*path, k), f"key {k!r} does not match {shown}", None) for k in unknown]
         return [
             ((*path, k), f"unknown key {k!r}", did_you_mean(k, allowed) or hint_all)
             for k in unknown

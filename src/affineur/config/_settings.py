@@ -29,6 +29,7 @@ from affineur.errors import AffineurError
 
 __all__ = [
     "BUILD_ONLY_FIELDS",
+    "DEFAULT_BUILD_TIMEOUT",
     "BuildRequiresOverride",
     "Settings",
     "effective_settings",
@@ -44,6 +45,12 @@ They go into build keys, not into a lock's input hash. Discovery hooks do see
 ``env``, but a hook whose answer depends on a variable is caught at build time
 by the drift check, so editing a variable never costs a networked re-lock.
 """
+
+
+# A build with no ``timeout`` of its own gets this many seconds for all its hook
+# calls together: long enough for the biggest C++ builds on a small machine,
+# short enough that a hung build does not hold a CI runner for a day.
+DEFAULT_BUILD_TIMEOUT = 4 * 3600.0
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
+
 from affineur.config import Project, load_project
 from affineur.errors import AffineurError
-from affineur.graph import Graph, build_order, install_closure
+from affineur.graph import BUILD_REQ_TYPES, Graph, Node, build_order, install_closure
+from affineur.index import SDIST_SUFFIXES, check_filename, sha256_file
 from affineur.lock._files import LockPaths, find_locks, lock_is_fresh, read_lock
+from affineur.pep517 import choose_sandbox
 
-__all__ = ["CheckReport", "LockState", "LockStatus", "check_project"]
+__all__ = ["CheckReport", "LockState", "LockStatus", "SandboxStatus", "check_project"]
 
 LockState = Literal["ok", "stale", "missing", "invalid", "orphan", "unchecked"]
 
@@ -34,6 +40,8 @@ class LockStatus:
     variant: str
     state: LockState
     detail: str
+    issues: tuple[str, ...] = ()
+    """Each problem of an invalid lock on its own (``detail`` joins them)."""
 
     @property
     def ok(self) -> bool:
@@ -42,11 +50,30 @@ class LockStatus:
     def line(self) -> str:
         return f"{self.state:9} {self.collection}/{self.variant}: {self.detail}"
 
+    def problem_lines(self) -> list[str]:
+        head = f"{self.state:9} {self.collection}/{self.variant}: "
+        return [head + issue for issue in self.issues] or [self.line()]
+
+
+@dataclass(frozen=True)
+class SandboxStatus:
+    """The sandbox a variant's builds run in on this machine (what this machine can do,
+    not a property of the pull request: reported, never a failure of the check)."""
+
+    variant: str
+    sandbox: str
+    detail: str = ""
+
+    def line(self) -> str:
+        extra = f" ({self.detail})" if self.detail else ""
+        return f"sandbox   {self.variant}: {self.sandbox}{extra}"
+
 
 @dataclass(frozen=True)
 class CheckReport:
     config_problems: tuple[str, ...]
     locks: tuple[LockStatus, ...]
+    sandboxes: tuple[SandboxStatus, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -56,18 +83,20 @@ class CheckReport:
         out = [f"config    {p}" for p in self.config_problems]
         if not self.config_problems:
             out.append("ok        config")
-        return out + [s.line() for s in self.locks]
+        return out + [s.line() for s in self.locks] + [s.line() for s in self.sandboxes]
 
     def problems(self) -> list[str]:
         found = (s for s in self.locks if s.state not in ("ok", "unchecked"))
-        return [*self.config_problems, *(s.line() for s in found)]
+        return [*self.config_problems, *(line for s in found for line in s.problem_lines())]
 
 
 def _error_lines(exc: AffineurError) -> tuple[str, ...]:
     return tuple(exc.causes) or (exc.one_line(),)
 
 
-def _lock_problems(graph: Graph, collection: str, variant: str) -> list[str]:
+def _lock_problems(
+    graph: Graph, collection: str, variant: str, store: Path | None = None
+) -> list[str]:
     """What a schema-valid, reference-complete lock can still get wrong."""
     problems = []
     if (graph.collection, graph.variant) != (collection, variant):
@@ -76,10 +105,77 @@ def _lock_problems(graph: Graph, collection: str, variant: str) -> list[str]:
         )
     counts = Counter(graph.nodes[k].name for k in install_closure(graph))
     problems += [f"installs {n} versions of {name}" for name, n in sorted(counts.items()) if n > 1]
+    for key, node in sorted(graph.nodes.items()):
+        problems += _node_problems(key, node, graph, store)
     try:
         build_order(graph.nodes)
     except AffineurError as exc:
         problems.append(exc.message)
+    return problems
+
+
+def _file_identity(filename: str, wheel: bool) -> tuple[str, Version] | None:
+    """(canonical project name, version) a distribution file name says, or None."""
+    if wheel:
+        try:
+            parsed = parse_wheel_filename(filename)
+        except (InvalidWheelFilename, InvalidVersion):
+            return None
+        return str(parsed[0]), parsed[1]
+    stem = next((filename[: -len(s)] for s in SDIST_SUFFIXES if filename.endswith(s)), None)
+    if stem is None or "-" not in stem:
+        return None
+    # Versions never hold a '-' once normalised, but old sdists' names do: split at the last.
+    project, _, text = stem.rpartition("-")
+    try:
+        return str(canonicalize_name(project)), Version(text)
+    except InvalidVersion:
+        return None
+
+
+def _node_problems(key: str, node: Node, graph: Graph, store: Path | None) -> list[str]:
+    """A node's file, edges and build environment checked against itself (offline)."""
+    problems = []
+    wheel = node.prebuilt
+    ref = node.wheel if wheel else node.sdist
+    kind = "wheel" if wheel else "sdist"
+    if ref is not None:
+        try:
+            check_filename(ref.filename)
+        except AffineurError:
+            problems.append(f"{key}: its {kind} name {ref.filename!r} is not a plain file name")
+        else:
+            identity = _file_identity(ref.filename, wheel)
+            if identity is None:
+                problems.append(f"{key}: {ref.filename!r} is not the name of an {kind}")
+            elif identity[0] != node.name or identity[1] != Version(node.version):
+                problems.append(
+                    f"{key}: its {kind} {ref.filename} is a file of {identity[0]} {identity[1]}"
+                )
+            elif (
+                store is not None
+                and (store / ref.filename).is_file()
+                and sha256_file(store / ref.filename) != ref.sha256
+            ):
+                problems.append(
+                    f"{key}: the sha256 the lock records for {ref.filename} is not the "
+                    "sha256 of the downloaded file (build/sdists/); one of them was changed"
+                )
+    for edge in node.edges:
+        try:
+            wanted = canonicalize_name(Requirement(edge.req).name)
+        except InvalidRequirement:
+            problems.append(f"{key}: edge {edge.req!r} is not a requirement")
+            continue
+        target = graph.nodes.get(edge.key)
+        if target is not None and target.name != wanted:
+            problems.append(f"{key}: the requirement {edge.req!r} points at {edge.key}")
+    env = set(node.build_env)
+    missing = sorted(
+        {e.key for e in node.edges if e.req_type in BUILD_REQ_TYPES and e.key not in env}
+    )
+    if missing and not node.prebuilt:
+        problems.append(f"{key}: its build_env lacks its build requirements {', '.join(missing)}")
     return problems
 
 
@@ -89,15 +185,17 @@ def _read(path: Path, collection: str, variant: str) -> tuple[Graph | None, Lock
     try:
         graph = read_lock(path)
     except AffineurError as exc:
-        return None, LockStatus(collection, variant, "invalid", "; ".join(_error_lines(exc)))
+        lines = _error_lines(exc)
+        return None, LockStatus(collection, variant, "invalid", "; ".join(lines), lines)
     except (KeyError, TypeError, ValueError) as exc:
         # A schema-valid document the model still cannot take: report, never crash CI.
         return None, LockStatus(collection, variant, "invalid", f"{rel}: {exc!r}")
     if graph is None:
         return None, LockStatus(collection, variant, "missing", f"no {rel}; {RELOCK}")
-    problems = _lock_problems(graph, collection, variant)
+    problems = _lock_problems(graph, collection, variant, path.parents[3] / "build" / "sdists")
     if problems:
-        return None, LockStatus(collection, variant, "invalid", f"{rel}: {'; '.join(problems)}")
+        issues = tuple(f"{rel}: {p}" for p in problems)
+        return None, LockStatus(collection, variant, "invalid", "; ".join(issues), issues)
     return graph, None
 
 
@@ -153,4 +251,25 @@ def check_project(root: Path) -> CheckReport:
                 or LockStatus(collection, variant, "unchecked", "valid; freshness needs the config")
             )
         return CheckReport(_error_lines(exc), tuple(locks))
-    return CheckReport((), tuple(_check_locks(project)))
+    return CheckReport((), tuple(_check_locks(project)), tuple(_sandboxes(project)))
+
+
+def _sandboxes(project: Project) -> list[SandboxStatus]:
+    statuses = []
+    for name, variant in sorted(project.variants.items()):
+        setting = variant.sandbox
+        where = variant.file.relative_to(project.root).as_posix()
+        try:
+            kind = choose_sandbox(setting.kind)
+        except AffineurError as exc:
+            statuses.append(SandboxStatus(name, "unavailable", exc.message))
+            continue
+        notes = []
+        if kind == "none":
+            notes.append(f"relaxed in {where}")
+        elif setting.relaxed:
+            notes.append(f"with more paths from {where}")
+        if not variant.network_isolation:
+            notes.append("network allowed")
+        statuses.append(SandboxStatus(name, kind, "; ".join(notes)))
+    return statuses

@@ -11,13 +11,14 @@ environment so a re-lock does not run a hook twice.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,12 +26,13 @@ from packaging.utils import NormalizedName
 from packaging.version import Version
 
 from affineur.atomic import write_atomic
-from affineur.config import Settings
+from affineur.config import SandboxSetting, Settings
 from affineur.pep517 import (
     SOURCE_DATE_EPOCH_FLOOR,
     BuildEnvironment,
     BuildSystem,
     HookCaller,
+    confine,
     effective_build_system,
     hook_environment,
     read_build_system,
@@ -76,11 +78,20 @@ class Discoverer:
         logs: Path,
         base_env: Mapping[str, str] | None = None,
         timeout: float | None = 1800,
+        sandbox: SandboxSetting | None = None,
+        network: bool = False,
+        hidden: Sequence[Path] = (),
     ) -> None:
+        """Hooks run in the variant's ``sandbox`` (bubblewrap or unshare by default),
+        without the network unless ``network``; ``hidden`` (the checkout, the build
+        folder) stays out of their sight."""
         self.workdir = workdir
         self.logs = logs
         self.base_env = dict(os.environ if base_env is None else base_env)
         self.timeout = timeout
+        self.sandbox = sandbox or SandboxSetting()
+        self.network = network
+        self.hidden = (*hidden, workdir)
 
     # --- sources ------------------------------------------------------------
 
@@ -113,6 +124,7 @@ class Discoverer:
 
     # --- hooks --------------------------------------------------------------
 
+    @contextlib.contextmanager
     def _caller(
         self,
         source: Path,
@@ -121,11 +133,43 @@ class Discoverer:
         settings: Settings,
         name: str,
         version: Version,
-    ) -> HookCaller:
+        outdir: Path | None = None,
+    ) -> Iterator[HookCaller]:
+        """A hook caller with a fresh home of its own, removed afterwards: one sdist's
+        hooks must not leave anything behind for another's."""
         log = self.logs / f"{name}-{version}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        home = self.workdir / "home"
-        home.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "calls").mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}.", dir=self.workdir / "calls"))
+        try:
+            home = scratch / "home"
+            home.mkdir()
+            yield self._make_caller(
+                source, build_system, env, settings, name, version, log, home, outdir
+            )
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _make_caller(
+        self,
+        source: Path,
+        build_system: BuildSystem,
+        env: BuildEnvironment,
+        settings: Settings,
+        name: str,
+        version: Version,
+        log: Path,
+        home: Path,
+        outdir: Path | None,
+    ) -> HookCaller:
+        tree = self.workdir / "src"
+        root = next((p for p in (source, *source.parents) if p.parent == tree), source)
+        confinement = confine(
+            self.sandbox,
+            writable=[root, home.parent, *([outdir] if outdir else [])],
+            read_only=[env.path],
+            hidden=self.hidden,
+        )
         variables = hook_environment(
             base=self.base_env,
             package_env=settings.env,
@@ -135,7 +179,7 @@ class Discoverer:
                 self.base_env.get("SOURCE_DATE_EPOCH", str(SOURCE_DATE_EPOCH_FLOOR))
             ),
             home=home,
-            tmpdir=Path(tempfile.gettempdir()),
+            tmpdir=home.parent,
             pass_env=settings.pass_env,
         )
         return HookCaller(
@@ -144,8 +188,9 @@ class Discoverer:
             python=str(env.python),
             env=variables,
             log=log,
-            network=True,
+            network=self.network,
             timeout=settings.timeout or self.timeout,
+            confinement=confinement,
         )
 
     def requirements(
@@ -183,10 +228,10 @@ class Discoverer:
             wheel_reqs, sdist_reqs = tuple(data["wheel"]), tuple(data["sdist"])
         else:
             env = self.environment(pins, wheels)
-            caller = self._caller(source, build_system, env, settings, name, version)
-            config = dict(settings.config_settings) or None
-            wheel_reqs = tuple(caller.get_requires_for_build_wheel(config))
-            sdist_reqs = tuple(caller.get_requires_for_build_sdist(config))
+            with self._caller(source, build_system, env, settings, name, version) as caller:
+                config = dict(settings.config_settings) or None
+                wheel_reqs = tuple(caller.get_requires_for_build_wheel(config))
+                sdist_reqs = tuple(caller.get_requires_for_build_sdist(config))
             write_atomic(
                 cached, json.dumps({"wheel": wheel_reqs, "sdist": sdist_reqs, "at": time.time()})
             )
@@ -231,8 +276,10 @@ class Discoverer:
         if cached.exists():
             return cached.read_bytes()
         env = self.environment(pins, wheels)
-        caller = self._caller(source, build_system, env, settings, name, version)
-        with tempfile.TemporaryDirectory(dir=self.workdir) as out:
+        with (
+            tempfile.TemporaryDirectory(dir=self.workdir) as out,
+            self._caller(source, build_system, env, settings, name, version, Path(out)) as caller,
+        ):
             dist_info = caller.prepare_metadata_for_build_wheel(
                 Path(out), dict(settings.config_settings) or None
             )

@@ -4,7 +4,7 @@ Shared by discovery (stage 1) and building (stage 2), so neither stage imports t
 """
 
 from affineur.pep517._environment import BuildEnvironment
-from affineur.pep517._hooks import HookCaller, run_hook_process
+from affineur.pep517._hooks import HookCaller, kill_running_hooks, run_hook_process
 from affineur.pep517._isolation import (
     SOURCE_DATE_EPOCH_FLOOR,
     build_environment_variables,
@@ -21,6 +21,13 @@ from affineur.pep517._pyproject import (
     read_build_system,
     write_build_system,
 )
+from affineur.pep517._sandbox import (
+    Confinement,
+    SandboxKind,
+    available_sandboxes,
+    choose_sandbox,
+    confine,
+)
 from affineur.pep517._unpack import UnpackLimits, read_pkg_info, safe_extract, unpack_limits
 
 __all__ = [
@@ -28,13 +35,19 @@ __all__ = [
     "SOURCE_DATE_EPOCH_FLOOR",
     "BuildEnvironment",
     "BuildSystem",
+    "Confinement",
     "HookCaller",
+    "SandboxKind",
     "UnpackLimits",
+    "available_sandboxes",
     "build_environment_variables",
+    "choose_sandbox",
+    "confine",
     "effective_build_system",
     "hook_environment",
     "is_empty",
     "isolate_command",
+    "kill_running_hooks",
     "network_isolation_available",
     "override_requires",
     "read_build_system",

@@ -13,9 +13,12 @@ import os
 import re
 import signal
 import subprocess
+import tempfile
 import threading
+import time
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,12 +34,15 @@ from pyproject_hooks import (
 from affineur.errors import AffineurError, Stage
 from affineur.pep517._isolation import isolate_command
 from affineur.pep517._pyproject import BuildSystem
+from affineur.pep517._sandbox import SANDBOX_FAILED, Confinement, sandbox_command
 
 __all__ = [
     "BuildSystem",
     "HookCaller",
     "HookProcessFailed",
+    "HookTimedOut",
     "Runner",
+    "kill_running_hooks",
     "run_hook_process",
 ]
 
@@ -91,6 +97,8 @@ class Runner(Protocol):
 
     It gets everything that decides what the process can see, so a test (or
     another sandbox) can stand in for the default :func:`run_hook_process`.
+    ``timeout`` is what is left of the hook caller's budget, ``confinement`` the
+    filesystem sandbox (None: none at all, only the network namespace).
     """
 
     def __call__(
@@ -102,7 +110,29 @@ class Runner(Protocol):
         log: Path,
         network: bool,
         timeout: float | None,
+        confinement: Confinement | None = None,
     ) -> None: ...
+
+
+class HookTimedOut(Exception):
+    """The hook process outlived its time and was killed (with all it started)."""
+
+
+# Every hook process now running, so that a run that is told to stop (SIGTERM,
+# SIGINT, SIGHUP) kills them before it goes: doit's worker threads would
+# otherwise wait for builds that nobody will collect.
+_running: set[subprocess.Popen[bytes]] = set()
+_running_lock = threading.Lock()
+
+
+def kill_running_hooks() -> int:
+    """Kill every running hook process and what it started; returns how many there were."""
+    with _running_lock:
+        processes = list(_running)
+    for process in processes:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+    return len(processes)
 
 
 def run_hook_process(
@@ -113,43 +143,66 @@ def run_hook_process(
     log: Path,
     network: bool,
     timeout: float | None,
+    confinement: Confinement | None = None,
 ) -> None:
-    """Run ``cmd`` with exactly ``env``, output appended to ``log``.
+    """Run ``cmd`` with exactly ``env``, output appended to ``log``, inside ``confinement``.
 
     The process gets its own session so a timeout kills everything it started
-    (a compiler driver and its children), not only the Python at the top.
+    (a compiler driver and its children), not only the Python at the top; the
+    sandboxes also make it die with this process, however this process ends.
     """
-    argv = isolate_command(cmd, network=network)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+    scratch: Path | None = None
+    if confinement is None or confinement.kind == "none":
+        argv = isolate_command(cmd, network=network)
+    else:
+        scratch = Path(tempfile.mkdtemp(prefix="affineur-sandbox-"))
+        argv = sandbox_command(
+            cmd, cwd=cwd, confinement=replace(confinement, network=network), scratch=scratch
         )
-        try:
-            returncode = process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(process)
-            raise AffineurError(
-                f"the build hook did not finish within {timeout:g} s and was killed",
-                stage="timeout",
-                hint="raise 'timeout' for this package in its override if the build is just slow",
-            ) from None
-        except BaseException:
-            # Interrupted (Ctrl-C in the parent): leave no orphaned build behind.
-            _kill_group(process)
-            raise
+    log.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with log.open("ab") as out:
+            process = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=dict(env),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            with _running_lock:
+                _running.add(process)
+            try:
+                returncode = process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                _kill_group(process)
+                raise HookTimedOut from None
+            except BaseException:
+                # Interrupted (Ctrl-C in the parent): leave no orphaned build behind.
+                _kill_group(process)
+                raise
+            finally:
+                with _running_lock:
+                    _running.discard(process)
+    finally:
+        if scratch is not None:
+            with contextlib.suppress(OSError):
+                scratch.rmdir()
+    if returncode == SANDBOX_FAILED and confinement is not None:
+        tail = _log_tail(log, 0)[-3:]
+        raise AffineurError(
+            f"the {confinement.kind} sandbox could not start the hook",
+            stage="isolation",
+            causes=tail,
+            hint="'affineur check' says which sandbox works here",
+        )
     if returncode != 0:
         raise HookProcessFailed(returncode)
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait()
 
@@ -189,12 +242,17 @@ class HookCaller:
         network: bool,
         timeout: float | None,
         runner: Runner | None = None,
+        confinement: Confinement | None = None,
     ) -> None:
+        """``timeout`` is the budget of all hook calls made through this caller together
+        (a build's get_requires and build_wheel share one)."""
         self.source_dir = source_dir
         self.build_system = build_system
         self.log = log
         self.network = network
         self.timeout = timeout
+        self.confinement = confinement
+        self._deadline = None if timeout is None else time.monotonic() + timeout
         self._runner: Runner = runner or run_hook_process
         self._env = dict(env)
         bin_dir = str(Path(python).parent)
@@ -218,13 +276,24 @@ class HookCaller:
         # pyproject-hooks tells the in-process script which backend to load
         # through extra_environ; without it no hook can run.
         env = {**self._env, **(extra_environ or {})}
+        confinement = self.confinement
+        if confinement is not None and len(cmd) == 4:
+            # [python, the in-process script, hook name, control dir]: the script
+            # is read, the control dir holds the hook's input and output.
+            confinement = confinement.adding(writable=[Path(cmd[3])], read_only=[Path(cmd[1])])
+        remaining = None
+        if self._deadline is not None:
+            remaining = self._deadline - time.monotonic()
+            if remaining <= 0:
+                raise HookTimedOut
         self._runner(
             cmd,
             cwd=Path(cwd) if cwd else self.source_dir,
             env=env,
             log=self.log,
             network=self.network,
-            timeout=self.timeout,
+            timeout=remaining,
+            confinement=confinement,
         )
 
     def _call(self, hook: str, stage: Stage, kwargs: Mapping[str, Any]) -> Any:
@@ -240,6 +309,15 @@ class HookCaller:
         _hook_log.path = self.log
         try:
             return getattr(self._hooks, hook)(**kwargs)
+        except HookTimedOut:
+            assert self.timeout is not None
+            raise AffineurError(
+                f"the build hooks did not finish within {self.timeout:g} s and were killed "
+                f"(in {hook})",
+                stage="timeout",
+                causes=_log_tail(self.log, offset),
+                hint="raise 'timeout' for this package in its override if the build is just slow",
+            ) from None
         except AffineurError as exc:
             # A timeout from the runner: what the hook printed last shows where it hung.
             if not exc.causes:

@@ -410,7 +410,9 @@ def read_pkg_info(archive: Path) -> bytes | None:
                     return stream.read() if stream is not None else None
             return None
     except _TooBig:
-        raise UnpackLimits().problem(archive) from None
+        # Too big to scan with the default limits: the caller falls back to the
+        # metadata hook, which unpacks with the package's own limits (and says so).
+        return None
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, lzma.LZMAError) as exc:
         raise AffineurError(
             f"{archive.name}: cannot read: {exc}",

@@ -41,6 +41,8 @@ from affineur.build import (
     build_keys,
     job_graph,
     publish_index,
+    sweep_dead_folders,
+    sweep_stale_publishes,
     wheel_problems,
 )
 from affineur.config import (
@@ -326,7 +328,15 @@ class Checkout:
     def wheel_of(self, key: BuildKey) -> Path:
         return self.entry_of(key).wheel
 
-    _swept: bool = field(default=False, init=False, repr=False)
+    def sweep(self) -> list[Path]:
+        """Remove what killed runs left: work folders, discovery scratch, cache staging,
+        half-published indexes. Cheap (a few folder listings), so every run does it."""
+        self.cache.discard_stale_staging()
+        return [
+            *sweep_dead_folders(self.build_dir / "work"),
+            *sweep_dead_folders(self.build_dir / "discovery" / "calls"),
+            *sweep_stale_publishes(self.root / "dist"),
+        ]
 
     def build(self, lv: LockedVariant, node_key: g.NodeKey) -> Rebuilt | None:
         """Put the node's wheel into the cache under its build key (built, reused or taken).
@@ -336,10 +346,6 @@ class Checkout:
         """
         node = lv.graph.nodes[node_key]
         key = lv.keys[node_key]
-        if not self._swept:
-            # On the first build only, so a no-op run never scans the cache.
-            self.cache.discard_stale_staging()
-            self._swept = True
         marker = self._rebuild_marker(key)
         if not marker.exists():
             self._build(lv, node, key, forced=False)
@@ -436,6 +442,7 @@ class Checkout:
                 env_wheels=[self.wheel_of(lv.keys[k]) for k in node.build_env],
                 network_isolation=lv.variant.network_isolation,
                 host_tools=self.tool_versions,
+                sandbox=lv.variant.sandbox,
             )
             attempt.log = self.builder.failed_log(request)
             entry = self.builder.build(request, lv.graph)
@@ -495,8 +502,14 @@ class Checkout:
             env=tuple(env),
             network_isolation=lv.variant.network_isolation,
             remote=remote.setting,
+            sandbox=lv.variant.sandbox,
         )
-        task = SimpleNamespace(name=node.name, meta={"resources": self.demand(lv.variant, node)})
+        resources = self.demand(lv.variant, node)
+        if not resources.get("exclusive") and "cpu" not in resources:
+            # Every build occupies a worker thread: counting it as a cpu is what keeps
+            # a gpu build off a worker an exclusive build holds whole.
+            resources = {"cpu": 1, **resources}
+        task = SimpleNamespace(name=node.name, meta={"resources": resources})
         self.reporter.report(
             BuildStarted(node.name, node.version, lv.variant.name, key, where=cluster.address)
         )
@@ -667,7 +680,7 @@ def open_checkout(
         root=root,
         store=store,
         cache=cache,
-        builder=Builder(cache=cache, store=store, workdir=build_dir),
+        builder=Builder(cache=cache, store=store, workdir=build_dir, hidden=[root]),
         clients=clients or IndexClients(),
         attempts=Attempts(
             cache=cache,

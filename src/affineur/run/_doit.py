@@ -46,6 +46,7 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -63,6 +64,7 @@ from doit.runner import MThreadRunner
 from doit.tools import config_changed
 
 from affineur.errors import AffineurError, error_text
+from affineur.pep517 import kill_running_hooks
 from affineur.run._mutex import hold_checkout
 from affineur.run._reports import RunRecorder
 from affineur.run._scheduler import (
@@ -313,6 +315,38 @@ opt_executor = {
 }
 
 
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+
+
+@contextlib.contextmanager
+def _builds_end_with_the_run() -> Iterator[None]:
+    """On SIGTERM, SIGHUP or SIGINT, kill every running build first, then stop the run.
+
+    doit's worker threads wait for their build processes, so without this a
+    stopped run would hang until every build finished on its own. The run then
+    unwinds (SIGINT as KeyboardInterrupt, the others as an exit with 128 + the
+    signal), so the report of what did and did not run is still written. A run
+    killed outright (SIGKILL) takes its builds along by the sandbox's
+    parent-death signal instead.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        kill_running_hooks()
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise SystemExit(128 + signum)
+
+    previous = {signum: signal.signal(signum, stop) for signum in _STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 class ResourceRun(Run):  # type: ignore[misc]
     """doit's ``run`` command, scheduling parallel runs by resources and locking the checkout."""
 
@@ -325,7 +359,7 @@ class ResourceRun(Run):  # type: ignore[misc]
         context = RunContext(running=True, executor=params.get("executor") or None)
         _CURRENT.append(context)
         try:
-            with context.held:
+            with context.held, _builds_end_with_the_run():
                 result = super().execute(params, args)
         finally:
             _CURRENT.remove(context)

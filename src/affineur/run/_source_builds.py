@@ -70,6 +70,7 @@ class SourceModeBuilds:
             patches=self.patches(node),
             env_wheels=[wheel for _, wheel in env],
             network_isolation=self.variant.network_isolation,
+            sandbox=self.variant.sandbox,
         )
         # Its dependencies are not resolved here; stage 2 checks them against the lock.
         return self.builder.build(request, None).wheel

@@ -91,6 +91,9 @@ class DoitTasks:
             # many threads, so the cluster, not doit, bounds the parallelism.
             extra.setdefault("num_process", CLUSTER_THREADS)
         config = doit_config(self._capacities, root=self.checkout.root, **extra)
+        if self.context.running:
+            # The run holds the checkout now: what killed runs left can go.
+            self.checkout.sweep()
         config["reporter"] = progress_reporter(self.context, reports_dir=self.checkout.reports_dir)
         if self.context.keep_going:
             config["continue"] = True

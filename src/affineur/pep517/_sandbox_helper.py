@@ -1,0 +1,259 @@
+"""Run a command inside a filesystem sandbox made with unshare(2) mount namespaces.
+
+The fallback for machines without bubblewrap: it gives the same guarantees as
+the bubblewrap command line :mod:`affineur.pep517._sandbox` writes, from the
+same plan. It runs as its own script (``python -I -S _sandbox_helper.py SPEC``),
+standard library only, because it must start before any import could read the
+checkout, and it is the process that becomes the sandbox.
+
+Steps, each needed for a guarantee:
+
+1. die with the parent (``PR_SET_PDEATHSIG``): a killed run leaves no build;
+2. new user, mount, pid, ipc, uts (and network) namespaces, mapping only our
+   own uid: nothing done inside can touch another user's files;
+3. fork: the child is pid 1 of the new pid namespace, so when it dies the
+   kernel kills every process the build started;
+4. a tmpfs becomes the new root; the plan's read-only, writable, tmpfs, /dev and
+   /proc entries are mounted into it, read-only ones recursively remounted
+   read-only; the root itself is made read-only; ``pivot_root`` and a lazy
+   unmount drop the host's tree entirely, so nothing else of it is reachable;
+5. the command runs in a further user and mount namespace: mounts inherited
+   from a more privileged namespace are locked, so the build cannot remount
+   them writable or unmount them to see what they cover; ``no_new_privs`` keeps
+   setuid programs from regaining privilege.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import platform
+import signal
+import sys
+from pathlib import Path
+
+PR_SET_PDEATHSIG = 1
+PR_SET_NO_NEW_PRIVS = 38
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_NOATIME = 1024
+MS_NODIRATIME = 2048
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MS_RELATIME = 1 << 21
+MNT_DETACH = 2
+# statvfs f_flag bits that a remount must keep (the kernel refuses to clear them
+# on a mount inherited from another namespace).
+_KEPT = (
+    (os.ST_NOSUID, MS_NOSUID),
+    (os.ST_NODEV, MS_NODEV),
+    (os.ST_NOEXEC, MS_NOEXEC),
+    (os.ST_NOATIME, MS_NOATIME),
+    (os.ST_NODIRATIME, MS_NODIRATIME),
+    (os.ST_RELATIME, MS_RELATIME),
+)
+_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "ppc64le": 203, "s390x": 217, "riscv64": 41}
+_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+
+class SandboxError(Exception):
+    pass
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise SandboxError(f"{what}: {os.strerror(err)}")
+
+
+def _mount(
+    source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None
+) -> None:
+    _check(
+        libc.mount(
+            source.encode() if source else None,
+            target.encode(),
+            fstype.encode() if fstype else None,
+            ctypes.c_ulong(flags),
+            data.encode() if data else None,
+        ),
+        f"mount {source or fstype or ''} on {target}",
+    )
+
+
+def _write(path: str, text: str) -> None:
+    Path(path).write_text(text)
+
+
+def _map_ids(inner_uid: int, outer_uid: int, inner_gid: int, outer_gid: int) -> None:
+    _write("/proc/self/setgroups", "deny")
+    _write("/proc/self/uid_map", f"{inner_uid} {outer_uid} 1\n")
+    _write("/proc/self/gid_map", f"{inner_gid} {outer_gid} 1\n")
+
+
+def _kept_flags(path: str) -> int:
+    flags = os.statvfs(path).f_flag
+    return sum(ms for st, ms in _KEPT if flags & st)
+
+
+def _mountpoints_below(path: str) -> list[str]:
+    """Mount points strictly below ``path`` (the submounts a recursive bind brought)."""
+    found: list[str] = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = line.split()[4].replace("\\040", " ")
+        if point.startswith(path.rstrip("/") + "/"):
+            found.append(point)
+    return found
+
+
+def _remount_readonly(target: str) -> None:
+    for point in [target, *_mountpoints_below(target)]:
+        try:
+            flags = _kept_flags(point)
+        except OSError:
+            continue
+        _mount(None, point, None, MS_REMOUNT | MS_BIND | MS_RDONLY | flags)
+
+
+def _make_target(target: str, is_dir: bool) -> None:
+    path = Path(target)
+    if is_dir:
+        path.mkdir(parents=True, exist_ok=True)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.is_symlink() and not path.exists():
+            path.touch()
+
+
+def _setup_root(root: str, plan: list[list[str]]) -> None:
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    _mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
+    for kind, source, dest in plan:
+        target = root + dest
+        if kind in ("ro", "rw"):
+            _make_target(target, Path(source).is_dir())
+            _mount(source, target, None, MS_BIND | MS_REC)
+            if kind == "ro":
+                _remount_readonly(target)
+        elif kind == "tmpfs":
+            _make_target(target, True)
+            mode = "1777" if dest == "/tmp" else "0755"
+            _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, f"mode={mode}")
+        elif kind == "symlink":
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+            Path(target).symlink_to(source)
+        elif kind == "dev":
+            _make_target(target, True)
+            _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755")
+            for name in _DEVICES:
+                if Path(f"/dev/{name}").exists():
+                    _make_target(f"{target}/{name}", False)
+                    _mount(f"/dev/{name}", f"{target}/{name}", None, MS_BIND)
+            for name, link in (
+                ("fd", "/proc/self/fd"),
+                ("stdin", "/proc/self/fd/0"),
+                ("stdout", "/proc/self/fd/1"),
+                ("stderr", "/proc/self/fd/2"),
+            ):
+                Path(f"{target}/{name}").symlink_to(link)
+            _make_target(f"{target}/shm", True)
+            _mount("tmpfs", f"{target}/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
+        elif kind == "proc":
+            _make_target(target, True)
+            _mount("proc", target, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        else:
+            raise SandboxError(f"unknown plan entry {kind!r}")
+    # Covers held mount points while the tree was built; nothing may be written to them.
+    for kind, _, dest in plan:
+        if kind == "tmpfs" and dest != "/tmp":
+            _mount(None, root + dest, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    _mount(None, root, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, "mode=0755")
+    number = _PIVOT_ROOT.get(platform.machine())
+    if number is None:
+        raise SandboxError(f"pivot_root is not known on {platform.machine()}")
+    os.chdir(root)
+    _check(libc.syscall(number, b".", b"."), "pivot_root")
+    _check(libc.umount2(b".", MNT_DETACH), "unmount the host's root")
+    os.chdir("/")
+
+
+def _exit_code(status: int) -> int:
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def _reap(worker: int) -> int:
+    """pid 1's loop: collect every orphan, end with the command's status."""
+
+    def stop(signum: int, frame: object) -> None:
+        os.kill(-1, signal.SIGKILL)
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, stop)
+    while True:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            return 1
+        if pid == worker:
+            return _exit_code(status)
+
+
+def main() -> None:
+    spec = json.loads(sys.argv[1])
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != spec["parent"]:
+        os._exit(1)  # the run died before the line above took effect
+    uid, gid = os.getuid(), os.getgid()
+    flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
+    if not spec["network"]:
+        flags |= CLONE_NEWNET
+    try:
+        _check(libc.unshare(flags), "unshare")
+        _map_ids(0, uid, 0, gid)
+    except (SandboxError, OSError) as exc:
+        print(f"affineur sandbox: {exc}", file=sys.stderr)
+        os._exit(125)
+    child = os.fork()
+    if child:
+        # Outside the new pid namespace: pass the run's signals on, end like the sandbox.
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, lambda s, f: os.kill(child, signal.SIGKILL))
+        os._exit(_exit_code(os.waitpid(child, 0)[1]))
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    try:
+        _setup_root(spec["root"], spec["plan"])
+    except (SandboxError, OSError) as exc:
+        print(f"affineur sandbox: {exc}", file=sys.stderr)
+        os._exit(125)
+    worker = os.fork()
+    if worker == 0:
+        try:
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            _check(libc.unshare(CLONE_NEWUSER | CLONE_NEWNS), "unshare")
+            _map_ids(uid, 0, gid, 0)
+            _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+            os.chdir(spec["cwd"])
+            argv = spec["argv"]
+            os.execve(argv[0], argv, os.environ)
+        except (SandboxError, OSError) as exc:
+            print(f"affineur sandbox: {exc}", file=sys.stderr)
+            os._exit(125)
+    os._exit(_reap(worker))
+
+
+if __name__ == "__main__":
+    main()
