@@ -48,7 +48,10 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_fresh_valid_lock_passes(tmp_path: Path) -> None:
     report = check_project(good_project(tmp_path))
     assert report.ok
-    assert report.lines() == ["ok        config", "ok        web/cpu: 8 packages, 3 installed"]
+    assert report.lines() == [
+        "ok        config",
+        "ok        web/cpu: 8 packages, 3 installed, 0 of 8 sources with publisher attestations",
+    ]
 
 
 @pytest.mark.usefixtures("offline")
@@ -126,7 +129,9 @@ def test_bad_config_still_validates_locks(tmp_path: Path) -> None:
 def test_check_command_exit_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     good_project(tmp_path)
     assert main(["--root", str(tmp_path), "check"]) == 0
-    assert capsys.readouterr().out.endswith("ok        web/cpu: 8 packages, 3 installed\n")
+    assert capsys.readouterr().out.endswith(
+        "ok        web/cpu: 8 packages, 3 installed, 0 of 8 sources with publisher attestations\n"
+    )
     (tmp_path / "variants" / "cpu.yaml").write_text("python: '3.12'\n")
     assert main(["--root", str(tmp_path), "check"]) == 2
     captured = capsys.readouterr()

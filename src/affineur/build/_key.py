@@ -2,9 +2,10 @@
 
 A key hashes everything that can change the wheel: the package, its version and
 sdist hash, the variant, the effective settings for this package and variant, the
-patches, the target environment, and — recursively — the keys of every wheel in
-its build environment. So changing setuptools' settings changes the key of every
-package built with setuptools, and only those rebuild.
+patches, what shapes the SBOM written into the wheel, the target environment,
+and — recursively — the keys of every wheel in its build environment. So changing
+setuptools' settings changes the key of every package built with setuptools, and
+only those rebuild.
 
 Pure: callers pass the settings and patch hashes in; nothing here reads files.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NewType
 
 from affineur.graph import Graph, Node, NodeKey, build_order
@@ -22,7 +23,8 @@ from affineur.graph import Graph, Node, NodeKey, build_order
 __all__ = ["BuildInputs", "BuildKey", "build_keys", "compute_key"]
 
 BuildKey = NewType("BuildKey", str)
-KEY_FORMAT = 1
+# 2: wheels carry an SBOM and are normalized (order, dates, modes) when rewritten.
+KEY_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class BuildInputs:
 
     settings: Mapping[str, Any]  # Settings.to_json()
     patches: Sequence[tuple[str, str]] = ()  # (file name, sha256), in application order
+    sbom: Mapping[str, Any] = field(default_factory=dict)  # build._sbom.sbom_key_input()
 
 
 def compute_key(
@@ -62,6 +65,7 @@ def compute_key(
             "patches": [list(p) for p in inputs.patches],
             "target": dict(sorted(target.items())),
             "build_env": sorted(env_keys),
+            "sbom": dict(inputs.sbom),
         }
     raw = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
     return BuildKey(hashlib.sha256(raw).hexdigest())

@@ -276,9 +276,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(func=cmd_settings)
 
+    from affineur.cli._evidence import register as register_evidence
     from affineur.cli._workflow import register
 
     register(add)
+    register_evidence(add)
     return parser
 
 

@@ -4,7 +4,7 @@ Shared by discovery (stage 1) and building (stage 2), so neither stage imports t
 """
 
 from affineur.pep517._environment import BuildEnvironment
-from affineur.pep517._hooks import HookCaller, run_hook_process
+from affineur.pep517._hooks import HookCaller, Runner, run_hook_process
 from affineur.pep517._isolation import (
     SOURCE_DATE_EPOCH_FLOOR,
     build_environment_variables,
@@ -29,6 +29,7 @@ __all__ = [
     "BuildEnvironment",
     "BuildSystem",
     "HookCaller",
+    "Runner",
     "UnpackLimits",
     "build_environment_variables",
     "effective_build_system",

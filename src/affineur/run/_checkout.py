@@ -36,7 +36,10 @@ from affineur.build import (
     RemoteCache,
     build_keys,
     job_graph,
+    patch_name,
     publish_index,
+    sbom_key_input,
+    signing_key_id,
     wheel_problems,
 )
 from affineur.config import (
@@ -52,7 +55,14 @@ from affineur.config import (
     patch_hashes,
 )
 from affineur.errors import AffineurError
-from affineur.index import Fetcher, IndexClient, SdistStore, UrlSource, source_url
+from affineur.index import (
+    Fetcher,
+    IndexClient,
+    SdistStore,
+    UrlSource,
+    check_attestation,
+    source_url,
+)
 from affineur.lock import LockPaths, lock, lock_is_fresh, read_lock
 from affineur.progress import Reporter, StreamReporter
 from affineur.run._reports import RunRecorder
@@ -61,6 +71,7 @@ from affineur.run._source_builds import SourceModeBuilds
 from affineur.run._substitution import Attempts, refuse_substitutes
 
 __all__ = [
+    "SIGNING_KEY_ENV",
     "Checkout",
     "Cluster",
     "IndexClients",
@@ -68,6 +79,16 @@ __all__ = [
     "RemoteCaches",
     "open_checkout",
 ]
+
+# A path, never the key itself: the key stays in a file the user controls.
+SIGNING_KEY_ENV = "AFFINEUR_SIGNING_KEY"
+
+
+def _attestation(node: g.Node) -> dict[str, Any] | None:
+    """The sdist's PEP 740 publishers as the lock recorded them, for provenance."""
+    if node.sdist is None or not node.sdist.attested_by:
+        return None
+    return {"standard": "PEP 740", "publishers": [p.to_data() for p in node.sdist.attested_by]}
 
 
 @dataclass(frozen=True)
@@ -172,6 +193,8 @@ class Checkout:
     """The shared cache looked up before a build and filled after it (see build/_remote)."""
     clusters: Callable[[Variant], Cluster | None] = this_machine
     """Where each variant's builds run: None for this machine."""
+    signing_key: Path | None = None
+    """The ed25519 private key that signs published provenance, if any."""
 
     @property
     def build_dir(self) -> Path:
@@ -263,6 +286,7 @@ class Checkout:
         return BuildInputs(
             settings=self.settings(variant, node).to_json(),
             patches=patch_hashes(self.root, self.patches(variant, node)),
+            sbom=sbom_key_input(variant.evidence),
         )
 
     @cached_property
@@ -305,6 +329,23 @@ class Checkout:
 
     _swept: bool = field(default=False, init=False, repr=False)
 
+    def build_request(self, lv: LockedVariant, node_key: g.NodeKey) -> BuildRequest:
+        """What building the node takes, from the lock, the config and the cache."""
+        node = lv.graph.nodes[node_key]
+        return BuildRequest(
+            node=node,
+            key=lv.keys[node_key],
+            variant=lv.variant.name,
+            target=lv.graph.target,
+            settings=self.settings(lv.variant, node),
+            patches=self.patches(lv.variant, node),
+            env_wheels=[self.wheel_of(lv.keys[k]) for k in node.build_env],
+            network_isolation=lv.variant.network_isolation,
+            evidence=lv.variant.evidence,
+            env_keys=[lv.keys[k] for k in node.build_env],
+            source_attestation=_attestation(node),
+        )
+
     def build(self, lv: LockedVariant, node_key: g.NodeKey) -> None:
         """Put the node's wheel into the cache under its build key (built, reused or taken)."""
         node = lv.graph.nodes[node_key]
@@ -346,16 +387,7 @@ class Checkout:
                 self._build_on(cluster, remote, lv, node, key, attempt.log)
                 return
             self.reporter.detail(f"build {node.name}=={node.version} ({lv.variant.name})")
-            request = BuildRequest(
-                node=node,
-                key=key,
-                variant=lv.variant.name,
-                target=lv.graph.target,
-                settings=self.settings(lv.variant, node),
-                patches=self.patches(lv.variant, node),
-                env_wheels=[self.wheel_of(lv.keys[k]) for k in node.build_env],
-                network_isolation=lv.variant.network_isolation,
-            )
+            request = self.build_request(lv, node_key)
             attempt.log = self.builder.failed_log(request)
             entry = self.builder.build(request, lv.graph)
             self.reporter.detail(f"built {entry.wheel.name}")
@@ -408,10 +440,12 @@ class Checkout:
             node=node,
             graph=job_graph(lv.graph, node),
             settings=self.settings(lv.variant, node),
-            patches=tuple((p.name, p.read_bytes()) for p in self.patches(lv.variant, node)),
+            patches=tuple((patch_name(p), p.read_bytes()) for p in self.patches(lv.variant, node)),
             env=tuple(env),
             network_isolation=lv.variant.network_isolation,
             remote=remote.setting,
+            evidence=lv.variant.evidence,
+            source_attestation=_attestation(node),
         )
         task = SimpleNamespace(name=node.name, meta={"resources": self.demand(lv.variant, node)})
         self.reporter.detail(
@@ -463,12 +497,20 @@ class Checkout:
         if template:
             fetcher = UrlSource(client, source_url(template, node.name, node.version), node.name)
         self.store.ensure(node.name, ref.filename, ref.sha256, fetcher)
+        if ref.attested_by and not template:
+            warning = check_attestation(client, node.name, ref)
+            if warning:
+                self.reporter.message(f"warning: {warning}")
+
+    def signing_key_id(self) -> str:
+        """The DSSE key id published provenance is signed with ('' when unsigned)."""
+        return signing_key_id(self.signing_key) if self.signing_key is not None else ""
 
     def publish(self, lv: LockedVariant) -> Path:
         """Write the variant's PEP 503 index from the cache; refuse one holding substitutes."""
         entries = {k: self.entry_of(lv.keys[k]) for k in lv.graph.nodes}
         dest = self.dist_dir(lv.collection.name, lv.variant.name)
-        simple = publish_index(entries, dest)
+        simple = publish_index(entries, dest, sign_with=self.signing_key)
         count = sum(1 for _ in (dest / "files").iterdir())
         self.reporter.message(f"published {count} wheels to {simple}")
         refuse_substitutes([self.cache.entry(lv.keys[k]) for k in lv.graph.nodes], str(simple))
@@ -504,6 +546,7 @@ def open_checkout(
     """
     root = Path(root)
     build_dir = root / "build"
+    signing_key = os.environ.get(SIGNING_KEY_ENV)
     store = SdistStore(build_dir / "sdists")
     shown = reporter or StreamReporter()
 
@@ -526,4 +569,5 @@ def open_checkout(
         reporter=shown,
         remotes=RemoteCaches(root, shown),
         clusters=clusters or this_machine,
+        signing_key=Path(signing_key) if signing_key else None,
     )

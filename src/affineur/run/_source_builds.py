@@ -72,6 +72,8 @@ class SourceModeBuilds:
             patches=self.patches(node),
             env_wheels=[wheel for _, wheel in env],
             network_isolation=self.variant.network_isolation,
+            evidence=self.variant.evidence,
+            env_keys=[self._key(member, target) for member, _ in env],
         )
         # Its dependencies are not resolved here; stage 2 checks them against the lock.
         return self.builder.build(request, None).wheel
