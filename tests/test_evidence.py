@@ -317,3 +317,56 @@ def test_sbom_site_settings_are_build_inputs() -> None:
     assert sbom_key_input(Evidence(builder_id="urn:x:a")) == sbom_key_input(
         Evidence(builder_id="urn:x:b")
     )
+
+
+def test_provenance_travels_with_a_wheel_through_the_remote_cache(tmp_path: Path) -> None:
+    from affineur.build import BuildCache, BuildFacts, BuildKey, RemoteCache, provenance_statement
+    from affineur.config import effective_remote_cache
+    from affineur.progress import NullReporter
+
+    key = BuildKey("a" * 64)
+    mine = BuildCache(tmp_path / "mine")
+    with mine.staging(key) as staging:
+        wheel = staging / "demo-1.0-py3-none-any.whl"
+        with zipfile.ZipFile(wheel, "w") as zf:
+            zf.writestr("demo-1.0.dist-info/affineur/build.json", json.dumps({"build_key": key}))
+        facts = BuildFacts(
+            lock_node={
+                "name": "demo",
+                "version": "1.0",
+                "prebuilt": False,
+                "edges": [],
+                "build_env": [],
+                "sdist": {"filename": "demo-1.0.tar.gz", "sha256": "b" * 64},
+            },
+            variant="cpu",
+            target={},
+            settings={},
+            patches=(),
+            build_env=(),
+            build_key=key,
+            source_date_epoch=1_700_000_000,
+            network_isolation=True,
+            builder_id=None,
+            started=1_800_000_000.0,
+            finished=1_800_000_009.0,
+        )
+        sha = hashlib.sha256(wheel.read_bytes()).hexdigest()
+        statement = provenance_statement(wheel.name, sha, facts)
+        (staging / f"{wheel.name}.provenance.json").write_text(json.dumps(statement))
+        mine.commit(key, staging, {"name": "demo", "version": "1.0", "build_key": key,
+                                   "wheel": wheel.name})  # fmt: skip
+    setting = effective_remote_cache({"url": (tmp_path / "remote").as_uri()}, {}, origin="v.yaml")
+    assert setting is not None
+    remote = RemoteCache(setting, reporter=NullReporter())
+    assert remote.push(mine.entry(key))
+    got = remote.fetch(key, BuildCache(tmp_path / "theirs"), name="demo", version="1.0")
+    assert got is not None and got.provenance is not None
+    assert json.loads(got.provenance.read_text()) == statement
+
+    # A statement that names other bytes does not come along: the entry is refused.
+    entry_file = tmp_path / "remote/v1/builds" / key / "entry.json"
+    entry = json.loads(entry_file.read_text())
+    entry["provenance"]["subject"][0]["digest"]["sha256"] = "c" * 64
+    entry_file.write_text(json.dumps(entry))
+    assert remote.fetch(key, BuildCache(tmp_path / "third"), name="demo", version="1.0") is None
