@@ -231,6 +231,12 @@ def test_a_changed_wheel_or_a_wrong_key_fails_the_provenance_check(
     assert f"FAILED         demo/cpu  {wheel.name}" in result.stdout
     assert "the published file has" in result.stdout
 
+    statement = wheel.with_name(f"{wheel.name}.provenance.json")
+    statement.unlink()
+    result = ws.affineur("verify", "--provenance", "lib-c")
+    assert result.returncode == 1
+    assert f"no {statement.name} beside it" in result.stdout
+
     garbage = tmp_path / "garbage.pub"
     garbage.write_text("not a key\n")
     result = ws.affineur("verify", "--provenance", "--public-key", str(garbage))
@@ -370,3 +376,14 @@ def test_provenance_travels_with_a_wheel_through_the_remote_cache(tmp_path: Path
     entry["provenance"]["subject"][0]["digest"]["sha256"] = "c" * 64
     entry_file.write_text(json.dumps(entry))
     assert remote.fetch(key, BuildCache(tmp_path / "third"), name="demo", version="1.0") is None
+
+
+def test_a_bad_signing_key_stops_publishing_with_one_error(built: Built, tmp_path: Path) -> None:
+    before = sorted(p.name for p in built.files.iterdir())
+    garbage = tmp_path / "key.pem"
+    garbage.write_text("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
+    result = built.ws.doit("publish", env={"AFFINEUR_SIGNING_KEY": str(garbage)})
+    assert result.returncode != 0
+    assert "not an unencrypted PEM private key" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert sorted(p.name for p in built.files.iterdir()) == before

@@ -35,9 +35,10 @@ from affineur.build._publish import PUBLISHED_MODE, publish_index, sweep_stale_p
 from affineur.build._remote import RemoteCache, RemoteEntryRejected
 from affineur.build._sbom import SBOM_MEMBER, BuiltFrom, EnvWheel, sbom_document, sbom_key_input
 from affineur.build._verify import target_tags, verify_wheel, wheel_problems
-from affineur.build._wheel import add_build_record, finish_wheel, set_build_number
+from affineur.build._wheel import BUILD_RECORD, add_build_record, finish_wheel, set_build_number
 
 __all__ = [
+    "BUILD_RECORD",
     "PROVENANCE_SUFFIX",
     "PUBLISHED_MODE",
     "SBOM_MEMBER",

@@ -19,6 +19,18 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 
 
+def _built_here(wheel: Path) -> bool:
+    """Whether the wheel carries our build record (every wheel built here does)."""
+    from affineur.build import BUILD_RECORD
+    from affineur.index import dist_info_dir, open_wheel
+
+    try:
+        with open_wheel(wheel) as archive:
+            return f"{dist_info_dir(archive, wheel)}/{BUILD_RECORD}" in archive.namelist()
+    except AffineurError:
+        return True  # unreadable: certainly not a wheel to publish without a statement
+
+
 def _check_provenance(args: argparse.Namespace, root: Path) -> int:
     from packaging.utils import canonicalize_name, parse_wheel_filename
 
@@ -48,8 +60,14 @@ def _check_provenance(args: argparse.Namespace, root: Path) -> int:
             seen.add(name)
             statement = files / f"{wheel.name}{PROVENANCE_SUFFIX}"
             if not statement.exists():
-                # Only an upstream wheel taken as prebuilt has none: it was not built here.
-                print(f"no provenance  {where}  {wheel.name} (not built here: prebuilt)")
+                if _built_here(wheel):
+                    # Built here, so published with a statement: someone removed it.
+                    checked += 1
+                    failed += 1
+                    print(f"FAILED         {where}  {wheel.name}")
+                    print(f"    no {statement.name} beside it")
+                else:
+                    print(f"no provenance  {where}  {wheel.name} (an upstream wheel, prebuilt)")
                 continue
             checked += 1
             try:
