@@ -257,6 +257,7 @@ class DoitTasks:
             from affineur.run._verify import verify_task
 
             names = self.names
+            capacity = checkout.capacities()
             emitted: set[BuildKey] = set()
             for lv in checkout.locked:
                 for key in sorted(lv.graph.nodes):
@@ -265,7 +266,14 @@ class DoitTasks:
                         continue
                     emitted.add(lv.keys[key])
                     name = names[lv.keys[key]]
-                    resources = dict(checkout.settings(lv.variant, node).resources) or {"cpu": 1}
+                    # A rebuild runs on this machine even for a variant that builds on a
+                    # cluster: it holds what a build would, within what this machine has,
+                    # so a GPU build's verification never stops the loading of every task.
+                    resources = {
+                        k: v if k == "exclusive" else min(float(v), capacity[k])
+                        for k, v in checkout.demand(lv.variant, node).items()
+                        if k == "exclusive" or k in capacity
+                    }
                     yield {
                         "basename": "verify",
                         "name": name,
