@@ -3,6 +3,7 @@
     doit            re-lock what is stale, then build and publish everything
     doit lock       re-lock stale collections only
     doit list       every task;  doit info build:cpu:NAME-VERSION;  doit -n 2 for parallel builds
+    doit verify     rebuild every package under other conditions and compare the wheels
     doit test_mode=1   keep going after failures; failed builds are replaced by the upstream
                        wheel of the same version where one exists (also AFFINEUR_TEST_MODE=1)
 
@@ -38,3 +39,8 @@ def task_build():
 def task_publish():
     """Publish dist/<collection>/<variant>/simple/ from the cache."""
     yield from TASKS.publish()
+
+
+def task_verify():
+    """Rebuild each package in a differently arranged environment; fail if its wheel differs."""
+    yield from TASKS.verify()

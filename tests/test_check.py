@@ -49,7 +49,10 @@ def test_fresh_valid_lock_passes(tmp_path: Path) -> None:
     report = check_project(good_project(tmp_path))
     assert report.ok
     *checked, sandbox = report.lines()
-    assert checked == ["ok        config", "ok        web/cpu: 8 packages, 3 installed"]
+    assert checked == [
+        "ok        config",
+        "ok        web/cpu: 8 packages, 3 installed, 0 of 8 sources with publisher attestations",
+    ]
     # Which sandbox builds get depends on the machine; the line is there either way.
     assert sandbox.startswith("sandbox   cpu: ")
 
@@ -129,7 +132,10 @@ def test_bad_config_still_validates_locks(tmp_path: Path) -> None:
 def test_check_command_exit_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     good_project(tmp_path)
     assert main(["--root", str(tmp_path), "check"]) == 0
-    assert "ok        web/cpu: 8 packages, 3 installed\nsandbox   cpu: " in capsys.readouterr().out
+    assert (
+        "ok        web/cpu: 8 packages, 3 installed, 0 of 8 sources with publisher attestations\n"
+        "sandbox   cpu: "
+    ) in capsys.readouterr().out
     (tmp_path / "variants" / "cpu.yaml").write_text("python: '3.12'\n")
     assert main(["--root", str(tmp_path), "check"]) == 2
     captured = capsys.readouterr()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from installer.sources import WheelFile
 
-from affineur.build import add_build_record, set_build_number
+from affineur.build import add_build_record, finish_wheel, set_build_number
 from affineur.errors import AffineurError
 from affineur.index import read_metadata, record_hash, requires_dist
 
@@ -86,22 +86,68 @@ def test_not_a_zip_is_a_located_error(tmp_path: Path) -> None:
 
 def test_build_record_is_added_and_the_wheel_stays_valid(tmp_path: Path) -> None:
     wheel = make_wheel(tmp_path, "demo", "1.0", files={"demo/data.bin": bytes(range(256))})
-    before = contents(wheel)
+    before = {name: data for name, data, _, _ in contents(wheel)}
     add_build_record(wheel, {"z": 1, "a": {"y": [1, 2], "b": "é"}}, source_date_epoch=1700000000)
     validate(wheel)
     after = contents(wheel)
     names = [entry[0] for entry in after]
+    # Sorted, the .dist-info directory last and RECORD last of all.
     assert names == [
-        *[entry[0] for entry in before[:-1]],
+        "demo/__init__.py",
+        "demo/data.bin",
+        "demo-1.0.dist-info/METADATA",
+        "demo-1.0.dist-info/WHEEL",
         "demo-1.0.dist-info/affineur/build.json",
         "demo-1.0.dist-info/RECORD",
     ]
-    # Every member but RECORD is unchanged: bytes, date and permissions.
-    assert after[:-2] == before[:-1]
-    record_entry = after[-2]
-    assert record_entry[1] == '{"a":{"b":"é","y":[1,2]},"z":1}'.encode()
-    assert record_entry[2] == (2023, 11, 14, 22, 13, 20)
+    # Content is untouched; every date is the epoch and every mode 0644.
+    for name, data, date, attr in after:
+        if name not in ("demo-1.0.dist-info/RECORD", "demo-1.0.dist-info/affineur/build.json"):
+            assert data == before[name]
+        assert date == (2023, 11, 14, 22, 13, 20)
+        assert attr >> 16 == 0o100644
+    assert dict((n, d) for n, d, _, _ in after)["demo-1.0.dist-info/affineur/build.json"] == (
+        '{"a":{"b":"é","y":[1,2]},"z":1}'.encode()
+    )
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def _shuffled_wheel(directory: Path, *, reverse: bool, mode: int, date: tuple[int, ...]) -> Path:
+    """The same members as make_wheel's, in another order, with other dates and modes."""
+    directory.mkdir()
+    plain = make_wheel(directory, "demo", "1.0", files={"demo/tool.sh": b"#!/bin/sh\n"})
+    with zipfile.ZipFile(plain) as archive:
+        members = [(i.filename, archive.read(i)) for i in archive.infolist()]
+    record = next(m for m in members if m[0].endswith("RECORD"))
+    rows = record[1].decode().splitlines()
+    body = [m for m in members if m is not record]
+    if reverse:
+        body.reverse()
+        rows = [*reversed(rows[:-1]), rows[-1]]
+    shuffled = directory / "shuffled" / plain.name
+    shuffled.parent.mkdir()
+    with zipfile.ZipFile(shuffled, "w", zipfile.ZIP_STORED) as archive:
+        for name, data in [*body, (record[0], ("\n".join(rows) + "\n").encode())]:
+            info = zipfile.ZipInfo(name, date_time=date)  # type: ignore[arg-type]
+            executable = 0o111 if name.endswith(".sh") else 0
+            info.external_attr = (0o100000 | mode | executable) << 16
+            archive.writestr(info, data)
+    return shuffled
+
+
+def test_normalizing_removes_order_dates_modes_and_record_order(tmp_path: Path) -> None:
+    # What differs between two builds of one source by pure-Python backends: the
+    # order files were listed in, their mtimes, the umask, RECORD's row order.
+    one = _shuffled_wheel(tmp_path / "one", reverse=False, mode=0o644, date=(2001, 9, 9, 1, 46, 40))
+    two = _shuffled_wheel(tmp_path / "two", reverse=True, mode=0o600, date=(2024, 5, 1, 0, 0, 0))
+    assert one.read_bytes() != two.read_bytes()
+    for wheel in (one, two):
+        finish_wheel(wheel, {"affineur/build.json": b"{}"}, source_date_epoch=1700000000)
+        validate(wheel)
+    assert one.read_bytes() == two.read_bytes()
+    modes = {name: attr >> 16 for name, _, _, attr in contents(one)}
+    assert modes["demo/tool.sh"] == 0o100755
+    assert modes["demo/__init__.py"] == 0o100644
 
 
 def test_build_record_twice_replaces_it(tmp_path: Path) -> None:

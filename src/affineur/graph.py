@@ -31,6 +31,7 @@ __all__ = [
     "Graph",
     "Node",
     "NodeKey",
+    "Publisher",
     "ReqType",
     "build_order",
     "dumps",
@@ -38,6 +39,7 @@ __all__ = [
     "install_closure",
     "loads",
     "marker_environment",
+    "node_data",
     "node_key",
 ]
 
@@ -91,15 +93,42 @@ class Edge:
 
 
 @dataclass(frozen=True)
+class Publisher:
+    """Who published a file, as a PEP 740 attestation of the index names them.
+
+    ``kind`` is the trusted publisher's kind (``GitHub``, ``GitLab`` …);
+    ``claims`` its identity (repository, workflow, environment …), sorted.
+    """
+
+    kind: str
+    claims: tuple[tuple[str, str], ...] = ()
+
+    def describe(self) -> str:
+        shown = " ".join(v for _, v in self.claims)
+        return f"{self.kind} {shown}".strip()
+
+    def to_data(self) -> dict[str, str]:
+        return {"kind": self.kind, **dict(self.claims)}
+
+    @classmethod
+    def from_data(cls, raw: Mapping[str, Any]) -> Publisher:
+        claims = tuple(sorted((str(k), str(v)) for k, v in raw.items() if k != "kind"))
+        return cls(str(raw["kind"]), claims)
+
+
+@dataclass(frozen=True)
 class FileRef:
     """A distribution file by name and hash, never by URL.
 
     Without a URL the lock works unchanged against any mirror: the file is found
     again through the configured index by its name and checked against the hash.
+    ``attested_by`` lists the publishers whose PEP 740 attestations for exactly
+    these bytes the index served when the lock was made.
     """
 
     filename: str
     sha256: str
+    attested_by: tuple[Publisher, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -238,28 +267,37 @@ def _edge_json(edge: Edge) -> dict[str, str]:
     return {"key": edge.key, "req": edge.req, "req_type": edge.req_type}
 
 
-def _file_json(ref: FileRef | None) -> dict[str, str] | None:
-    return None if ref is None else {"filename": ref.filename, "sha256": ref.sha256}
+def _file_json(ref: FileRef | None) -> dict[str, Any] | None:
+    if ref is None:
+        return None
+    data: dict[str, Any] = {"filename": ref.filename, "sha256": ref.sha256}
+    if ref.attested_by:
+        data["attested_by"] = [p.to_data() for p in ref.attested_by]
+    return data
+
+
+def node_data(n: Node) -> dict[str, Any]:
+    """One node as graph.json holds it (provenance statements quote it whole)."""
+    data: dict[str, Any] = {
+        "name": n.name,
+        "version": n.version,
+        "prebuilt": n.prebuilt,
+        "edges": [_edge_json(e) for e in sorted(n.edges)],
+        "build_env": sorted(n.build_env),
+    }
+    if n.sdist is not None:
+        data["sdist"] = _file_json(n.sdist)
+    if n.wheel is not None:
+        data["wheel"] = _file_json(n.wheel)
+    if n.build_backend is not None:
+        data["build_backend"] = n.build_backend
+    return data
 
 
 def to_data(graph: Graph) -> dict[str, Any]:
     nodes: dict[str, Any] = {ROOT: {"edges": [_edge_json(e) for e in sorted(graph.toplevel)]}}
     for key in sorted(graph.nodes):
-        n = graph.nodes[key]
-        data: dict[str, Any] = {
-            "name": n.name,
-            "version": n.version,
-            "prebuilt": n.prebuilt,
-            "edges": [_edge_json(e) for e in sorted(n.edges)],
-            "build_env": sorted(n.build_env),
-        }
-        if n.sdist is not None:
-            data["sdist"] = _file_json(n.sdist)
-        if n.wheel is not None:
-            data["wheel"] = _file_json(n.wheel)
-        if n.build_backend is not None:
-            data["build_backend"] = n.build_backend
-        nodes[key] = data
+        nodes[key] = node_data(graph.nodes[key])
     return {
         "format": GRAPH_FORMAT,
         "collection": graph.collection,
@@ -288,8 +326,11 @@ def _edges(raw: Iterable[Mapping[str, str]]) -> tuple[Edge, ...]:
     return tuple(out)
 
 
-def _file(raw: Mapping[str, str] | None) -> FileRef | None:
-    return None if raw is None else FileRef(raw["filename"], raw["sha256"])
+def _file(raw: Mapping[str, Any] | None) -> FileRef | None:
+    if raw is None:
+        return None
+    publishers = tuple(Publisher.from_data(p) for p in raw.get("attested_by", ()))
+    return FileRef(raw["filename"], raw["sha256"], publishers)
 
 
 def from_data(data: Mapping[str, Any]) -> Graph:

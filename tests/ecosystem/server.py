@@ -9,6 +9,7 @@ tests, and releases can be added or replaced while it runs.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import html
@@ -61,6 +62,8 @@ class IndexFile:
     yanked: bool | str = False
     metadata: bytes | None = None
     """PEP 658 core metadata (wheels only)."""
+    provenance: bytes | None = None
+    """A PEP 740 provenance object, served at ``/provenance/<project>/<file>``."""
 
     @property
     def sha256(self) -> str:
@@ -204,6 +207,21 @@ class FakeIndex:
                 if entry.version == version:
                     files[filename] = dataclasses.replace(entry, yanked=reason)
 
+    def attest(
+        self, name: str, version: str, publisher: dict[str, str], *, sha256: str | None = None
+    ) -> None:
+        """Serve PEP 740 provenance by ``publisher`` for the sdists of one version.
+
+        ``sha256`` makes the attestation name other bytes than the file's (a forgery).
+        """
+        canonical = normalize(name)
+        with self._lock:
+            files = self._state.files.get(canonical, {})
+            for filename, entry in list(files.items()):
+                if entry.version == version and not filename.endswith(".whl"):
+                    document = pep740_provenance(filename, sha256 or entry.sha256, publisher)
+                    files[filename] = dataclasses.replace(entry, provenance=document)
+
     def projects(self) -> list[str]:
         return sorted(self._snapshot())
 
@@ -276,6 +294,33 @@ def _file_path(project: str, filename: str) -> str:
     return f"/files/{project}/{filename}"
 
 
+def pep740_provenance(filename: str, sha256: str, publisher: dict[str, str]) -> bytes:
+    """A PEP 740 provenance object with one attestation by ``publisher``.
+
+    Shaped like an index's; the certificate, log entry and signature are
+    placeholders (nothing here is a Sigstore authority).
+    """
+    statement = {
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": filename, "digest": {"sha256": sha256}}],
+        "predicateType": "https://docs.pypi.org/attestations/publish/v1",
+        "predicate": None,
+    }
+    attestation = {
+        "version": 1,
+        "verification_material": {
+            "certificate": base64.b64encode(b"test certificate").decode(),
+            "transparency_entries": [{"logIndex": "1", "kindVersion": {"kind": "dsse"}}],
+        },
+        "envelope": {
+            "statement": base64.b64encode(json.dumps(statement).encode()).decode(),
+            "signature": base64.b64encode(b"test signature").decode(),
+        },
+    }
+    bundle = {"publisher": dict(publisher), "attestations": [attestation]}
+    return json.dumps({"version": 1, "attestation_bundles": [bundle]}).encode()
+
+
 def _negotiate(accept: str | None, query_format: str | None) -> str:
     """Pick the response type per PEP 691; anything unrecognised gets the PEP 503 default."""
     if query_format in (JSON_V1, HTML_V1, HTML_LEGACY):
@@ -341,7 +386,12 @@ class _Page:
         if self.index.core_metadata_key and entry.metadata is not None:
             data["core-metadata"] = {"sha256": entry.metadata_sha256}
             data["data-dist-info-metadata"] = {"sha256": entry.metadata_sha256}
+        if entry.provenance is not None:
+            data["provenance"] = self.provenance_url(entry)
         return data
+
+    def provenance_url(self, entry: IndexFile) -> str:
+        return f"{self.index.root_url}/provenance/{entry.project}/{entry.filename}"
 
     def project_html(self, project: str) -> bytes:
         links = []
@@ -355,6 +405,8 @@ class _Page:
             if self.index.core_metadata_key and entry.metadata is not None:
                 value = f"sha256={entry.metadata_sha256}"
                 attrs += f' data-core-metadata="{value}" data-dist-info-metadata="{value}"'
+            if entry.provenance is not None:
+                attrs += f' data-provenance="{html.escape(self.provenance_url(entry))}"'
             links.append(f"    <a{attrs}>{html.escape(entry.filename)}</a><br />\n")
         return _html(f"Links for {project}", "".join(links))
 
@@ -434,6 +486,12 @@ def _handler_for(index: FakeIndex) -> type[BaseHTTPRequestHandler]:
                 return 200, content_type, page.project_html(canonical)
             if path.startswith("/files/"):
                 return self.file(path, page)
+            if path.startswith("/provenance/"):
+                parts = path.split("/")
+                entry = page.files.get(parts[2], {}).get(parts[3]) if len(parts) == 4 else None
+                if entry is None or entry.provenance is None:
+                    return 404, {"Content-Type": "text/plain"}, b"no provenance\n"
+                return 200, {"Content-Type": "application/json"}, entry.provenance
             return 404, {"Content-Type": "text/plain"}, b"not found\n"
 
         def file(self, path: str, page: _Page) -> tuple[int, dict[str, str], bytes]:

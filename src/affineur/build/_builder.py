@@ -6,8 +6,9 @@ fresh environment holding exactly the locked build-environment wheels (from our
 own cache, through ``installer``: no resolver, no index, no network), re-run the
 ``get_requires`` hooks and fail on drift from the lock, build with
 ``SOURCE_DATE_EPOCH``, a filtered environment and network isolation, check the
-wheel's Requires-Dist against the lock, stamp a build record into the wheel, and
-move the result into the cache atomically.
+wheel's Requires-Dist against the lock, write the build record and the SBOM into
+the wheel (normalizing the archive), and move the result into the cache
+atomically, with a provenance statement beside it.
 """
 
 from __future__ import annotations
@@ -26,21 +27,29 @@ from pathlib import Path
 from typing import Any
 
 from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
+from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
 from affineur import graph as g
 from affineur.build._cache import BuildCache, CacheEntry
 from affineur.build._key import BuildKey
+from affineur.build._provenance import (
+    PROVENANCE_SUFFIX,
+    BuildFacts,
+    provenance_statement,
+    statement_bytes,
+)
+from affineur.build._sbom import SBOM_MEMBER, BuiltFrom, EnvWheel, sbom_document
 from affineur.build._verify import check_wheel_record, verify_wheel
-from affineur.build._wheel import add_build_record, set_build_number
-from affineur.config import DEFAULT_BUILD_TIMEOUT, SandboxSetting, Settings
+from affineur.build._wheel import BUILD_RECORD, canonical_json, finish_wheel
+from affineur.config import DEFAULT_BUILD_TIMEOUT, Evidence, SandboxSetting, Settings
 from affineur.errors import AffineurError
-from affineur.index import SdistStore, requires_dist
+from affineur.index import SdistStore, requires_dist, sha256_file
 from affineur.pep517 import (
     SOURCE_DATE_EPOCH_FLOOR,
     BuildEnvironment,
     HookCaller,
+    Runner,
     confine,
     effective_build_system,
     hook_environment,
@@ -54,6 +63,7 @@ __all__ = [
     "BuildRequest",
     "Builder",
     "check_requires_dist",
+    "patch_name",
     "source_date_epoch",
     "unmet_build_requirements",
 ]
@@ -75,6 +85,27 @@ class BuildRequest:
     host_tools: Mapping[str, str] = field(default_factory=dict)
     """The host tools in the build key, recorded with the result."""
     sandbox: SandboxSetting = field(default_factory=SandboxSetting)
+    evidence: Evidence = field(default_factory=Evidence)
+    env_keys: Sequence[BuildKey] = ()  # the build keys of env_wheels, in the same order
+    source_attestation: Mapping[str, Any] | None = None  # the sdist's, as the lock has it
+
+
+def patch_name(patch: Path) -> str:
+    """A patch's path below ``overrides/patches/``, as the build key names it."""
+    parts = patch.parts
+    if "patches" in parts:
+        at = len(parts) - 1 - parts[::-1].index("patches")
+        return "/".join(parts[at + 1 :])
+    return patch.name
+
+
+def _env_wheels(request: BuildRequest) -> list[EnvWheel]:
+    keys: Sequence[BuildKey | None] = request.env_keys or [None] * len(request.env_wheels)
+    found = []
+    for path, key in zip(request.env_wheels, keys, strict=True):
+        name, version, _, _ = parse_wheel_filename(path.name)
+        found.append(EnvWheel(name, str(version), path.name, sha256_file(path), key))
+    return sorted(found, key=lambda w: w.filename)
 
 
 def source_date_epoch(archive: Path) -> int:
@@ -172,12 +203,16 @@ class Builder:
         store: SdistStore,
         workdir: Path,
         hidden: Sequence[Path] = (),
+        runner: Runner | None = None,
     ) -> None:
         self.cache = cache
         self.store = store
         self.workdir = workdir
         self.hidden = tuple(hidden)
         """What no build may see even under a mounted directory (the checkout)."""
+        # How hook processes are started; verification swaps in one that varies
+        # the conditions of the build (umask, clock, source file dates).
+        self.runner = runner
 
     def build(self, request: BuildRequest, graph: g.Graph | None) -> CacheEntry:
         """Build into the cache; ``graph`` (the lock) is what the wheel's dependencies are
@@ -198,7 +233,7 @@ class Builder:
         with self.cache.staging(request.key) as staging:
             log = staging / "build.log"
             try:
-                wheel, details = self._build(request, graph, staging, log)
+                wheel, details, facts = self._build(request, graph, staging, log)
             except AffineurError as exc:
                 kept = self._keep_failed_log(request, log)
                 # The staging folder (and its log) is gone once this returns: point
@@ -210,6 +245,8 @@ class Builder:
                 if exc.package is None:
                     exc.package, exc.version = node.name, node.version
                 raise
+            statement = provenance_statement(wheel.name, sha256_file(wheel), facts)
+            (staging / f"{wheel.name}{PROVENANCE_SUFFIX}").write_bytes(statement_bytes(statement))
             record = {
                 "name": node.name,
                 "version": node.version,
@@ -245,7 +282,8 @@ class Builder:
 
     def _build(
         self, request: BuildRequest, graph: g.Graph | None, staging: Path, log: Path
-    ) -> tuple[Path, dict[str, Any]]:
+    ) -> tuple[Path, dict[str, Any], BuildFacts]:
+        started = time.time()
         node = request.node
         assert node.sdist is not None
         sdist = self.store.ensure(node.name, node.sdist.filename, node.sdist.sha256, None)
@@ -307,6 +345,7 @@ class Builder:
                 network=not request.network_isolation,
                 timeout=timeout,
                 confinement=confinement,
+                runner=self.runner,
             )
             config = dict(request.settings.config_settings) or None
             self._check_requires_drift(
@@ -328,37 +367,69 @@ class Builder:
                     causes=tuple(problems),
                     hint="re-lock ('doit lock'); if the metadata is dynamic the lock guessed wrong",
                 )
-            add_build_record(
-                wheel,
-                {
-                    "build_key": request.key,
-                    "sdist": {"filename": node.sdist.filename, "sha256": node.sdist.sha256},
-                    "build_env": sorted(node.build_env),
-                    "variant": request.variant,
-                    "source_date_epoch": epoch,
-                },
-                source_date_epoch=epoch,
+            patches = [(patch_name(p), sha256_file(p)) for p in request.patches]
+            env_wheels = _env_wheels(request)
+            build_record = {
+                "build_key": request.key,
+                "sdist": {"filename": node.sdist.filename, "sha256": node.sdist.sha256},
+                "build_env": sorted(node.build_env),
+                "variant": request.variant,
+                "source_date_epoch": epoch,
+            }
+            sbom = sbom_document(
+                BuiltFrom(
+                    name=node.name,
+                    version=node.version,
+                    sdist_filename=node.sdist.filename,
+                    sdist_sha256=node.sdist.sha256,
+                    patches=patches,
+                    build_env=env_wheels,
+                    build_key=request.key,
+                    variant=request.variant,
+                    source_date_epoch=epoch,
+                ),
+                request.evidence,
             )
             build_number = len(request.settings.changelog)
-            if build_number:
-                wheel = set_build_number(wheel, build_number)
+            wheel = finish_wheel(
+                wheel,
+                {BUILD_RECORD: canonical_json(build_record), SBOM_MEMBER: sbom},
+                build_number=build_number or None,
+                source_date_epoch=epoch,
+            )
             final = staging / wheel.name
             shutil.move(str(wheel), final)
             # Our own rewrites must leave a wheel whose RECORD still checks out.
             problems = check_wheel_record(final)
             if problems:
                 raise AffineurError(
-                    "the wheel's RECORD is wrong after adding the build record",
+                    "the wheel's RECORD is wrong after adding the build record and the SBOM",
                     stage="verify",
                     causes=tuple(problems),
                 )
-            return final, {
+            facts = BuildFacts(
+                lock_node=g.node_data(node),
+                variant=request.variant,
+                target=request.target,
+                settings=request.settings.to_json(),
+                patches=patches,
+                build_env=env_wheels,
+                build_key=request.key,
+                source_date_epoch=epoch,
+                network_isolation=request.network_isolation,
+                builder_id=request.evidence.builder_id,
+                started=started,
+                finished=time.time(),
+                source_attestation=request.source_attestation,
+            )
+            details = {
                 "source_date_epoch": epoch,
                 "build_number": build_number,
                 "sandbox": confinement.kind,
                 "network": not request.network_isolation,
                 "timeout": timeout,
             }
+            return final, details, facts
         finally:
             shutil.rmtree(work, ignore_errors=True)
 

@@ -32,6 +32,7 @@ from typing import Any
 
 from affineur.atomic import write_atomic
 from affineur.build._key import BuildKey
+from affineur.build._provenance import PROVENANCE_SUFFIX
 from affineur.errors import AffineurError
 from affineur.index import check_filename, sha256_file
 
@@ -77,6 +78,12 @@ class CacheEntry:
     @property
     def wheel(self) -> Path:
         return self.path / str(self.record()["wheel"])
+
+    @property
+    def provenance(self) -> Path | None:
+        """The build's provenance statement; None for a prebuilt (upstream) wheel."""
+        path = self.path / f"{self.record()['wheel']}{PROVENANCE_SUFFIX}"
+        return path if path.is_file() else None
 
 
 class BuildCache:

@@ -19,6 +19,7 @@ import tomlkit
 
 from affineur.build._cache import CacheEntry
 from affineur.build._key import BuildKey
+from affineur.build._provenance import PROVENANCE_SUFFIX
 from affineur.errors import AffineurError
 from affineur.graph import Graph, NodeKey, install_closure
 from affineur.index import read_metadata
@@ -53,6 +54,8 @@ class ExportedWheel:
     requires_python: str | None = None
     dependencies: tuple[str, ...] = ()
     """Names of the packages it installs with (its install edges in the lock)."""
+    provenance: str | None = None
+    """The file name of its provenance statement, published beside it (built wheels only)."""
 
     @property
     def upstream(self) -> bool:
@@ -112,6 +115,11 @@ def collect_wheels(
                 dependencies=tuple(
                     sorted({graph.nodes[e.key].name for e in node.edges_of("install")})
                 ),
+                provenance=(
+                    f"{wheel.name}{PROVENANCE_SUFFIX}"
+                    if origin == "built" and entry is not None and entry.provenance
+                    else None
+                ),
             )
         )
     if damaged:
@@ -150,7 +158,9 @@ def constraints_text(wheels: Sequence[ExportedWheel], *, header: str) -> str:
     for w in wheels:
         if w.upstream:
             lines.append(f"# {w.name}: {_ORIGIN_NOTE[w.origin]}")
-        lines.append(f"{w.name}=={w.version} --hash=sha256:{w.sha256}")
+        pin = f"{w.name}=={w.version} --hash=sha256:{w.sha256}"
+        # pip reads " #" to the end of a line as a comment.
+        lines.append(f"{pin}  # provenance: {w.provenance}" if w.provenance else pin)
     return "\n".join(lines) + "\n"
 
 
@@ -219,6 +229,11 @@ def pylock_text(
         tool["origin"] = "built" if not w.upstream else "upstream"
         if w.upstream:
             tool["note"] = _ORIGIN_NOTE[w.origin]
+        if w.provenance:
+            # Published beside the wheel: the wheel's location plus the suffix.
+            beside = tomlkit.inline_table()
+            beside.update({k: f"{v}{PROVENANCE_SUFFIX}" for k, v in locate(w).items()})
+            tool["provenance"] = beside
         package["tool"] = {"affineur": tool}
         packages.append(package)
     doc["packages"] = packages

@@ -39,7 +39,7 @@ from affineur.build._builder import Builder, BuildRequest
 from affineur.build._cache import BuildCache, CacheEntry
 from affineur.build._key import BuildKey
 from affineur.build._remote import RemoteCache
-from affineur.config import RemoteCacheSetting, SandboxSetting, Settings
+from affineur.config import Evidence, RemoteCacheSetting, SandboxSetting, Settings
 from affineur.errors import AffineurError
 from affineur.index import DistFile, SdistStore
 from affineur.progress import StreamReporter
@@ -72,6 +72,9 @@ class BuildJob:
     remote: RemoteCacheSetting
     sandbox: SandboxSetting = field(default_factory=SandboxSetting)
     """The variant's sandbox: a worker builds in the same one this machine would."""
+    evidence: Evidence = field(default_factory=Evidence)
+    """Site settings for the SBOM and provenance (they are in the build key)."""
+    source_attestation: Mapping[str, Any] | None = None
 
     @property
     def label(self) -> str:
@@ -139,7 +142,10 @@ def execute_job(job: BuildJob, scratch: Path) -> CacheEntry:
         patch_dir.mkdir(parents=True)
         patches = []
         for name, data in job.patches:
-            path = patch_dir / Path(name).name
+            # Under a patches/ folder, by its path below overrides/patches/: the SBOM
+            # and provenance name a patch by that path, wherever the build runs.
+            path = patch_dir / "patches" / name
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
             patches.append(path)
         request = BuildRequest(
@@ -152,6 +158,9 @@ def execute_job(job: BuildJob, scratch: Path) -> CacheEntry:
             env_wheels=wheels,
             network_isolation=job.network_isolation,
             sandbox=job.sandbox,
+            evidence=job.evidence,
+            env_keys=[key for key, _, _ in job.env],
+            source_attestation=job.source_attestation,
         )
         entry = Builder(cache=cache, store=store, workdir=scratch).build(request, job.graph)
     if not remote.push(entry):

@@ -2,11 +2,12 @@
 
 A key hashes everything that can change the wheel: the package, its version and
 sdist hash, the variant, the effective settings for this package and variant, the
-patches, the target environment, the host tools a build can use (compilers,
-rustc, cmake ...: name and version, see :mod:`affineur.build._hosttools`), and —
-recursively — the keys of every wheel in its build environment. So changing
-setuptools' settings changes the key of every package built with setuptools,
-and only those rebuild; a compiler upgrade rebuilds, a kernel upgrade does not.
+patches, what shapes the SBOM written into the wheel, the target environment,
+the host tools a build can use (compilers, rustc, cmake ...: name and version,
+see :mod:`affineur.build._hosttools`), and — recursively — the keys of every
+wheel in its build environment. So changing setuptools' settings changes the
+key of every package built with setuptools, and only those rebuild; a compiler
+upgrade rebuilds, a kernel upgrade does not.
 
 Pure: callers pass the settings and patch hashes in; nothing here reads files.
 """
@@ -24,7 +25,8 @@ from affineur.graph import Graph, Node, NodeKey, build_order
 __all__ = ["BuildInputs", "BuildKey", "build_keys", "compute_key"]
 
 BuildKey = NewType("BuildKey", str)
-KEY_FORMAT = 1
+# 2: wheels carry an SBOM and are normalized (order, dates, modes) when rewritten.
+KEY_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class BuildInputs:
     patches: Sequence[tuple[str, str]] = ()  # (file name, sha256), in application order
     host_tools: Mapping[str, str] = field(default_factory=dict)
     """Tool name -> version line of what the build can use from the host."""
+    sbom: Mapping[str, Any] = field(default_factory=dict)  # build._sbom.sbom_key_input()
 
 
 def compute_key(
@@ -67,6 +70,7 @@ def compute_key(
             "target": dict(sorted(target.items())),
             "build_env": sorted(env_keys),
             "host_tools": dict(sorted(inputs.host_tools.items())),
+            "sbom": dict(inputs.sbom),
         }
     raw = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
     return BuildKey(hashlib.sha256(raw).hexdigest())

@@ -11,6 +11,10 @@ link: a shared inode would let anything that writes to the published file
 change the cache entry, and the other way round. The copy is hashed and must
 match the sha256 in the cache record, so a wheel damaged since its build is
 refused here, never published.
+
+Beside each wheel built here goes its provenance statement,
+``<wheel>.provenance.json``, signed into a DSSE envelope when a key is given;
+an upstream wheel (prebuilt) has none.
 """
 
 from __future__ import annotations
@@ -26,6 +30,12 @@ from typing import Any
 from packaging.utils import canonicalize_name
 
 from affineur.build._cache import CacheEntry
+from affineur.build._provenance import (
+    PROVENANCE_SUFFIX,
+    read_provenance,
+    sign_statement,
+    statement_bytes,
+)
 from affineur.errors import AffineurError
 from affineur.index import read_metadata, sha256_file
 
@@ -76,9 +86,30 @@ def _unique(entries: Iterable[CacheEntry]) -> list[tuple[str, str, Path]]:
     return [(name, sha, path) for name, (sha, path) in sorted(found.items())]
 
 
-def publish_index(entries: Mapping[Any, CacheEntry], dest: Path) -> Path:
+def _statement(source: Path, digest: str, sign_with: Path | None) -> bytes | None:
+    """The published form of the statement beside the cached wheel ``source``, if any."""
+    path = source.with_name(f"{source.name}{PROVENANCE_SUFFIX}")
+    if not path.is_file():
+        return None
+    statement, _ = read_provenance(path)
+    if statement["subject"][0]["digest"]["sha256"] != digest:
+        raise AffineurError(
+            f"the provenance of {source.name} names other bytes than the cached wheel",
+            file=str(path),
+            stage="hash",
+            hint="the cache entry was changed after the build; delete it and rebuild",
+        )
+    if sign_with is not None:
+        return statement_bytes(sign_statement(statement, sign_with))
+    return statement_bytes(statement)
+
+
+def publish_index(
+    entries: Mapping[Any, CacheEntry], dest: Path, *, sign_with: Path | None = None
+) -> Path:
     """Write the index for the wheels of ``entries`` (any key -> verified cache entry)
-    into ``dest``; return its simple/ folder."""
+    into ``dest``; return its simple/ folder. ``sign_with`` (an ed25519 private key)
+    signs each provenance statement into a DSSE envelope."""
     wheels = _unique(entries.values())
     staging = dest.with_name(f".{dest.name}.{os.getpid()}.new")
     shutil.rmtree(staging, ignore_errors=True)
@@ -100,6 +131,11 @@ def publish_index(entries: Mapping[Any, CacheEntry], dest: Path) -> Path:
                     file=str(source),
                     hint="run doit again: the damaged entry is discarded and built again",
                 )
+            statement = _statement(source, digest, sign_with)
+            if statement is not None:
+                beside = files / f"{filename}{PROVENANCE_SUFFIX}"
+                beside.write_bytes(statement)
+                beside.chmod(PUBLISHED_MODE)
             meta = read_metadata(target)
             name: str = canonicalize_name(str(meta["Name"]))
             requires_python = meta.get("Requires-Python")

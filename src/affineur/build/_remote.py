@@ -35,6 +35,7 @@ from packaging.utils import canonicalize_name
 
 from affineur.build._cache import BuildCache, CacheEntry
 from affineur.build._key import BuildKey
+from affineur.build._provenance import PROVENANCE_SUFFIX, statement_bytes
 from affineur.config import RemoteCacheSetting, validate
 from affineur.errors import AffineurError
 from affineur.index import sha256_file
@@ -206,6 +207,13 @@ class RemoteCache:
                     self.fs.get_file(f"{base}/{entry['log_object']}", str(staging / "build.log"))
                 except Exception:  # a lost log costs nothing a build needs
                     (staging / "build.log").unlink(missing_ok=True)
+            statement = entry.get("provenance")
+            if statement is not None:
+                if statement["subject"][0]["digest"]["sha256"] != entry["sha256"]:
+                    raise RemoteEntryRejected("its provenance names another wheel")
+                (staging / f"{entry['wheel']}{PROVENANCE_SUFFIX}").write_bytes(
+                    statement_bytes(statement)
+                )
             record = {**entry["record"], "wheel": entry["wheel"], "sha256": entry["sha256"]}
             record["remote"] = {"url": self.url}
             return local.commit(key, staging, record)
@@ -263,6 +271,9 @@ class RemoteCache:
             "log_object": f"{sha256_file(log)}.log" if log else None,
             "record": record,
         }
+        if entry.provenance is not None:
+            # Travels with the wheel: the statement is the original build's.
+            data["provenance"] = json.loads(entry.provenance.read_bytes())
         validate(data, "remote-entry", file=f"{base}/{ENTRY}")
         try:
             self.fs.put_file(str(wheel), f"{base}/{data['wheel_object']}")

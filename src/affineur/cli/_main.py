@@ -279,11 +279,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(func=cmd_settings)
 
+    from affineur.cli._evidence import register as register_evidence
     from affineur.cli._upkeep import register as register_upkeep
     from affineur.cli._workflow import register
 
     register(add)
     register_upkeep(add)
+    register_evidence(add)
     return parser
 
 

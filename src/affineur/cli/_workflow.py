@@ -359,6 +359,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                         "variant": s.variant,
                         "state": s.state,
                         "detail": s.detail,
+                        "attested": list(s.attested),
                     }
                     for s in report.locks
                 ],

@@ -7,6 +7,7 @@ from affineur.config._pipconfig import config_files, default_index_url, index_ur
 from affineur.config._project import (
     TARGET_MARKERS,
     Collection,
+    Evidence,
     PackageOverride,
     Project,
     SandboxChoice,
@@ -47,6 +48,7 @@ __all__ = [
     "TARGET_MARKERS",
     "BuildRequiresOverride",
     "Collection",
+    "Evidence",
     "Executor",
     "PackageOverride",
     "Project",

@@ -48,6 +48,7 @@ __all__ = [
     "TARGET_MARKERS",
     "Collection",
     "Discovery",
+    "Evidence",
     "PackageOverride",
     "Project",
     "SandboxChoice",
@@ -101,6 +102,21 @@ class SandboxSetting:
 
 
 @dataclass(frozen=True)
+class Evidence:
+    """Site settings for the evidence each build carries (``evidence:`` in a variant).
+
+    ``supplier`` and ``namespace`` go into every wheel's SBOM, so they are build
+    inputs; ``builder_id`` names the builder in provenance statements, which sit
+    beside the wheel and so change no wheel byte.
+    """
+
+    supplier: str | None = None
+    supplier_url: str | None = None
+    namespace: str | None = None
+    builder_id: str | None = None
+
+
+@dataclass(frozen=True)
 class Variant:
     """``variants/<name>.yaml`` with ``extends`` already applied.
 
@@ -131,6 +147,7 @@ class Variant:
     """This variant's file and those of every variant it extends, nearest first."""
     pass_env: tuple[str, ...] = ()
     """Parent variables passed to builds beyond the built-in list (see pep517 isolation)."""
+    evidence: Evidence = field(default_factory=Evidence)
 
 
 @dataclass(frozen=True)
@@ -805,6 +822,17 @@ def _variant(name: str, documents: Mapping[str, _Document]) -> Variant:
         executor=data.get("executor"),
         files=tuple(documents[n].path for n in _chain(name, documents)),
         pass_env=tuple(data.get("pass_env", ())),
+        evidence=_evidence(data.get("evidence", {})),
+    )
+
+
+def _evidence(data: Mapping[str, Any]) -> Evidence:
+    supplier = data.get("supplier", {})
+    return Evidence(
+        supplier=supplier.get("name"),
+        supplier_url=supplier.get("url"),
+        namespace=data.get("namespace"),
+        builder_id=data.get("builder_id"),
     )
 
 

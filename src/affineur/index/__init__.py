@@ -3,6 +3,12 @@
 Also the store of downloaded files, which both stages read.
 """
 
+from affineur.index._attestation import (
+    AttestationSource,
+    attested_by,
+    check_attestation,
+    parse_provenance,
+)
 from affineur.index._client import (
     ACCEPT,
     DistFile,
@@ -28,19 +34,23 @@ from affineur.index._wheelmeta import (
 __all__ = [
     "ACCEPT",
     "SDIST_SUFFIXES",
+    "AttestationSource",
     "DistFile",
     "Fetcher",
     "IndexClient",
     "SdistStore",
     "UpstreamWheels",
     "UrlSource",
+    "attested_by",
     "best_wheel",
+    "check_attestation",
     "check_filename",
     "dist_info_dir",
     "make_file",
     "open_wheel",
     "parse_html_page",
     "parse_json_page",
+    "parse_provenance",
     "python_allows",
     "read_metadata",
     "record_hash",

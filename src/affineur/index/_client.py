@@ -79,6 +79,8 @@ class DistFile:
     # None when it does not say (then it is worth trying anyway).
     core_metadata: bool | None = None
     core_metadata_sha256: str | None = None
+    # PEP 740: the URL of the file's provenance object, when the index has one.
+    provenance: str | None = None
 
 
 # --- URLs --------------------------------------------------------------------
@@ -135,6 +137,7 @@ def make_file(
     size: int | None = None,
     core_metadata: bool | None = None,
     core_metadata_sha256: str | None = None,
+    provenance: str | None = None,
 ) -> DistFile | None:
     """A :class:`DistFile`, or None for files we cannot use (installers, eggs, odd names)."""
     try:
@@ -148,6 +151,7 @@ def make_file(
         "size": size,
         "core_metadata": core_metadata,
         "core_metadata_sha256": core_metadata_sha256,
+        "provenance": provenance,
     }
     if filename.lower().endswith(".whl"):
         try:
@@ -202,6 +206,7 @@ def parse_json_page(page: Mapping[str, Any], page_url: str, project: str) -> lis
         meta = entry.get("core-metadata", entry.get("dist-info-metadata"))
         has_meta, meta_sha = _metadata_flag(meta)
         size = entry.get("size")
+        provenance = entry.get("provenance")
         found = make_file(
             name,
             str(entry["filename"]),
@@ -212,6 +217,7 @@ def parse_json_page(page: Mapping[str, Any], page_url: str, project: str) -> lis
             size=size if isinstance(size, int) else None,
             core_metadata=has_meta,
             core_metadata_sha256=meta_sha,
+            provenance=urljoin(page_url, provenance) if isinstance(provenance, str) else None,
         )
         if found is not None:
             files.append(found)
@@ -260,6 +266,7 @@ def parse_html_page(text: str, page_url: str, project: str) -> list[DistFile]:
         meta = attrs.get("data-core-metadata", attrs.get("data-dist-info-metadata"))
         has_meta, meta_sha = _html_metadata(meta)
         yanked = attrs.get("data-yanked")
+        provenance = attrs.get("data-provenance")
         found = make_file(
             name,
             filename,
@@ -269,6 +276,7 @@ def parse_html_page(text: str, page_url: str, project: str) -> list[DistFile]:
             yanked=False if yanked is None else _yanked(yanked),
             core_metadata=has_meta,
             core_metadata_sha256=meta_sha,
+            provenance=urljoin(base, provenance) if provenance else None,
         )
         if found is not None:
             files.append(found)
@@ -426,6 +434,15 @@ class IndexClient:
                     hint=f"served by {redact_url(url)}",
                 )
         return page.body
+
+    def provenance(self, file: DistFile) -> bytes | None:
+        """The file's PEP 740 provenance object, or None when the index has none."""
+        if not file.provenance:
+            return None
+        url = file.provenance
+        accept = "application/vnd.pypi.integrity.v1+json, application/json;q=0.9"
+        page = self._retrying(url, "download", lambda: self._page_once(url, accept, "download"))
+        return None if page is None else page.body
 
     def download(self, file: DistFile, dest: Path) -> Path:
         """Download ``file`` into directory ``dest``; return its path.

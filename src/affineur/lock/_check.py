@@ -42,6 +42,8 @@ class LockStatus:
     detail: str
     issues: tuple[str, ...] = ()
     """Each problem of an invalid lock on its own (``detail`` joins them)."""
+    attested: tuple[str, ...] = ()
+    """The sources with PEP 740 publisher attestations: ``file (publisher, …)``."""
 
     @property
     def ok(self) -> bool:
@@ -53,6 +55,9 @@ class LockStatus:
     def problem_lines(self) -> list[str]:
         head = f"{self.state:9} {self.collection}/{self.variant}: "
         return [head + issue for issue in self.issues] or [self.line()]
+
+    def attested_lines(self) -> list[str]:
+        return [f"attested  {self.collection}/{self.variant}: {a}" for a in self.attested]
 
 
 @dataclass(frozen=True)
@@ -83,7 +88,10 @@ class CheckReport:
         out = [f"config    {p}" for p in self.config_problems]
         if not self.config_problems:
             out.append("ok        config")
-        return out + [s.line() for s in self.locks] + [s.line() for s in self.sandboxes]
+        for status in self.locks:
+            out.append(status.line())
+            out += status.attested_lines()
+        return out + [s.line() for s in self.sandboxes]
 
     def problems(self) -> list[str]:
         found = (s for s in self.locks if s.state not in ("ok", "unchecked"))
@@ -203,6 +211,20 @@ def _lock_files(root: Path) -> list[tuple[str, str, Path]]:
     return [(c, v, path) for (c, v), path in find_locks(root).items()]
 
 
+def _attested(graph: Graph) -> tuple[tuple[str, ...], int]:
+    """The sdists the index vouched for with PEP 740 attestations, and all sdists."""
+    sdists = sorted(
+        (n.sdist for n in graph.nodes.values() if n.sdist is not None and not n.prebuilt),
+        key=lambda ref: ref.filename,
+    )
+    attested = tuple(
+        f"{ref.filename} ({', '.join(p.describe() for p in ref.attested_by)})"
+        for ref in sdists
+        if ref.attested_by
+    )
+    return attested, len(sdists)
+
+
 def _check_locks(project: Project) -> list[LockStatus]:
     statuses = []
     expected: set[tuple[str, str]] = set()
@@ -215,8 +237,14 @@ def _check_locks(project: Project) -> list[LockStatus]:
                 assert graph is not None
                 if lock_is_fresh(project, c, project.variants[v]):
                     installed = len(install_closure(graph))
+                    attested, sources = _attested(graph)
                     status = LockStatus(
-                        c.name, v, "ok", f"{len(graph.nodes)} packages, {installed} installed"
+                        c.name,
+                        v,
+                        "ok",
+                        f"{len(graph.nodes)} packages, {installed} installed, "
+                        f"{len(attested)} of {sources} sources with publisher attestations",
+                        attested,
                     )
                 else:
                     status = LockStatus(

@@ -10,7 +10,7 @@ metadata and graph assembly run with no network and no file system.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -25,6 +25,7 @@ from affineur.index import (
     SdistStore,
     UpstreamWheels,
     UrlSource,
+    attested_by,
     sha256_file,
 )
 from affineur.index import requires_dist as wheel_requires_dist
@@ -116,7 +117,12 @@ class NetworkIndex:
     def sdist(self, file: DistFile) -> LocalSdist:
         path = self._download(file, file.filename, self.client)
         sha = file.sha256 or sha256_file(path)
-        return self._local(file.project, file.filename, sha, self.client)
+        local = self._local(file.project, file.filename, sha, self.client)
+        # PEP 740: the publishers the index vouches for go into the lock with the hash.
+        publishers = attested_by(self.client, file, sha)
+        if publishers:
+            local = replace(local, ref=replace(local.ref, attested_by=publishers))
+        return local
 
     def sdist_from_url(self, name: NormalizedName, url: str, sha256: str | None) -> LocalSdist:
         source = UrlSource(self.client, url, name)

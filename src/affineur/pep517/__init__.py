@@ -4,7 +4,7 @@ Shared by discovery (stage 1) and building (stage 2), so neither stage imports t
 """
 
 from affineur.pep517._environment import BuildEnvironment
-from affineur.pep517._hooks import HookCaller, kill_running_hooks, run_hook_process
+from affineur.pep517._hooks import HookCaller, Runner, kill_running_hooks, run_hook_process
 from affineur.pep517._isolation import (
     SOURCE_DATE_EPOCH_FLOOR,
     build_environment_variables,
@@ -37,6 +37,7 @@ __all__ = [
     "BuildSystem",
     "Confinement",
     "HookCaller",
+    "Runner",
     "SandboxKind",
     "UnpackLimits",
     "available_sandboxes",

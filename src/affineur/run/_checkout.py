@@ -40,7 +40,10 @@ from affineur.build import (
     RemoteCache,
     build_keys,
     job_graph,
+    patch_name,
     publish_index,
+    sbom_key_input,
+    signing_key_id,
     sweep_dead_folders,
     sweep_stale_publishes,
     wheel_problems,
@@ -58,12 +61,21 @@ from affineur.config import (
     patch_hashes,
 )
 from affineur.errors import AffineurError
-from affineur.index import Fetcher, IndexClient, SdistStore, UrlSource, sha256_file, source_url
+from affineur.index import (
+    Fetcher,
+    IndexClient,
+    SdistStore,
+    UrlSource,
+    check_attestation,
+    sha256_file,
+    source_url,
+)
 from affineur.lock import LockPaths, lock, lock_is_fresh, read_lock
 from affineur.progress import (
     BuildStarted,
     CacheEntryDiscarded,
     LockStale,
+    Notice,
     Published,
     Rebuilt,
     Reporter,
@@ -74,6 +86,7 @@ from affineur.run._source_builds import SourceModeBuilds
 from affineur.run._substitution import Attempts, refuse_substitutes
 
 __all__ = [
+    "SIGNING_KEY_ENV",
     "Checkout",
     "Cluster",
     "IndexClients",
@@ -81,6 +94,16 @@ __all__ = [
     "RemoteCaches",
     "open_checkout",
 ]
+
+# A path, never the key itself: the key stays in a file the user controls.
+SIGNING_KEY_ENV = "AFFINEUR_SIGNING_KEY"
+
+
+def _attestation(node: g.Node) -> dict[str, Any] | None:
+    """The sdist's PEP 740 publishers as the lock recorded them, for provenance."""
+    if node.sdist is None or not node.sdist.attested_by:
+        return None
+    return {"standard": "PEP 740", "publishers": [p.to_data() for p in node.sdist.attested_by]}
 
 
 @dataclass(frozen=True)
@@ -188,9 +211,11 @@ class Checkout:
     remotes: Callable[[Variant], RemoteCache | None] = no_remote_cache
     """The shared cache looked up before a build and filled after it (see build/_remote)."""
     clusters: Callable[[Variant], Cluster | None] = this_machine
+    """Where each variant's builds run: None for this machine."""
     host_tools: Callable[[], Mapping[str, str]] = no_host_tools
     """The host tools a build can use, name -> version (see build/_hosttools), asked once."""
-    """Where each variant's builds run: None for this machine."""
+    signing_key: Path | None = None
+    """The ed25519 private key that signs published provenance, if any."""
 
     @property
     def build_dir(self) -> Path:
@@ -288,6 +313,7 @@ class Checkout:
             patches=patch_hashes(self.root, self.patches(variant, node)),
             # An upstream wheel taken as it is used no compiler of ours.
             host_tools={} if node.prebuilt else self.tool_versions,
+            sbom=sbom_key_input(variant.evidence),
         )
 
     @cached_property
@@ -338,6 +364,25 @@ class Checkout:
             *sweep_stale_publishes(self.root / "dist"),
         ]
 
+    def build_request(self, lv: LockedVariant, node_key: g.NodeKey) -> BuildRequest:
+        """What building the node takes, from the lock, the config and the cache."""
+        node = lv.graph.nodes[node_key]
+        return BuildRequest(
+            node=node,
+            key=lv.keys[node_key],
+            variant=lv.variant.name,
+            target=lv.graph.target,
+            settings=self.settings(lv.variant, node),
+            patches=self.patches(lv.variant, node),
+            env_wheels=[self.wheel_of(lv.keys[k]) for k in node.build_env],
+            network_isolation=lv.variant.network_isolation,
+            host_tools=self.tool_versions,
+            sandbox=lv.variant.sandbox,
+            evidence=lv.variant.evidence,
+            env_keys=[lv.keys[k] for k in node.build_env],
+            source_attestation=_attestation(node),
+        )
+
     def build(self, lv: LockedVariant, node_key: g.NodeKey) -> Rebuilt | None:
         """Put the node's wheel into the cache under its build key (built, reused or taken).
 
@@ -348,11 +393,11 @@ class Checkout:
         key = lv.keys[node_key]
         marker = self._rebuild_marker(key)
         if not marker.exists():
-            self._build(lv, node, key, forced=False)
+            self._build(lv, node_key, forced=False)
             return None
         previous = self._set_aside(key)
         try:
-            self._build(lv, node, key, forced=True)
+            self._build(lv, node_key, forced=True)
         except BaseException:
             if previous is not None and self.cache.get(key) is None:
                 previous[0].rename(self.cache.entry(key).path)  # the old wheel stays usable
@@ -396,7 +441,9 @@ class Checkout:
         entry.path.rename(aside / "entry")
         return aside / "entry", aside / "entry" / name
 
-    def _build(self, lv: LockedVariant, node: g.Node, key: BuildKey, *, forced: bool) -> None:
+    def _build(self, lv: LockedVariant, node_key: g.NodeKey, *, forced: bool) -> None:
+        node = lv.graph.nodes[node_key]
+        key = lv.keys[node_key]
         with self.attempts.attempt(
             key=key,
             name=node.name,
@@ -432,18 +479,7 @@ class Checkout:
                 )
                 return
             self.reporter.report(BuildStarted(node.name, node.version, lv.variant.name, key))
-            request = BuildRequest(
-                node=node,
-                key=key,
-                variant=lv.variant.name,
-                target=lv.graph.target,
-                settings=self.settings(lv.variant, node),
-                patches=self.patches(lv.variant, node),
-                env_wheels=[self.wheel_of(lv.keys[k]) for k in node.build_env],
-                network_isolation=lv.variant.network_isolation,
-                host_tools=self.tool_versions,
-                sandbox=lv.variant.sandbox,
-            )
+            request = self.build_request(lv, node_key)
             attempt.log = self.builder.failed_log(request)
             entry = self.builder.build(request, lv.graph)
             attempt.wheel = entry.wheel.name
@@ -498,11 +534,13 @@ class Checkout:
             node=node,
             graph=job_graph(lv.graph, node),
             settings=self.settings(lv.variant, node),
-            patches=tuple((p.name, p.read_bytes()) for p in self.patches(lv.variant, node)),
+            patches=tuple((patch_name(p), p.read_bytes()) for p in self.patches(lv.variant, node)),
             env=tuple(env),
             network_isolation=lv.variant.network_isolation,
             remote=remote.setting,
             sandbox=lv.variant.sandbox,
+            evidence=lv.variant.evidence,
+            source_attestation=_attestation(node),
         )
         resources = self.demand(lv.variant, node)
         if not resources.get("exclusive") and "cpu" not in resources:
@@ -559,12 +597,20 @@ class Checkout:
         if template:
             fetcher = UrlSource(client, source_url(template, node.name, node.version), node.name)
         self.store.ensure(node.name, ref.filename, ref.sha256, fetcher)
+        if ref.attested_by and not template:
+            warning = check_attestation(client, node.name, ref)
+            if warning:
+                self.reporter.report(Notice(warning, warning=True))
+
+    def signing_key_id(self) -> str:
+        """The DSSE key id published provenance is signed with ('' when unsigned)."""
+        return signing_key_id(self.signing_key) if self.signing_key is not None else ""
 
     def publish(self, lv: LockedVariant) -> Path:
         """Write the variant's PEP 503 index from the cache; refuse one holding substitutes."""
         entries = {k: self.entry_of(lv.keys[k]) for k in lv.graph.nodes}
         dest = self.dist_dir(lv.collection.name, lv.variant.name)
-        simple = publish_index(entries, dest)
+        simple = publish_index(entries, dest, sign_with=self.signing_key)
         count = sum(1 for _ in (dest / "files").iterdir())
         self.reporter.report(Published(lv.collection.name, lv.variant.name, simple, count))
         refuse_substitutes([self.cache.entry(lv.keys[k]) for k in lv.graph.nodes], str(simple))
@@ -669,6 +715,7 @@ def open_checkout(
     """
     root = Path(root)
     build_dir = root / "build"
+    signing_key = os.environ.get(SIGNING_KEY_ENV)
     store = SdistStore(build_dir / "sdists")
     shown = reporter or StreamReporter()
 
@@ -692,4 +739,5 @@ def open_checkout(
         remotes=RemoteCaches(root, shown),
         clusters=clusters or this_machine,
         host_tools=HostTools(build_dir / "host-tools.json").fingerprint,
+        signing_key=Path(signing_key) if signing_key else None,
     )

@@ -71,6 +71,8 @@ class SourceModeBuilds:
             env_wheels=[wheel for _, wheel in env],
             network_isolation=self.variant.network_isolation,
             sandbox=self.variant.sandbox,
+            evidence=self.variant.evidence,
+            env_keys=[self._key(member, target) for member, _ in env],
         )
         # Its dependencies are not resolved here; stage 2 checks them against the lock.
         return self.builder.build(request, None).wheel

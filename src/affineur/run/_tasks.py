@@ -11,6 +11,7 @@ Task groups::
     download:<file>                   an sdist (or a prebuilt wheel), verified on use
     build:<variant>:<name>-<version>  one wheel into build/cache/<build-key>/
     publish:<collection>:<variant>    dist/<collection>/<variant>/simple/ from the cache
+    verify:<variant>:<name>-<version> rebuild differently and compare (not run by default)
 
 ``doit clean`` removes what the build and publish tasks made (and, asked for
 by name or with ``--clean-all``, the downloads); never a lock, which is the
@@ -248,10 +249,60 @@ class DoitTasks:
                     "targets": [str(dest / "simple" / "index.html")],
                     "clean": [(checkout.clean_published, [lv.collection.name, lv.variant.name])],
                     "uptodate": [
-                        config_changed(" ".join(sorted(lv.keys.values()))),
+                        config_changed(
+                            " ".join([*sorted(lv.keys.values()), checkout.signing_key_id()])
+                        ),
                         *[(trusted, [checkout.cache, k]) for k in sorted(set(lv.keys.values()))],
                     ],
                 }
+
+        return self._loading(create)
+
+    def verify(self) -> Iterator[TaskDict]:
+        """``verify:<variant>:<name>-<version>``: rebuild under varied conditions, compare.
+
+        Never up to date and not among the default tasks: verification is asked for.
+        """
+        checkout = self.checkout
+
+        def create() -> Iterator[TaskDict]:
+            from affineur.run._verify import verify_task
+
+            names = self.names
+            capacity = checkout.capacities()
+            emitted: set[BuildKey] = set()
+            for lv in checkout.locked:
+                for key in sorted(lv.graph.nodes):
+                    node = lv.graph.nodes[key]
+                    if node.prebuilt or lv.keys[key] in emitted:
+                        continue
+                    emitted.add(lv.keys[key])
+                    name = names[lv.keys[key]]
+                    # A rebuild runs on this machine even for a variant that builds on a
+                    # cluster: it holds what a build would, within what this machine has,
+                    # so a GPU build's verification never stops the loading of every task.
+                    resources = {
+                        k: v if k == "exclusive" else min(float(v), capacity[k])
+                        for k, v in checkout.demand(lv.variant, node).items()
+                        if k == "exclusive" or k in capacity
+                    }
+                    yield {
+                        "basename": "verify",
+                        "name": name,
+                        "doc": f"rebuild {node.name}=={node.version} differently; compare bytes",
+                        "actions": [(action(verify_task), [checkout, lv, key])],
+                        "task_dep": [f"build:{name}"],
+                        "uptodate": [False],
+                        "verbosity": 2,
+                        "meta": {
+                            "resources": resources,
+                            "package": {
+                                "name": node.name,
+                                "version": node.version,
+                                "variant": lv.variant.name,
+                            },
+                        },
+                    }
 
         return self._loading(create)
 
