@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -30,6 +29,7 @@ from affineur.pep517 import (
     SOURCE_DATE_EPOCH_FLOOR,
     BuildEnvironment,
     BuildSystem,
+    EnvironmentStore,
     HookCaller,
     effective_build_system,
     hook_environment,
@@ -81,6 +81,7 @@ class Discoverer:
         self.logs = logs
         self.base_env = dict(os.environ if base_env is None else base_env)
         self.timeout = timeout
+        self.environments = EnvironmentStore(workdir)
 
     # --- sources ------------------------------------------------------------
 
@@ -97,19 +98,7 @@ class Discoverer:
 
     def environment(self, pins: Pins, wheels: WheelFn) -> BuildEnvironment:
         """A venv holding exactly ``pins``; reused across packages that need the same set."""
-        key = _digest(sorted(f"{n}=={v}" for n, v in pins.items()))[:24]
-        path = self.workdir / "envs" / key
-        marker = path / ".affineur-complete"
-        if marker.exists():
-            return BuildEnvironment.open(path)
-        # Built in place, not renamed into place: installed scripts carry the venv's
-        # path in their shebang. The marker, written last, says it is complete.
-        if path.exists():
-            shutil.rmtree(path)
-        env = BuildEnvironment.create(path)
-        env.install([wheels(n, v) for n, v in sorted(pins.items())])
-        marker.write_text(json.dumps(sorted(f"{n}=={v}" for n, v in pins.items())))
-        return env
+        return self.environments.environment([wheels(n, v) for n, v in sorted(pins.items())])
 
     # --- hooks --------------------------------------------------------------
 
@@ -185,8 +174,9 @@ class Discoverer:
             env = self.environment(pins, wheels)
             caller = self._caller(source, build_system, env, settings, name, version)
             config = dict(settings.config_settings) or None
-            wheel_reqs = tuple(caller.get_requires_for_build_wheel(config))
-            sdist_reqs = tuple(caller.get_requires_for_build_sdist(config))
+            with caller.session():
+                wheel_reqs = tuple(caller.get_requires_for_build_wheel(config))
+                sdist_reqs = tuple(caller.get_requires_for_build_sdist(config))
             write_atomic(
                 cached, json.dumps({"wheel": wheel_reqs, "sdist": sdist_reqs, "at": time.time()})
             )

@@ -3,7 +3,7 @@
 Shared by discovery (stage 1) and building (stage 2), so neither stage imports the other.
 """
 
-from affineur.pep517._environment import BuildEnvironment
+from affineur.pep517._environment import BuildEnvironment, EnvironmentStore
 from affineur.pep517._hooks import HookCaller, run_hook_process
 from affineur.pep517._isolation import (
     SOURCE_DATE_EPOCH_FLOOR,
@@ -28,6 +28,7 @@ __all__ = [
     "SOURCE_DATE_EPOCH_FLOOR",
     "BuildEnvironment",
     "BuildSystem",
+    "EnvironmentStore",
     "HookCaller",
     "UnpackLimits",
     "build_environment_variables",
