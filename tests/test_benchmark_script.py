@@ -97,7 +97,7 @@ def test_side_by_side_benchmark_alternates_cold_runs_and_prints_ratios(
     venv = _fake_fromager_venv(tmp_path / "fromager-venv")
     argv = [
         sys.executable, str(SIDE_BY_SIDE), "--fromager-venv", str(venv),
-        "--requirement", "fakebuild-core", "--index", fake_index.url, "--no-isolation",
+        "--requirement", "fakebuild-core", "--index", fake_index.url, "--no-isolation", "--no-pyc",
         "--pairs", "1", "--noop-runs", "1", "--dir", str(tmp_path / "runs"),
     ]  # fmt: skip
     env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost"}
