@@ -164,7 +164,9 @@ def test_a_stored_environment_runs_packages_and_scripts(tmp_path: Path, wheels: 
     assert imported.stdout.strip() == "1.2"
     for script, said in (("demo-tool", "hello from demo"), ("raw-tool", "raw tool ran")):
         path = env.bin / script
-        assert path.read_text().startswith(f"#!{env.python}\n")
+        # The interpreter is named on the first line, or on the second when its path
+        # is too long for a shebang (installer's /bin/sh trampoline).
+        assert str(env.python) in "".join(path.read_text().splitlines(keepends=True)[:2])
         ran = subprocess.run([str(path)], capture_output=True, text=True, check=True)
         assert ran.stdout.strip() == said
     # Opened again (by a later run), it is the same environment.
