@@ -263,6 +263,7 @@ def frozen_locker(
     discovery: str = "wheels",
     builds: RecordingBuilds | None = None,
     target: Mapping[str, str] = TARGET,
+    lookahead: int = 0,
 ) -> tuple[Locker, FrozenHooks]:
     hooks = FrozenHooks(index)
     request = LockRequest(
@@ -286,6 +287,7 @@ def frozen_locker(
         settings_for=settings_table(overrides),
         previous=previous,
         builds=builds,
+        lookahead=lookahead,
     )
     return locker, hooks
 

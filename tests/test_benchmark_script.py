@@ -17,6 +17,7 @@ from pathlib import Path
 from tests.benchmarks import noop
 from tests.ecosystem import FakeIndex
 from tests.paths import REPO
+from tests.test_wheelfile import make_wheel
 
 SCRIPT = REPO / "tests" / "benchmarks" / "noop.py"
 PACKAGES = 30
@@ -96,7 +97,7 @@ def test_side_by_side_benchmark_alternates_cold_runs_and_prints_ratios(
     venv = _fake_fromager_venv(tmp_path / "fromager-venv")
     argv = [
         sys.executable, str(SIDE_BY_SIDE), "--fromager-venv", str(venv),
-        "--requirement", "fakebuild-core", "--index", fake_index.url, "--no-isolation",
+        "--requirement", "fakebuild-core", "--index", fake_index.url, "--no-isolation", "--no-pyc",
         "--pairs", "1", "--noop-runs", "1", "--dir", str(tmp_path / "runs"),
     ]  # fmt: skip
     env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost"}
@@ -141,3 +142,48 @@ def test_side_by_side_dry_run_prints_the_plan(tmp_path: Path) -> None:
     assert "  fromager  fromager --network-isolation bootstrap requests" in done.stdout
     assert "dry run: 3 pairs and 5 no-op pairs" in done.stdout
     assert not (venv / "calls").exists()
+
+
+# --- the per-build overhead benchmark -------------------------------------------------
+
+# Stands in for flit_core: builds the probe package's wheel with the standard library.
+FAKE_FLIT_BUILDAPI = b"""
+import base64, hashlib, os, zipfile
+
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+
+def _line(path, data):
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return f"{path},sha256={digest},{len(data)}\\n"
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    info = "overhead_probe-1.0.dist-info"
+    members = {
+        "overhead_probe/__init__.py": open("overhead_probe/__init__.py", "rb").read(),
+        f"{info}/METADATA": b"Metadata-Version: 2.1\\nName: overhead-probe\\nVersion: 1.0\\n",
+        f"{info}/WHEEL": b"Wheel-Version: 1.0\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n",
+    }
+    record = "".join(_line(p, d) for p, d in members.items()) + f"{info}/RECORD,,\\n"
+    name = "overhead_probe-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as archive:
+        for path, data in [*members.items(), (f"{info}/RECORD", record.encode())]:
+            archive.writestr(path, data)
+    return name
+"""
+
+
+def test_build_overhead_benchmark_builds_through_the_builder(tmp_path: Path) -> None:
+    backend = make_wheel(
+        tmp_path, "flit_core", "99.0", files={"flit_core/buildapi.py": FAKE_FLIT_BUILDAPI}
+    )
+    argv = [sys.executable, str(REPO / "tests" / "benchmarks" / "build_overhead.py"),
+            "--runs", "2", "--backend-wheel", str(backend), "--no-isolation"]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    out = done.stdout
+    assert done.returncode == 0, f"{out}\n{done.stderr}"
+    assert re.search(r"^  build  2: \d+\.\d{3} s wall, \d+\.\d{3} s CPU$", out, re.M), out
+    assert re.search(r"^  later builds median: \d+\.\d{3} s wall, \d+\.\d{3} s CPU", out, re.M)
+    for phase in ("get the environment", "hook get_requires_for_build_wheel", "hook build_wheel"):
+        assert re.search(rf"^    {phase}.* \d+\.\d{{3}} s$", out, re.M), out
+    assert "start it and import flit_core.buildapi" in out

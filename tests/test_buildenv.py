@@ -1,16 +1,17 @@
-"""Build environments: pip-less venvs holding exactly the wheels given."""
+"""Build environments: pip-less venvs holding exactly the wheels given, and their store."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from affineur.errors import AffineurError
-from affineur.pep517 import BuildEnvironment
+from affineur.pep517 import BuildEnvironment, EnvironmentStore
 from tests.test_wheelfile import make_wheel
 
 
@@ -130,3 +131,137 @@ def test_a_broken_interpreter_is_a_build_env_error(tmp_path: Path) -> None:
         BuildEnvironment.create(tmp_path / "env", python=str(broken))
     assert info.value.stage == "build-env"
     assert info.value.causes == ("no venv module",)
+
+
+# --- the store: environments from wheels unpacked once, shared read-only ---------------
+
+
+def _tool_wheels(wheels: Path) -> tuple[Path, Path]:
+    tool = make_wheel(
+        wheels,
+        "Demo_Tool",
+        "1.2",
+        files={
+            "Demo_Tool/cli.py": b"def main():\n    print('hello from demo')\n",
+            "Demo_Tool-1.2.data/scripts/raw-tool": b"#!python\nprint('raw tool ran')\n",
+        },
+        scripts={"demo-tool": "Demo_Tool.cli:main"},
+    )
+    return tool, make_wheel(wheels, "helper", "0.1")
+
+
+def test_a_stored_environment_runs_packages_and_scripts(tmp_path: Path, wheels: Path) -> None:
+    store = EnvironmentStore(tmp_path / "store")
+    env = store.environment(_tool_wheels(wheels))
+    assert env.path.is_relative_to(tmp_path / "store" / "envs")
+    assert env.installed() == {"demo-tool": "1.2", "helper": "0.1"}
+    imported = subprocess.run(
+        [str(env.python), "-c", "import Demo_Tool, helper; print(Demo_Tool.VERSION)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert imported.stdout.strip() == "1.2"
+    for script, said in (("demo-tool", "hello from demo"), ("raw-tool", "raw tool ran")):
+        path = env.bin / script
+        # The interpreter is named on the first line, or on the second when its path
+        # is too long for a shebang (installer's /bin/sh trampoline).
+        assert str(env.python) in "".join(path.read_text().splitlines(keepends=True)[:2])
+        ran = subprocess.run([str(path)], capture_output=True, text=True, check=True)
+        assert ran.stdout.strip() == said
+    # Opened again (by a later run), it is the same environment.
+    assert BuildEnvironment.open(env.path) == env
+
+
+def test_stored_files_are_read_only_links_with_their_bytecode_compiled(
+    tmp_path: Path, wheels: Path
+) -> None:
+    store = EnvironmentStore(tmp_path / "store")
+    env = store.environment(_tool_wheels(wheels))
+    module = env.purelib / "Demo_Tool" / "cli.py"
+    (unpacked,) = (tmp_path / "store" / "unpacked").glob("demo-tool-*/**/Demo_Tool/cli.py")
+    assert module.stat().st_ino == unpacked.stat().st_ino
+    assert module.stat().st_mode & 0o222 == 0
+    (pyc,) = (module.parent / "__pycache__").glob("cli.*.pyc")
+    # Unchecked-hash bytecode (PEP 552 flags 0b01): never re-validated against the source.
+    assert int.from_bytes(pyc.read_bytes()[4:8], "little") == 0b01
+
+
+def test_one_environment_per_set_of_wheels_and_one_unpacking_per_wheel(
+    tmp_path: Path, wheels: Path
+) -> None:
+    tool, helper = _tool_wheels(wheels)
+    other = make_wheel(wheels, "other", "3.0")
+    store = EnvironmentStore(tmp_path / "store")
+    first = store.environment([tool, helper])
+    marker = first.path / ".affineur-complete"
+    made = marker.stat().st_mtime_ns
+    assert store.environment([helper, tool]) == first
+    assert marker.stat().st_mtime_ns == made
+    assert EnvironmentStore(tmp_path / "store").environment([tool, helper]) == first
+    second = store.environment([helper, other])
+    assert second.path != first.path
+    assert second.installed() == {"helper": "0.1", "other": "3.0"}
+    unpacked = sorted(p.name.split("-")[0] for p in (tmp_path / "store" / "unpacked").iterdir()
+                      if p.is_dir())  # fmt: skip
+    assert unpacked == ["demo", "helper", "other"]
+
+
+def test_a_half_made_environment_is_made_again(tmp_path: Path, wheels: Path) -> None:
+    store = EnvironmentStore(tmp_path / "store")
+    wheel = make_wheel(wheels, "helper", "0.1")
+    env = store.environment([wheel])
+    # A run killed while making it leaves no marker, and maybe a stray file.
+    (env.path / ".affineur-complete").unlink()
+    (env.purelib / "stray.py").write_text("")
+    again = store.environment([wheel])
+    assert again == env and not (env.purelib / "stray.py").exists()
+    assert again.installed() == {"helper": "0.1"}
+
+
+def test_concurrent_requests_for_one_environment_make_it_once(tmp_path: Path, wheels: Path) -> None:
+    store = EnvironmentStore(tmp_path / "store")
+    tool_wheels = _tool_wheels(wheels)
+    with ThreadPoolExecutor(4) as pool:
+        envs = list(pool.map(lambda _: store.environment(tool_wheels), range(4)))
+    assert len({e.path for e in envs}) == 1
+    assert envs[0].installed() == {"demo-tool": "1.2", "helper": "0.1"}
+    assert len(list((tmp_path / "store" / "envs").glob("*/pyvenv.cfg"))) == 1
+
+
+def test_the_store_refuses_two_versions_of_one_project(tmp_path: Path, wheels: Path) -> None:
+    one = make_wheel(wheels, "helper", "0.1")
+    (wheels / "other").mkdir()
+    two = make_wheel(wheels / "other", "Helper", "0.2")
+    store = EnvironmentStore(tmp_path / "store")
+    with pytest.raises(AffineurError) as info:
+        store.environment([one, two])
+    assert info.value.stage == "build-env" and info.value.package == "helper"
+    assert not (tmp_path / "store" / "envs").exists()
+
+
+def test_the_store_refuses_a_tampered_wheel_and_keeps_nothing_of_it(
+    tmp_path: Path, wheels: Path
+) -> None:
+    good = make_wheel(wheels, "helper", "0.1")
+    tampered = wheels / "t" / good.name
+    tampered.parent.mkdir()
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(tampered, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            dst.writestr(info, b"VERSION = 'evil'\n" if info.filename.endswith(".py") else data)
+    store = EnvironmentStore(tmp_path / "store")
+    with pytest.raises(AffineurError) as info:
+        store.environment([tampered])
+    assert info.value.stage == "build-env" and info.value.file == str(tampered)
+    assert not list((tmp_path / "store").glob("*/*/.affineur-complete"))
+    # The good wheel, with the same name, is not mistaken for the bad one.
+    assert store.environment([good]).installed() == {"helper": "0.1"}
+
+
+def test_two_wheels_with_one_file_are_refused(tmp_path: Path, wheels: Path) -> None:
+    one = make_wheel(wheels, "one", "1.0", files={"shared/mod.py": b""})
+    two = make_wheel(wheels, "two", "1.0", files={"shared/mod.py": b""})
+    with pytest.raises(AffineurError, match=r"shared/mod\.py") as info:
+        EnvironmentStore(tmp_path / "store").environment([one, two])
+    assert info.value.stage == "build-env"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import textwrap
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 from packaging.markers import default_environment
 
-from affineur.config import Variant, load_project, target_environment, validate
+from affineur.config import Variant, _schema, load_project, target_environment, validate
 from affineur.errors import AffineurError
 from tests.paths import REPO
 
@@ -449,3 +450,37 @@ def test_the_kernel_in_a_variant_is_refused_with_a_reason(tmp_path: Path) -> Non
     )
     assert error.message == "platform_release describes the machine that locks, not the target"
     assert error.hint is not None and "kernel" in error.hint
+
+
+# --- checking a config once, and the schemas themselves --------------------------------
+
+
+def test_every_schema_is_a_valid_json_schema() -> None:
+    from jsonschema import Draft202012Validator
+
+    schemas = sorted((REPO / "schemas").glob("*.schema.json"))
+    assert schemas
+    for path in schemas:
+        Draft202012Validator.check_schema(json.loads(path.read_text()))
+
+
+def test_a_config_that_passed_is_not_checked_again_until_it_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = make_project(tmp_path / "p", {"overrides/foo.yaml": GOOD_OVERRIDE})
+    memo = tmp_path / "memo"
+    first = load_project(root, memo=memo)
+    assert len(list(memo.iterdir())) == 3  # collection, variant, override
+
+    def no_check(*args: object, **kwargs: object) -> list[AffineurError]:
+        raise AssertionError("an unchanged file was checked again")
+
+    monkeypatch.setattr(_schema, "_problems", no_check)
+    assert load_project(root, memo=memo) == first
+    monkeypatch.undo()
+    # A changed file is checked, and a bad change is still refused.
+    (root / "variants" / "cpu.yaml").write_text(GOOD_VARIANT + "timeout: -1\n")
+    with pytest.raises(AffineurError) as info:
+        load_project(root, memo=memo)
+    assert info.value.file == str(root / "variants" / "cpu.yaml")
+    assert len(list(memo.iterdir())) == 3

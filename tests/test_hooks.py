@@ -32,7 +32,16 @@ import base64, hashlib, json, os, socket, subprocess, sys, time, zipfile
 CONF = json.load(open("toy.json"))
 
 
+def _note_pid():
+    if CONF.get("pids"):
+        with open(CONF["pids"], "a") as f:
+            f.write(f"{os.getpid()}\\n")
+
+
 def get_requires_for_build_wheel(config_settings=None):
+    _note_pid()
+    if CONF.get("say"):
+        print(CONF["say"])
     extra = [f"from-settings=={config_settings['pin']}"] if config_settings else []
     return CONF.get("requires_wheel", []) + extra
 
@@ -58,6 +67,7 @@ def _hash(data):
 
 
 def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    _note_pid()
     action = CONF.get("action")
     if action == "fail":
         for i in range(50):
@@ -345,3 +355,88 @@ def test_wheel_content_is_written_by_the_venv_interpreter(
     with zipfile.ZipFile(wheel) as archive:
         env = json.loads(archive.read("toy/env.json"))
     assert env["PATH"].split(":")[0] == str(venv.python.parent)
+
+
+# --- one process for the hooks of a build ---------------------------------------------
+
+
+def test_hooks_in_a_session_share_one_process(tmp_path: Path, venv: BuildEnvironment) -> None:
+    pids = tmp_path / "pids"
+    project = make_project(tmp_path / "p", requires_wheel=["cython>=3"], pids=str(pids))
+    hooks = caller(project, venv)
+    with hooks.session():
+        assert hooks.get_requires_for_build_wheel() == ["cython>=3"]
+        assert hooks.get_requires_for_build_wheel({"pin": "2"}) == ["cython>=3", "from-settings==2"]
+        wheel = hooks.build_wheel(tmp_path / "out")
+    assert wheel.name == "toy-1.0-py3-none-any.whl"
+    first, *others = pids.read_text().split()
+    assert others == [first, first]
+    # Outside a session each hook has a process of its own, as before.
+    hooks.get_requires_for_build_wheel()
+    assert pids.read_text().split()[-1] != first
+
+
+def test_a_session_keeps_each_hooks_output_under_its_own_header(
+    tmp_path: Path, venv: BuildEnvironment
+) -> None:
+    project = make_project(tmp_path / "p", say="requirements, said by the backend")
+    hooks = caller(project, venv)
+    with hooks.session():
+        hooks.get_requires_for_build_wheel()
+        hooks.build_wheel(tmp_path / "out")
+    lines = hooks.log.read_text().splitlines()
+    said = lines.index("requirements, said by the backend")
+    assert "get_requires_for_build_wheel" in lines[said - 1]
+    assert "build_wheel" in lines[said + 1]
+
+
+def test_a_failed_hook_in_a_session_carries_its_log_tail_and_the_next_hook_runs(
+    tmp_path: Path, venv: BuildEnvironment
+) -> None:
+    project = make_project(tmp_path / "p", action="fail", fail_requires=True)
+    hooks = caller(project, venv)
+    with hooks.session():
+        with pytest.raises(AffineurError) as requires:
+            hooks.get_requires_for_build_sdist()
+        with pytest.raises(AffineurError) as build:
+            hooks.build_wheel(tmp_path / "out")
+        assert hooks.get_requires_for_build_wheel() == []
+    assert requires.value.stage == "hook"
+    assert requires.value.causes == ("requires are broken",)
+    assert build.value.stage == "build"
+    assert "compiler line 49" in build.value.causes
+    assert any("the toy build broke" in line for line in build.value.causes)
+
+
+def test_a_session_reports_a_missing_backend_like_a_single_hook(
+    tmp_path: Path, venv: BuildEnvironment
+) -> None:
+    project = make_project(tmp_path / "p")
+    backend = project / "backend" / "toybackend.py"
+    backend.write_text("import cython_is_not_installed\n" + backend.read_text())
+    with pytest.raises(AffineurError) as info, caller(project, venv).session() as hooks:
+        hooks.get_requires_for_build_wheel()
+    assert info.value.stage == "build-env"
+    assert "'cython_is_not_installed'" in (info.value.hint or "")
+
+
+def test_a_timeout_in_a_session_kills_the_whole_process_group(
+    tmp_path: Path, venv: BuildEnvironment
+) -> None:
+    pidfile = tmp_path / "child.pid"
+    project = make_project(tmp_path / "p", action="sleep", pidfile=str(pidfile))
+    started = time.monotonic()
+    with (
+        pytest.raises(AffineurError) as info,
+        caller(project, venv, timeout=1.5).session() as hooks,
+    ):
+        hooks.get_requires_for_build_wheel()
+        hooks.build_wheel(tmp_path / "out")
+    assert info.value.stage == "timeout"
+    assert info.value.causes == ("sleeping",)
+    assert time.monotonic() - started < 10
+    child = int(pidfile.read_text())
+    deadline = time.monotonic() + 5
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 import pytest
 from packaging.utils import canonicalize_name
 from packaging.version import Version
@@ -296,3 +299,25 @@ def test_each_move_names_its_cause(index: FrozenIndex) -> None:
     lines = [m.line() for m in explain_moves(web, pinned, constraints=["util<3"])]
     assert "util 3.0 -> 2.0: constraint util<3" in lines
     assert "web 2.0 removed: no longer needed" in lines
+
+
+def _lock_looking_ahead(index: FrozenIndex, requirements: list[str]) -> tuple[str, set[str]]:
+    """The lock's bytes with two threads looking ahead, and the threads that ran hooks."""
+    locker, hooks = frozen_locker(index, requirements, lookahead=2)
+    threads: set[str] = set()
+    asked = hooks.requirements
+
+    def requirements_seen(*args: Any, **kwargs: Any) -> Any:
+        threads.add(threading.current_thread().name)
+        return asked(*args, **kwargs)
+
+    hooks.requirements = requirements_seen  # type: ignore[method-assign]
+    return g.dumps(locker.run()), threads
+
+
+def test_looking_ahead_runs_discovery_in_threads_and_changes_no_byte() -> None:
+    for requirements in (["app", "legacy", "modern"], ["web", "util", "legacy"]):
+        serial = g.dumps(lock_frozen(FrozenIndex.load("tools"), requirements))
+        ahead, threads = _lock_looking_ahead(FrozenIndex.load("tools"), requirements)
+        assert ahead == serial
+        assert any(t.startswith("discovery") for t in threads), threads

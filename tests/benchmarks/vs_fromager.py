@@ -101,13 +101,41 @@ def measure(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], log: Path
     return Measure(wall, cpu)
 
 
-def base_environment(cache_home: Path) -> dict[str, str]:
+def base_environment(cache_home: Path, *, pyc: bool) -> dict[str, str]:
     """This process's environment, minus doit's variables, with an empty cache home."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOIT_")}
     env.pop("AFFINEUR_TEST_MODE", None)
     # pip and uv keep their caches here: a fresh one per run makes every run cold.
     env["XDG_CACHE_HOME"] = str(cache_home)
+    if pyc:
+        # A user's interpreter writes bytecode; a machine that turns it off would
+        # make both tools compile themselves, and every build tool, on every run.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
+
+
+def precompile(python: str, *paths: str) -> None:
+    """Compile a tool's own code, as ``pip install`` does when it installs it."""
+    subprocess.run(
+        [python, "-m", "compileall", "-q", "-q", "-j", "0", *paths],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        check=False,
+    )
+
+
+def site_packages(python: str) -> list[str]:
+    """The interpreter's site-packages (none when it does not run)."""
+    try:
+        done = subprocess.run(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return []
+    return [done.stdout.strip()]
 
 
 # --- the two tools --------------------------------------------------------------------
@@ -120,6 +148,7 @@ class Options:
     index: str | None
     isolation: bool
     fromager_venv: Path
+    pyc: bool = True
 
 
 class Affineur:
@@ -164,8 +193,11 @@ class Affineur:
             f"network_isolation: {'true' if self.opts.isolation else 'false'}\n"
         )
 
+    def precompile(self) -> None:
+        precompile(sys.executable, str(REPO / "src"), *site_packages(sys.executable))
+
     def environment(self, cache_home: Path) -> dict[str, str]:
-        env = base_environment(cache_home)
+        env = base_environment(cache_home, pyc=self.opts.pyc)
         # The checkout's dodo imports the affineur this interpreter has (the repository's).
         paths = [str(REPO / "src"), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
         env["PYTHONPATH"] = os.pathsep.join(str(Path(p).resolve()) for p in paths)
@@ -211,8 +243,13 @@ class Fromager:
         isolation = "--network-isolation" if self.opts.isolation else "--no-network-isolation"
         return [[str(self.bin / "fromager"), isolation, "bootstrap", self.opts.requirement]]
 
+    def precompile(self) -> None:
+        python = str(self.bin / "python")
+        if paths := site_packages(python):
+            precompile(python, *paths)
+
     def environment(self, cache_home: Path) -> dict[str, str]:
-        env = base_environment(cache_home)
+        env = base_environment(cache_home, pyc=self.opts.pyc)
         # fromager runs uv (and pip) by name: its own virtual environment's come first.
         env["PATH"] = os.pathsep.join([str(self.bin), env.get("PATH", "")])
         env["VIRTUAL_ENV"] = str(self.opts.fromager_venv)
@@ -351,6 +388,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--no-isolation", action="store_true", help="run both tools without network isolation"
     )
+    parser.add_argument(
+        "--no-pyc",
+        action="store_true",
+        help="keep this environment's bytecode setting (PYTHONDONTWRITEBYTECODE) and do not "
+        "precompile the tools",
+    )
     parser.add_argument("--dir", type=Path, help="where the runs go (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the run directories")
     parser.add_argument("--dry-run", action="store_true", help="print the plan; run nothing")
@@ -364,6 +407,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         index=opts.index,
         isolation=not opts.no_isolation,
         fromager_venv=opts.fromager_venv.absolute(),
+        pyc=not opts.no_pyc,
     )
     affineur, fromager = Affineur(options), Fromager(options)
     if missing := fromager.missing():
@@ -386,6 +430,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
     print(f"machine: {machine()}, Python {platform.python_version()}")
     print(f"index: {index}; network isolation: {'on' if options.isolation else 'off'}")
+    bytecode = "precompiled tools, written as usual" if options.pyc else "as this environment says"
+    print(f"bytecode: {bytecode}")
     print(f"load average at start: {load()}")
     print("commands (each cold run in a new directory with an empty cache home):")
     for tool in (affineur, fromager):
@@ -399,6 +445,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
         return 0
 
+    if options.pyc:
+        # Outside the timings: the tools as pip would have installed them.
+        for tool in (affineur, fromager):
+            tool.precompile()
     print(f"\nruns (A B A B), in {workdir}:")
     try:
         results = run_pairs((affineur, fromager), workdir, opts.pairs, opts.noop_runs)

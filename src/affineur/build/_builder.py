@@ -1,9 +1,10 @@
 """Stage 2: build one locked package from its sdist into the cache.
 
 The steps are the design's, in order, each failing with its own stage so reports
-can classify it: verify the sdist hash, unpack safely, apply patches, create a
-fresh environment holding exactly the locked build-environment wheels (from our
-own cache, through ``installer``: no resolver, no index, no network), re-run the
+can classify it: verify the sdist hash, unpack safely, apply patches, take an
+environment holding exactly the locked build-environment wheels (from our own
+cache, through ``installer``: no resolver, no index, no network; shared read-only
+by every build with the same wheels), re-run the
 ``get_requires`` hooks and fail on drift from the lock, build with
 ``SOURCE_DATE_EPOCH``, a filtered environment and network isolation, check the
 wheel's Requires-Dist against the lock, write the build record and the SBOM into
@@ -47,7 +48,7 @@ from affineur.errors import AffineurError
 from affineur.index import SdistStore, requires_dist, sha256_file
 from affineur.pep517 import (
     SOURCE_DATE_EPOCH_FLOOR,
-    BuildEnvironment,
+    EnvironmentStore,
     HookCaller,
     Runner,
     confine,
@@ -204,6 +205,7 @@ class Builder:
         workdir: Path,
         hidden: Sequence[Path] = (),
         runner: Runner | None = None,
+        environments: EnvironmentStore | None = None,
     ) -> None:
         self.cache = cache
         self.store = store
@@ -213,6 +215,9 @@ class Builder:
         # How hook processes are started; verification swaps in one that varies
         # the conditions of the build (umask, clock, source file dates).
         self.runner = runner
+        # Shared across builds: packages built with the same tools share one
+        # environment, made once from wheels unpacked once.
+        self.environments = environments or EnvironmentStore(workdir)
 
     def build(self, request: BuildRequest, graph: g.Graph | None) -> CacheEntry:
         """Build into the cache; ``graph`` (the lock) is what the wheel's dependencies are
@@ -305,9 +310,8 @@ class Builder:
             build_system = effective_build_system(source, request.settings.build_requires)
             if not is_empty(request.settings.build_requires):
                 write_build_system(source, build_system)
-            env = BuildEnvironment.create(work / "env")
             try:
-                env.install(request.env_wheels)
+                env = self.environments.environment(request.env_wheels)
             except AffineurError:
                 raise
             except Exception as exc:  # installer raises plain exceptions on bad wheels
@@ -348,12 +352,13 @@ class Builder:
                 runner=self.runner,
             )
             config = dict(request.settings.config_settings) or None
-            self._check_requires_drift(
-                caller.get_requires_for_build_wheel(config), node, request.target
-            )
             out = work / "out"
             out.mkdir()
-            wheel = caller.build_wheel(out, config)
+            with caller.session():
+                self._check_requires_drift(
+                    caller.get_requires_for_build_wheel(config), node, request.target
+                )
+                wheel = caller.build_wheel(out, config)
             verify_wheel(wheel, node, request.target)
             problems = (
                 check_requires_dist(requires_dist(wheel), node, graph.nodes, request.target)

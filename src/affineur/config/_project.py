@@ -208,8 +208,12 @@ def target_environment(variant: Variant, host: Mapping[str, str] | None = None) 
     return env
 
 
-def load_project(root: Path) -> Project:
-    """Read and check every config file under ``root``; raise once with all problems."""
+def load_project(root: Path, *, memo: Path | None = None) -> Project:
+    """Read and check every config file under ``root``; raise once with all problems.
+
+    ``memo`` (a folder) remembers files that passed their schema, so an unchanged
+    config is not checked again (see :func:`schema_problems`).
+    """
     if not (root / COLLECTIONS).is_dir():
         raise AffineurError(
             f"not an affineur project: {root / COLLECTIONS} is not a directory",
@@ -217,9 +221,9 @@ def load_project(root: Path) -> Project:
             stage="config",
         )
     problems: list[AffineurError] = []
-    collections = _read_all(root / COLLECTIONS, ".toml", "collection", problems)
-    variants = _read_all(root / VARIANTS, ".yaml", "variant", problems)
-    overrides = _read_all(root / OVERRIDES, ".yaml", "overrides", problems)
+    collections = _read_all(root / COLLECTIONS, ".toml", "collection", problems, memo)
+    variants = _read_all(root / VARIANTS, ".yaml", "variant", problems, memo)
+    overrides = _read_all(root / OVERRIDES, ".yaml", "overrides", problems, memo)
 
     for doc in collections.values():
         if doc.valid:
@@ -280,7 +284,11 @@ class _Document:
 
 
 def _read_all(
-    directory: Path, suffix: str, schema: str, problems: list[AffineurError]
+    directory: Path,
+    suffix: str,
+    schema: str,
+    problems: list[AffineurError],
+    memo: Path | None = None,
 ) -> dict[str, _Document]:
     documents: dict[str, _Document] = {}
     if not directory.is_dir():
@@ -301,7 +309,7 @@ def _read_all(
             continue
         data, lines, found = _parse(path)
         if data is not None:
-            found += schema_problems(data, schema, file=str(path), lines=lines)
+            found += schema_problems(data, schema, file=str(path), lines=lines, memo=memo)
         if schema != "overrides" and not _NAME.match(path.stem):
             found.append(
                 AffineurError(

@@ -9,19 +9,27 @@ misspelt key or value, the name the user probably meant.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError, ValidationError
-from referencing import Registry, Resource
-
+from affineur.atomic import write_atomic
 from affineur.errors import AffineurError
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
+    from referencing import Registry
+
+# jsonschema is imported where a document is checked, not here: importing it and
+# building its registry costs more than a whole no-op run has to spend, and a run
+# whose config did not change checks nothing (see ``memo`` in schema_problems).
 
 __all__ = [
     "KeyPath",
@@ -56,12 +64,15 @@ def schemas_dir() -> Path:
 
 @functools.cache
 def load_schema(name: str) -> Mapping[str, Any]:
-    """The schema ``schemas/<name>.schema.json``, parsed once per process."""
+    """The schema ``schemas/<name>.schema.json``, parsed once per process.
+
+    Not checked against the JSON Schema meta-schema here: that costs as much as a
+    no-op run and the schemas ship with the code; the test suite checks them.
+    """
     path = schemas_dir() / f"{name}{_SUFFIX}"
     try:
         schema: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-        Draft202012Validator.check_schema(schema)
-    except (OSError, ValueError, SchemaError) as exc:
+    except (OSError, ValueError) as exc:
         # A broken or missing schema is a packaging bug, not the user's mistake.
         raise AffineurError(
             f"cannot load schema {name!r}: {exc}", file=str(path), stage="internal"
@@ -72,6 +83,8 @@ def load_schema(name: str) -> Mapping[str, Any]:
 @functools.cache
 def _registry() -> Registry:
     """Every schema by its ``$id``, so one schema can ``$ref`` another's definitions."""
+    from referencing import Registry, Resource
+
     resources = []
     for path in sorted(schemas_dir().glob(f"*{_SUFFIX}")):
         schema = load_schema(path.name.removesuffix(_SUFFIX))
@@ -82,7 +95,27 @@ def _registry() -> Registry:
 
 @functools.cache
 def _validator(name: str) -> Draft202012Validator:
+    from jsonschema import Draft202012Validator
+
     return Draft202012Validator(load_schema(name), registry=_registry())
+
+
+@functools.cache
+def _schemas_digest() -> bytes:
+    """One hash of every schema: a ``$ref`` makes any of them part of each check."""
+    digest = hashlib.sha256()
+    for path in sorted(schemas_dir().glob(f"*{_SUFFIX}")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.digest()
+
+
+def _memo_marker(memo: Path, data: object, schema_name: str) -> Path | None:
+    try:
+        text = json.dumps(data, sort_keys=True, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return None  # not plain JSON data (a YAML date): always checked
+    key = hashlib.sha256(_schemas_digest() + schema_name.encode() + b"\0" + text.encode())
+    return memo / key.hexdigest()
 
 
 def line_of(lines: Lines | None, key_path: Sequence[str | int]) -> int | None:
@@ -107,9 +140,32 @@ def did_you_mean(word: object, choices: Iterable[str]) -> str | None:
 
 
 def schema_problems(
-    data: object, schema_name: str, *, file: str, lines: Lines | None = None
+    data: object,
+    schema_name: str,
+    *,
+    file: str,
+    lines: Lines | None = None,
+    memo: Path | None = None,
 ) -> list[AffineurError]:
-    """Every way ``data`` breaks ``schemas/<schema_name>.schema.json``, in document order."""
+    """Every way ``data`` breaks ``schemas/<schema_name>.schema.json``, in document order.
+
+    With ``memo`` (a folder), data that passed once is remembered by its hash and
+    that of the schemas, so checking it again costs a file lookup.
+    """
+    marker = None if memo is None else _memo_marker(memo, data, schema_name)
+    if marker is not None and marker.exists():
+        return []
+    problems = _problems(data, schema_name, file=file, lines=lines)
+    if marker is not None and not problems:
+        # A read-only checkout only loses the shortcut.
+        with contextlib.suppress(OSError):
+            write_atomic(marker, b"")
+    return problems
+
+
+def _problems(
+    data: object, schema_name: str, *, file: str, lines: Lines | None
+) -> list[AffineurError]:
     problems: list[AffineurError] = []
     seen: set[tuple[KeyPath, str]] = set()
     for error in _validator(schema_name).iter_errors(data):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import tempfile
+import threading
 from functools import cached_property
 from pathlib import Path
 
@@ -29,6 +30,9 @@ class UpstreamWheels:
     def __init__(self, client: IndexClient, cache_dir: Path) -> None:
         self.client = client
         self.cache_dir = cache_dir
+        # Discovery looks ahead in threads: one download (or pip build) per wheel.
+        self._busy: dict[tuple[str, Version], threading.RLock] = {}
+        self._guard = threading.Lock()
 
     @cached_property
     def tags(self) -> list[Tag]:
@@ -45,6 +49,12 @@ class UpstreamWheels:
         untrusted code with network access, and its result never ships.
         """
         canonical = canonicalize_name(name)
+        with self._guard:
+            busy = self._busy.setdefault((canonical, version), threading.RLock())
+        with busy:
+            return self._fetch(canonical, version)
+
+    def _fetch(self, canonical: str, version: Version) -> Path:
         found = self.wheel_file(canonical, version)
         if found is not None:
             target = self.cache_dir / found.filename

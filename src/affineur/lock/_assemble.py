@@ -36,6 +36,13 @@ class NodeFacts(Protocol):
         """Its build requirements, and its build environment when they are not empty."""
         ...
 
+    def prefetch(self, name: NormalizedName, version: Version) -> None:
+        """``build`` will be asked about this node: work on it may start now.
+
+        It must not change what ``build`` answers, only how soon.
+        """
+        ...
+
 
 def _edges(res: Resolution, parent: NormalizedName | None, req_type: g.ReqType) -> list[g.Edge]:
     return [
@@ -59,6 +66,8 @@ def _add_nodes(
             continue
         nodes[key] = replace(facts.node(name, version), edges=tuple(sorted(edges)))
         queue.append(key)
+        if not nodes[key].prebuilt:
+            facts.prefetch(name, version)
 
 
 def assemble(

@@ -10,11 +10,19 @@ here in ``discovery: source`` mode.
 Every method takes the lock's candidate source as an argument rather than
 holding it: the source needs this object for its last metadata resort, and this
 object needs the source to resolve, so neither owns the other.
+
+Discovery is most of a lock's time, and the packages waiting in the lock's queue
+do not depend on one another's hooks: :meth:`BuildEnvironments.prefetch` starts
+theirs in a bounded pool of threads (one hook process each) while the lock works
+through the queue in order. Only the hooks' answers, cached by their inputs, pass
+from that pool to the lock, so the lock decides exactly what it would decide alone.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
@@ -126,7 +134,11 @@ def build_edges(
 
 
 class BuildEnvironments:
-    """Build requirements and build environments of the lock's packages, each found once."""
+    """Build requirements and build environments of the lock's packages, each found once.
+
+    ``lookahead`` threads (0: none) run the discovery of queued packages ahead of
+    the lock; see :meth:`prefetch`.
+    """
 
     def __init__(
         self,
@@ -135,6 +147,7 @@ class BuildEnvironments:
         *,
         wheels: DiscoveryWheels,
         reporter: Reporter,
+        lookahead: int = 0,
     ) -> None:
         self.hooks = hooks
         self.policy = policy
@@ -142,6 +155,65 @@ class BuildEnvironments:
         self.reporter = reporter
         self._requirements: dict[tuple[NormalizedName, Version], BuildRequirements] = {}
         self._environments: dict[tuple[NormalizedName, Version], Resolution] = {}
+        self._pool = (
+            ThreadPoolExecutor(lookahead, thread_name_prefix="discovery") if lookahead else None
+        )
+        self._ahead: dict[tuple[NormalizedName, Version], Future[None]] = {}
+        self._closing = threading.Event()
+
+    # --- looking ahead --------------------------------------------------------
+
+    def prefetch(self, pkg: Package, source: IndexCandidates) -> None:
+        """Start discovering ``pkg``'s build requirements in the background.
+
+        A guess, made on a :meth:`~IndexCandidates.shadow` of the lock's source with
+        the preferences of this moment: it resolves the discovery environment as
+        :meth:`requirements` will, downloads what that needs and runs the hooks,
+        whose answer the hooks cache keeps under all of those inputs. When the lock
+        asks, it finds the answer cached, or waits for the hooks still running;
+        if the guess was wrong (another environment) it runs the hooks itself.
+        Errors are left for the lock to meet and report.
+        """
+        key = (pkg.name, pkg.version)
+        if self._pool is None or key in self._requirements or key in self._ahead:
+            return
+        pinned = source.pinned()
+        self._ahead[key] = self._pool.submit(self._look_ahead, pkg, source.shadow(), pinned)
+
+    def _look_ahead(
+        self, pkg: Package, shadow: IndexCandidates, pinned: Mapping[NormalizedName, Version]
+    ) -> None:
+        if self._closing.is_set():
+            return
+
+        key = g.node_key(pkg.name, str(pkg.version))
+
+        def pins(requirements: Sequence[str]) -> Mapping[NormalizedName, Version]:
+            if not requirements:
+                return {}
+            request = self.policy.build_request(key, requirements, pinned)
+            return resolve(shadow, request).versions
+
+        def wheel(name: NormalizedName, version: Version) -> Path:
+            return self.wheels.wheel(name, version, shadow, self)
+
+        try:
+            sdist = shadow.sdist(shadow.package(pkg.name, pkg.version))
+            self.hooks.requirements(
+                pkg.name, pkg.version, sdist.path, sdist.ref.sha256, pkg.settings, pins, wheel
+            )
+        except Exception:
+            # A guess that fails (a package only its backend can describe, a hook
+            # that breaks) is the lock's to meet again and report, in order.
+            return
+
+    def close(self) -> None:
+        """Drop what has not started, and wait for hooks still running."""
+        self._closing.set()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    # --- what the lock asks -----------------------------------------------------
 
     def requirements(self, pkg: Package, source: IndexCandidates) -> BuildRequirements:
         key = (pkg.name, pkg.version)

@@ -28,9 +28,9 @@ from affineur.index import DistFile, python_allows, source_url
 from affineur.lock._metadata import requires_dist, static_requires_dist
 from affineur.lock._resolver import VersionInfo
 from affineur.lock._sources import LocalSdist, LockIndex
-from affineur.progress import MetadataFound, Reporter
+from affineur.progress import MetadataFound, NullReporter, Reporter
 
-__all__ = ["IndexCandidates", "MetadataHook", "Package", "SettingsFn"]
+__all__ = ["IndexCandidates", "MetadataHook", "NeedsHook", "Package", "SettingsFn"]
 
 SettingsFn = Callable[[str, Version | None], Settings]
 """The effective settings of a package (``None``: before its version is known)."""
@@ -52,6 +52,15 @@ class MetadataHook(Protocol):
     """The last resort of the metadata chain: ask the package's build backend."""
 
     def metadata(self, pkg: Package, source: IndexCandidates) -> bytes | None: ...
+
+
+class NeedsHook(Exception):
+    """A shadow source met a package whose metadata only its build backend has."""
+
+
+class _NoHook:
+    def metadata(self, pkg: Package, source: IndexCandidates) -> bytes | None:
+        raise NeedsHook(f"{pkg.name}=={pkg.version}")
 
 
 def _preferred_sdist(files: Iterable[DistFile]) -> DistFile | None:
@@ -119,6 +128,22 @@ class IndexCandidates:
         if key not in self.packages:
             self.packages[key] = Package(name, version, self.settings_for(name, version))
         return self.packages[key]
+
+    def shadow(self) -> IndexCandidates:
+        """A candidate source over the same index that learns on its own and runs no hook.
+
+        For looking ahead from another thread: what it learns never reaches this
+        source, so it cannot change what the lock decides. A package whose
+        dependencies only a build backend could tell raises :class:`NeedsHook`.
+        """
+        return IndexCandidates(
+            self.index,
+            settings_for=self.settings_for,
+            python=self.python,
+            hook=_NoHook(),
+            reporter=NullReporter(),
+            previous=self.previous,
+        )
 
     def pinned(self) -> dict[NormalizedName, Version]:
         """Versions already part of this lock (first seen first), to prefer elsewhere."""

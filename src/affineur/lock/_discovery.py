@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from affineur.pep517 import (
     SOURCE_DATE_EPOCH_FLOOR,
     BuildEnvironment,
     BuildSystem,
+    EnvironmentStore,
     HookCaller,
     confine,
     effective_build_system,
@@ -68,6 +70,23 @@ def _digest(data: object) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
+class _KeyedLocks:
+    """One lock per key: threads doing the same work wait for each other, others don't.
+
+    Re-entrant: in ``discovery: source`` a package's discovery builds the wheels
+    of its environment, whose discovery may come back to it (a cycle, which the
+    locker reports); the thread that holds a key must not wait for itself.
+    """
+
+    def __init__(self) -> None:
+        self._locks: dict[object, threading.RLock] = {}
+        self._guard = threading.Lock()
+
+    def __call__(self, key: object) -> threading.RLock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.RLock())
+
+
 class Discoverer:
     """Runs discovery hooks in cached, isolated environments under ``workdir``."""
 
@@ -92,35 +111,28 @@ class Discoverer:
         self.sandbox = sandbox or SandboxSetting()
         self.network = network
         self.hidden = (*hidden, workdir)
+        self.environments = EnvironmentStore(workdir)
+        # Discovery may run in several threads (the locker looks ahead): the same
+        # sdist is unpacked, and the same hooks run, once; a second asker waits.
+        self._busy = _KeyedLocks()
 
     # --- sources ------------------------------------------------------------
 
     def source_tree(self, sdist: Path, sha256: str, settings: Settings) -> Path:
         """The unpacked sdist (kept per hash: unpacking is cheap but not free)."""
         root = self.workdir / "src" / sha256[:32]
-        if not root.is_dir():
-            root.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=root.parent) as tmp:
-                safe_extract(sdist, Path(tmp), unpack_limits(settings)).rename(root)
+        with self._busy(("src", sha256)):
+            if not root.is_dir():
+                root.parent.mkdir(parents=True, exist_ok=True)
+                with tempfile.TemporaryDirectory(dir=root.parent) as tmp:
+                    safe_extract(sdist, Path(tmp), unpack_limits(settings)).rename(root)
         return root / settings.build_dir if settings.build_dir else root
 
     # --- environments -------------------------------------------------------
 
     def environment(self, pins: Pins, wheels: WheelFn) -> BuildEnvironment:
         """A venv holding exactly ``pins``; reused across packages that need the same set."""
-        key = _digest(sorted(f"{n}=={v}" for n, v in pins.items()))[:24]
-        path = self.workdir / "envs" / key
-        marker = path / ".affineur-complete"
-        if marker.exists():
-            return BuildEnvironment.open(path)
-        # Built in place, not renamed into place: installed scripts carry the venv's
-        # path in their shebang. The marker, written last, says it is complete.
-        if path.exists():
-            shutil.rmtree(path)
-        env = BuildEnvironment.create(path)
-        env.install([wheels(n, v) for n, v in sorted(pins.items())])
-        marker.write_text(json.dumps(sorted(f"{n}=={v}" for n, v in pins.items())))
-        return env
+        return self.environments.environment([wheels(n, v) for n, v in sorted(pins.items())])
 
     # --- hooks --------------------------------------------------------------
 
@@ -223,18 +235,23 @@ class Discoverer:
             }
         )
         cached = self.workdir / "hooks" / f"{cache_key}.json"
-        if cached.exists():
-            data = json.loads(cached.read_text())
-            wheel_reqs, sdist_reqs = tuple(data["wheel"]), tuple(data["sdist"])
-        else:
-            env = self.environment(pins, wheels)
-            with self._caller(source, build_system, env, settings, name, version) as caller:
-                config = dict(settings.config_settings) or None
-                wheel_reqs = tuple(caller.get_requires_for_build_wheel(config))
-                sdist_reqs = tuple(caller.get_requires_for_build_sdist(config))
-            write_atomic(
-                cached, json.dumps({"wheel": wheel_reqs, "sdist": sdist_reqs, "at": time.time()})
-            )
+        with self._busy(("hooks", cache_key)):
+            if cached.exists():
+                data = json.loads(cached.read_text())
+                wheel_reqs, sdist_reqs = tuple(data["wheel"]), tuple(data["sdist"])
+            else:
+                env = self.environment(pins, wheels)
+                with (
+                    self._caller(source, build_system, env, settings, name, version) as caller,
+                    caller.session(),
+                ):
+                    config = dict(settings.config_settings) or None
+                    wheel_reqs = tuple(caller.get_requires_for_build_wheel(config))
+                    sdist_reqs = tuple(caller.get_requires_for_build_sdist(config))
+                write_atomic(
+                    cached,
+                    json.dumps({"wheel": wheel_reqs, "sdist": sdist_reqs, "at": time.time()}),
+                )
         return BuildRequirements(
             build_backend_name=build_system.build_backend,
             build_system=build_system.requires,
@@ -273,18 +290,21 @@ class Discoverer:
             }
         )
         cached = self.workdir / "metadata" / f"{cache_key}.METADATA"
-        if cached.exists():
-            return cached.read_bytes()
-        env = self.environment(pins, wheels)
-        with (
-            tempfile.TemporaryDirectory(dir=self.workdir) as out,
-            self._caller(source, build_system, env, settings, name, version, Path(out)) as caller,
-        ):
-            dist_info = caller.prepare_metadata_for_build_wheel(
-                Path(out), dict(settings.config_settings) or None
-            )
-            if dist_info is None:
-                return None
-            data = (Path(out) / dist_info / "METADATA").read_bytes()
-        write_atomic(cached, data)
-        return data
+        with self._busy(("metadata", cache_key)):
+            if cached.exists():
+                return cached.read_bytes()
+            env = self.environment(pins, wheels)
+            with (
+                tempfile.TemporaryDirectory(dir=self.workdir) as out,
+                self._caller(
+                    source, build_system, env, settings, name, version, Path(out)
+                ) as caller,
+            ):
+                dist_info = caller.prepare_metadata_for_build_wheel(
+                    Path(out), dict(settings.config_settings) or None
+                )
+                if dist_info is None:
+                    return None
+                data = (Path(out) / dist_info / "METADATA").read_bytes()
+            write_atomic(cached, data)
+            return data

@@ -20,6 +20,7 @@ the networked ones; tests pass a frozen index and frozen hooks.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +100,13 @@ class Locker:
             prebuilt=pkg.settings.prebuilt,
         )
 
+    def prefetch(self, name: NormalizedName, version: Version) -> None:
+        # Only a package the lock has met already: adding one here would reorder
+        # the source's memory, which its preferences follow.
+        pkg = self.candidates.packages.get((name, version))
+        if pkg is not None:
+            self.build_envs.prefetch(pkg, self.candidates)
+
     def build(
         self, name: NormalizedName, version: Version
     ) -> tuple[BuildRequirements, Resolution | None]:
@@ -113,8 +121,11 @@ class Locker:
     def run(self) -> g.Graph:
         req = self.request
         self.reporter.report(LockStarted(req.collection, req.variant, tuple(req.requirements)))
-        install = resolve(self.candidates, req.policy.install_request(req.requirements))
-        toplevel, nodes = assemble(install, self, req.policy.environment)
+        try:
+            install = resolve(self.candidates, req.policy.install_request(req.requirements))
+            toplevel, nodes = assemble(install, self, req.policy.environment)
+        finally:
+            self.build_envs.close()
         installed = g.install_closure(g.Graph("", "", "", {}, toplevel, nodes))
         self.reporter.report(LockFinished(req.collection, req.variant, len(nodes), len(installed)))
         return g.Graph(
@@ -161,11 +172,13 @@ def make_locker(
     previous: Sequence[g.Graph] = (),
     builds: SourceBuilds | None = None,
     reporter: Reporter | None = None,
+    lookahead: int = 0,
 ) -> Locker:
     """A locker over ``index`` and ``hooks`` (networked in :func:`lock`, frozen in tests).
 
     ``builds`` builds wheels here for ``discovery: source`` (the run stage passes
-    stage 2's builder); other modes never use it.
+    stage 2's builder); other modes never use it. ``lookahead`` threads discover
+    queued packages ahead of the lock (see :class:`BuildEnvironments`).
     """
     reporter = reporter or NullReporter()
     if request.discovery == "source":
@@ -174,7 +187,9 @@ def make_locker(
         wheels: DiscoveryWheels = SourceWheels(builds, index, request.target)
     else:
         wheels = UpstreamDiscoveryWheels(index)
-    build_envs = BuildEnvironments(hooks, request.policy, wheels=wheels, reporter=reporter)
+    build_envs = BuildEnvironments(
+        hooks, request.policy, wheels=wheels, reporter=reporter, lookahead=lookahead
+    )
     candidates = IndexCandidates(
         index,
         settings_for=settings_for,
@@ -255,6 +270,9 @@ def lock(
         previous=previous,
         builds=builds,
         reporter=reporter,
+        # One hook process per core looks ahead; in source mode looking ahead
+        # would build wheels on a guess, so it waits for the lock to ask.
+        lookahead=0 if variant.discovery == "source" else os.cpu_count() or 1,
     )
     graph = locker.run()
     write_lock(graph, paths)

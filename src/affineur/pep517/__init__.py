@@ -3,7 +3,7 @@
 Shared by discovery (stage 1) and building (stage 2), so neither stage imports the other.
 """
 
-from affineur.pep517._environment import BuildEnvironment
+from affineur.pep517._environment import BuildEnvironment, EnvironmentStore
 from affineur.pep517._hooks import HookCaller, Runner, kill_running_hooks, run_hook_process
 from affineur.pep517._isolation import (
     SOURCE_DATE_EPOCH_FLOOR,
@@ -36,6 +36,7 @@ __all__ = [
     "BuildEnvironment",
     "BuildSystem",
     "Confinement",
+    "EnvironmentStore",
     "HookCaller",
     "Runner",
     "SandboxKind",

@@ -1,31 +1,48 @@
-"""A build environment: a fresh venv holding exactly the wheels it is given.
+"""A build environment: a venv holding exactly the wheels it is given.
 
 No pip, no resolver, no index: the lock already decided every wheel, so all that
 is left is unpacking them, which pypa/installer does with no network and no
 guessing. The venv is created without pip so that nothing a backend runs can
 install anything else into it.
+
+:class:`EnvironmentStore` makes them cheaply: each wheel is unpacked (and its
+bytecode compiled) once, into a store keyed by its hash; an environment is a
+venv whose files are hard links into that store, made once per distinct set of
+wheels and then shared, read-only, by every build that needs that set.
 """
 
 from __future__ import annotations
 
+import compileall
+import contextlib
+import fcntl
+import hashlib
 import json
+import os
+import py_compile
+import shutil
 import subprocess
 import sys
+import sysconfig
+import threading
 import venv
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from email.parser import BytesParser
 from pathlib import Path
+from typing import BinaryIO
 
 from installer import install
 from installer.destinations import SchemeDictionaryDestination
+from installer.records import RecordEntry
+from installer.scripts import Script
 from installer.sources import WheelFile
-from installer.utils import get_launcher_kind
+from installer.utils import Scheme, fix_shebang, get_launcher_kind
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
 from affineur.errors import AffineurError
 
-__all__ = ["BuildEnvironment"]
+__all__ = ["BuildEnvironment", "EnvironmentStore"]
 
 # Cached next to the interpreter: asking a Python for its paths costs a process start.
 _PATHS_FILE = "affineur-paths.json"
@@ -59,7 +76,7 @@ class BuildEnvironment:
         milliseconds); another interpreter has to create its own venv.
         """
         try:
-            if Path(python).resolve() == Path(sys.executable).resolve():
+            if _is_running_interpreter(python):
                 venv.EnvBuilder(symlinks=True, with_pip=False).create(path)
             else:
                 subprocess.run(
@@ -79,6 +96,10 @@ class BuildEnvironment:
                 f"cannot create a virtual environment at {path}: {exc}", stage="build-env"
             ) from exc
         interpreter = path / "bin" / "python"
+        paths = _own_venv_paths(path) if _is_running_interpreter(python) else None
+        if paths is not None:
+            (path / _PATHS_FILE).write_text(json.dumps(paths))
+            return cls._from_paths(path, paths)
         # Not -S: it is site.py that makes a venv's interpreter see the venv's
         # prefix; without it sysconfig would answer for the base interpreter.
         try:
@@ -162,19 +183,28 @@ class BuildEnvironment:
         for wheel in wheels:
             self._install_one(wheel)
 
-    def _install_one(self, wheel: Path) -> None:
-        name = parse_wheel_filename(wheel.name)[0]
+    def scheme(self, name: str, prefix: Path | None = None) -> dict[str, str]:
+        """Where each part of a wheel of project ``name`` goes in this venv.
+
+        With ``prefix``, the same layout under another root: what the store
+        unpacks into, so that its files link into place unchanged.
+        """
+        root = self.path if prefix is None else prefix
         scheme = {
-            "purelib": str(self.purelib),
-            "platlib": str(self.platlib),
-            "scripts": str(self.bin),
-            "data": str(self.data),
+            "purelib": self.purelib,
+            "platlib": self.platlib,
+            "scripts": self.bin,
+            "data": self.data,
             # A venv's sysconfig "include" is the base interpreter's, shared by
             # every venv: headers go inside this venv instead, where pip puts them.
-            "headers": str(self.path / "include" / "site" / f"python{self.python_version}" / name),
+            "headers": self.path / "include" / "site" / f"python{self.python_version}" / name,
         }
+        return {k: str(root / v.relative_to(self.path)) for k, v in scheme.items()}
+
+    def _install_one(self, wheel: Path) -> None:
+        name = parse_wheel_filename(wheel.name)[0]
         destination = SchemeDictionaryDestination(
-            scheme,
+            self.scheme(name),
             interpreter=str(self.python),
             script_kind=get_launcher_kind(),
             # Compiling bytecode for every build tool costs more than a build
@@ -195,3 +225,286 @@ class BuildEnvironment:
                 stage="build-env",
                 file=str(wheel),
             ) from exc
+
+
+def _is_running_interpreter(python: str) -> bool:
+    return Path(python).resolve() == Path(sys.executable).resolve()
+
+
+def _own_venv_paths(path: Path) -> dict[str, str] | None:
+    """The paths a venv of the running interpreter has, without starting it.
+
+    Python 3.11 names the layout of a venv (the ``venv`` scheme), so asking a new
+    interpreter is only needed for another Python.
+    """
+    if "venv" not in sysconfig.get_scheme_names():
+        return None
+    base = {"base": str(path), "platbase": str(path)}
+    p = sysconfig.get_paths(scheme="venv", vars=base)
+    return {
+        "purelib": p["purelib"],
+        "platlib": p["platlib"],
+        "scripts": p["scripts"],
+        "data": p["data"],
+        "python_version": sysconfig.get_python_version(),
+    }
+
+
+# --- the store of unpacked wheels and shared environments ------------------------------
+
+_COMPLETE = ".affineur-complete"
+_WHEEL_INFO = ".affineur-wheel.json"
+STORE_FORMAT = 1
+
+
+@dataclass
+class _UnpackDestination(SchemeDictionaryDestination):
+    """Unpacks a wheel as into a venv, except what depends on the venv's own path.
+
+    Console scripts and ``#!python`` scripts name their interpreter, so they are
+    recorded here and made by each environment for its own.
+    """
+
+    entry_points: list[tuple[str, str, str, str]] = field(default_factory=list)
+    scripts: list[str] = field(default_factory=list)
+
+    def write_script(self, name: str, module: str, attr: str, section: str) -> RecordEntry:
+        self.entry_points.append((name, module, attr, section))
+        return RecordEntry(name, None, None)
+
+    def write_file(
+        self, scheme: Scheme, path: str | os.PathLike[str], stream: BinaryIO, is_executable: bool
+    ) -> RecordEntry:
+        if scheme == "scripts":
+            self.scripts.append(os.fspath(path))
+            return self.write_to_fs(scheme, os.fspath(path), stream, is_executable)
+        return super().write_file(scheme, path, stream, is_executable)
+
+
+@contextlib.contextmanager
+def _exclusive(lock: Path) -> Iterator[None]:
+    """Hold ``lock`` against other threads and processes (flock is per open file)."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class EnvironmentStore:
+    """Build environments under ``root``, one per distinct set of wheels, shared read-only.
+
+    ``root/unpacked/<key>/`` holds one wheel unpacked in a venv's layout with its
+    bytecode compiled (unchecked-hash pycs: the files never change, so Python
+    never re-reads a source to validate them); ``root/envs/<key>/`` is a venv
+    whose files are hard links to those (copies across file systems). Making an
+    environment then costs a directory walk instead of decompressing, hashing,
+    writing and compiling every wheel again; reusing one costs nothing.
+
+    An environment is complete once its marker exists, and is never changed
+    afterwards: builds must treat it as read-only (the sandbox mounts it so), as
+    every later build with the same wheels uses it. Unpacked files are made
+    read-only too, since a hard link shares them with every environment.
+    """
+
+    def __init__(self, root: Path, *, python: str = sys.executable) -> None:
+        self.root = root
+        self.python = python
+        self._digests: dict[tuple[str, int, int], str] = {}
+        self._digests_lock = threading.Lock()
+
+    def environment(self, wheels: Sequence[Path]) -> BuildEnvironment:
+        """A complete environment holding exactly ``wheels`` (made now if there is none)."""
+        names = _distinct_names(wheels)
+        digests = [self._digest(w) for w in wheels]
+        key = _digest_json(
+            {
+                "format": STORE_FORMAT,
+                "python": str(Path(self.python).resolve()),
+                "wheels": sorted(digests),
+            }
+        )
+        path = self.root / "envs" / key[:32]
+        if (path / _COMPLETE).exists():
+            return BuildEnvironment.open(path)
+        with _exclusive(self.root / "envs" / f"{key[:32]}.lock"):
+            if (path / _COMPLETE).exists():
+                return BuildEnvironment.open(path)
+            # Made in place, not renamed into place: scripts name the venv's
+            # interpreter by its path. A leftover is a killed run's.
+            if path.exists():
+                shutil.rmtree(path)
+            env = BuildEnvironment.create(path, python=self.python)
+            for wheel, digest, name in zip(wheels, digests, names, strict=True):
+                self._link(self._unpacked(wheel, digest, name, env), env, wheel)
+            (path / _COMPLETE).write_text(
+                json.dumps(sorted(w.name for w in wheels), indent=0) + "\n"
+            )
+        return env
+
+    def _digest(self, wheel: Path) -> str:
+        stat = wheel.stat()
+        key = (str(wheel), stat.st_size, stat.st_mtime_ns)
+        with self._digests_lock:
+            known = self._digests.get(key)
+        if known is None:
+            with wheel.open("rb") as stream:
+                known = hashlib.file_digest(stream, "sha256").hexdigest()
+            with self._digests_lock:
+                self._digests[key] = known
+        return known
+
+    def _unpacked(self, wheel: Path, digest: str, name: str, env: BuildEnvironment) -> Path:
+        """The wheel unpacked in ``env``'s layout, compiled for its interpreter."""
+        layout = env.scheme(name, Path("/"))
+        key = _digest_json({"format": STORE_FORMAT, "wheel": digest, "layout": layout})
+        target = self.root / "unpacked" / f"{name}-{key[:24]}"
+        if (target / _COMPLETE).exists():
+            return target
+        with _exclusive(target.with_name(target.name + ".lock")):
+            if (target / _COMPLETE).exists():
+                return target
+            if target.exists():
+                shutil.rmtree(target)
+            target.mkdir(parents=True)
+            destination = _UnpackDestination(
+                env.scheme(name, target),
+                interpreter="python",
+                script_kind=get_launcher_kind(),
+            )
+            try:
+                with WheelFile.open(wheel) as source:
+                    # Our own wheels come from the cache; a truncated or edited one
+                    # must fail here, not as a mysterious import error in a backend.
+                    source.validate_record()
+                    install(source, destination, additional_metadata={"INSTALLER": b"affineur\n"})
+            except AffineurError:
+                raise
+            except Exception as exc:  # installer raises plain ValueError subclasses
+                shutil.rmtree(target, ignore_errors=True)
+                raise AffineurError(
+                    f"cannot install {wheel.name}: {exc}", stage="build-env", file=str(wheel)
+                ) from exc
+            self._compile(target, env)
+            (target / _WHEEL_INFO).write_text(
+                json.dumps(
+                    {"entry_points": destination.entry_points, "scripts": destination.scripts}
+                )
+            )
+            _read_only(target)
+            (target / _COMPLETE).touch()
+        return target
+
+    def _compile(self, target: Path, env: BuildEnvironment) -> None:
+        # A module that does not compile (a Python 2 leftover in a wheel) is no
+        # reason to fail: it fails only if something imports it, as it would anyway.
+        layout = env.scheme("-", target)
+        for site in sorted({Path(layout["purelib"]), Path(layout["platlib"])}):
+            if not site.is_dir():
+                continue
+            if _is_running_interpreter(self.python):
+                compileall.compile_dir(
+                    site, quiet=2, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH
+                )
+            else:
+                subprocess.run(
+                    [str(env.python), "-m", "compileall", "-q", "-q",
+                     "--invalidation-mode", "unchecked-hash", str(site)],
+                    capture_output=True,
+                    check=False,
+                )  # fmt: skip
+
+    def _link(self, unpacked: Path, env: BuildEnvironment, wheel: Path) -> None:
+        info = json.loads((unpacked / _WHEEL_INFO).read_text())
+        scripts_dir = Path(env.scheme("-", unpacked)["scripts"])
+        raw_scripts = {scripts_dir / p for p in info["scripts"]}
+        for dirpath, _, filenames in os.walk(unpacked):
+            source_dir = Path(dirpath)
+            target_dir = env.path / source_dir.relative_to(unpacked)
+            target_dir.mkdir(parents=True, exist_ok=True)
+            for filename in filenames:
+                source = source_dir / filename
+                if source_dir == unpacked and filename.startswith(".affineur-"):
+                    continue
+                target = target_dir / filename
+                try:
+                    if source in raw_scripts:
+                        _write_script(source, target, str(env.python))
+                    else:
+                        _link_or_copy(source, target)
+                except FileExistsError:
+                    raise AffineurError(
+                        f"cannot install {wheel.name}: another wheel of the environment "
+                        f"has {target.relative_to(env.path)}",
+                        stage="build-env",
+                        file=str(wheel),
+                    ) from None
+        for name, module, attr, section in info["entry_points"]:
+            script_name, data = Script(name, module, attr, section).generate(
+                str(env.python), get_launcher_kind()
+            )
+            target = env.bin / script_name
+            try:
+                with target.open("xb") as out:
+                    out.write(data)
+            except FileExistsError:
+                raise AffineurError(
+                    f"cannot install {wheel.name}: another wheel of the environment "
+                    f"has the script {script_name}",
+                    stage="build-env",
+                    file=str(wheel),
+                ) from None
+            target.chmod(0o755)
+
+
+def _distinct_names(wheels: Sequence[Path]) -> list[str]:
+    """The project name of each wheel; two wheels of one project are refused."""
+    seen: dict[str, Path] = {}
+    names: list[str] = []
+    for wheel in wheels:
+        try:
+            name = canonicalize_name(parse_wheel_filename(wheel.name)[0])
+        except InvalidWheelFilename as exc:
+            raise AffineurError(f"not a wheel file name: {wheel.name}", stage="build-env") from exc
+        if name in seen:
+            raise AffineurError(
+                f"two wheels of {name} for one build environment: "
+                f"{seen[name].name} and {wheel.name}",
+                stage="build-env",
+                package=name,
+            )
+        seen[name] = wheel
+        names.append(name)
+    return names
+
+
+def _digest_json(data: object) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except FileExistsError:
+        raise
+    except OSError:
+        # Another file system, or one without hard links: a copy keeps the mtime,
+        # which is all the compiled bytecode checks.
+        shutil.copy2(source, target)
+
+
+def _write_script(source: Path, target: Path, interpreter: str) -> None:
+    with source.open("rb") as stream, fix_shebang(stream, interpreter) as fixed:
+        data = fixed.read()
+    with target.open("xb") as out:
+        out.write(data)
+    target.chmod(0o755)
+
+
+def _read_only(root: Path) -> None:
+    for dirpath, _, filenames in os.walk(root):
+        for filename in filenames:
+            path = Path(dirpath, filename)
+            path.chmod(path.stat().st_mode & ~0o222)

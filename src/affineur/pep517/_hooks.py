@@ -9,19 +9,23 @@ and errors that say which stage failed and show the end of the log.
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib.resources
+import json
 import os
 import re
+import select
 import signal
 import subprocess
 import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 from packaging.requirements import InvalidRequirement, Requirement
 from pyproject_hooks import (
@@ -135,6 +139,77 @@ def kill_running_hooks() -> int:
     return len(processes)
 
 
+def _spawn(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    log: Path,
+    network: bool,
+    confinement: Confinement | None,
+    pass_fds: Sequence[int] = (),
+) -> tuple[subprocess.Popen[bytes], Path | None]:
+    """Start a hook process: sealed, inside ``confinement``, output appended to ``log``,
+    in its own session, counted among the running hooks; returns it and its sandbox's
+    scratch folder (for :func:`_forget`).
+
+    The one place hook processes start, whether they run one hook or a whole
+    build's: isolation and the sandbox apply to both alike. Its own session lets a
+    timeout kill everything the hook started (a compiler driver and its children),
+    not only the Python at the top; the sandboxes also make it die with this
+    process, however this process ends.
+    """
+    scratch: Path | None = None
+    if confinement is None or confinement.kind == "none":
+        command = isolate_command(argv, network=network)
+    else:
+        scratch = Path(tempfile.mkdtemp(prefix="affineur-sandbox-"))
+        command = sandbox_command(
+            argv, cwd=cwd, confinement=replace(confinement, network=network), scratch=scratch
+        )
+    log.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with log.open("ab") as out:
+            process = subprocess.Popen(
+                command,
+                cwd=cwd,
+                env=dict(env),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                pass_fds=tuple(pass_fds),
+            )
+    except BaseException:
+        _remove_scratch(scratch)
+        raise
+    with _running_lock:
+        _running.add(process)
+    return process, scratch
+
+
+def _remove_scratch(scratch: Path | None) -> None:
+    if scratch is not None:
+        with contextlib.suppress(OSError):
+            scratch.rmdir()
+
+
+def _forget(process: subprocess.Popen[bytes], scratch: Path | None) -> None:
+    with _running_lock:
+        _running.discard(process)
+    _remove_scratch(scratch)
+
+
+def _sandbox_failure(returncode: int, confinement: Confinement | None, log: Path) -> None:
+    if returncode == SANDBOX_FAILED and confinement is not None:
+        raise AffineurError(
+            f"the {confinement.kind} sandbox could not start the hook",
+            stage="isolation",
+            causes=_log_tail(log, 0)[-3:],
+            hint="'affineur check' says which sandbox works here",
+        )
+
+
 def run_hook_process(
     cmd: Sequence[str],
     *,
@@ -145,60 +220,126 @@ def run_hook_process(
     timeout: float | None,
     confinement: Confinement | None = None,
 ) -> None:
-    """Run ``cmd`` with exactly ``env``, output appended to ``log``, inside ``confinement``.
-
-    The process gets its own session so a timeout kills everything it started
-    (a compiler driver and its children), not only the Python at the top; the
-    sandboxes also make it die with this process, however this process ends.
-    """
-    scratch: Path | None = None
-    if confinement is None or confinement.kind == "none":
-        argv = isolate_command(cmd, network=network)
-    else:
-        scratch = Path(tempfile.mkdtemp(prefix="affineur-sandbox-"))
-        argv = sandbox_command(
-            cmd, cwd=cwd, confinement=replace(confinement, network=network), scratch=scratch
-        )
-    log.parent.mkdir(parents=True, exist_ok=True)
+    """Run ``cmd`` with exactly ``env``, output appended to ``log``, inside ``confinement``."""
+    process, scratch = _spawn(
+        cmd, cwd=cwd, env=env, log=log, network=network, confinement=confinement
+    )
     try:
-        with log.open("ab") as out:
-            process = subprocess.Popen(
-                argv,
-                cwd=cwd,
-                env=dict(env),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            with _running_lock:
-                _running.add(process)
-            try:
-                returncode = process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                _kill_group(process)
-                raise HookTimedOut from None
-            except BaseException:
-                # Interrupted (Ctrl-C in the parent): leave no orphaned build behind.
-                _kill_group(process)
-                raise
-            finally:
-                with _running_lock:
-                    _running.discard(process)
+        returncode = process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(process)
+        raise HookTimedOut from None
+    except BaseException:
+        # Interrupted (Ctrl-C in the parent): leave no orphaned build behind.
+        _kill_group(process)
+        raise
     finally:
-        if scratch is not None:
-            with contextlib.suppress(OSError):
-                scratch.rmdir()
-    if returncode == SANDBOX_FAILED and confinement is not None:
-        tail = _log_tail(log, 0)[-3:]
-        raise AffineurError(
-            f"the {confinement.kind} sandbox could not start the hook",
-            stage="isolation",
-            causes=tail,
-            hint="'affineur check' says which sandbox works here",
-        )
+        _forget(process, scratch)
+    _sandbox_failure(returncode, confinement, log)
     if returncode != 0:
         raise HookProcessFailed(returncode)
+
+
+@functools.cache
+def _server_sources() -> tuple[str, str]:
+    """The hook server's source, and pyproject-hooks' in-process script it runs hooks with."""
+    package = importlib.resources.files("pyproject_hooks._in_process")
+    in_process = package.joinpath("_in_process.py").read_text(encoding="utf-8")
+    server = Path(__file__).with_name("_hook_server.py").read_text(encoding="utf-8")
+    return server, in_process
+
+
+class _HookServer:
+    """One process that runs every hook of a build (see :mod:`._hook_server`).
+
+    Requests and answers travel over two pipes of their own, so the backend's
+    output still goes to the log and a backend reading stdin reads nothing.
+    """
+
+    def __init__(
+        self,
+        python: str,
+        *,
+        cwd: Path,
+        env: Mapping[str, str],
+        log: Path,
+        network: bool,
+        confinement: Confinement | None,
+    ) -> None:
+        server, in_process = _server_sources()
+        request_r, request_w = os.pipe()
+        answer_r, answer_w = os.pipe()
+        self._log = log
+        self._confinement = confinement
+        try:
+            self.process, self._scratch = _spawn(
+                [python, "-c", server, str(request_r), str(answer_w)],
+                cwd=cwd,
+                env=env,
+                log=log,
+                network=network,
+                confinement=confinement,
+                pass_fds=(request_r, answer_w),
+            )
+        except BaseException:
+            for fd in (request_r, request_w, answer_r, answer_w):
+                os.close(fd)
+            raise
+        os.close(request_r)
+        os.close(answer_w)
+        self._requests: IO[str] = os.fdopen(request_w, "w", encoding="utf-8")
+        self._answers = answer_r
+        self._pending = b""
+        self._send(json.dumps(in_process))
+
+    def _send(self, line: str) -> None:
+        try:
+            self._requests.write(line + "\n")
+            self._requests.flush()
+        except BrokenPipeError:
+            raise HookProcessFailed(self._exit_status()) from None
+
+    def _exit_status(self) -> int:
+        returncode = self.process.wait()
+        _sandbox_failure(returncode, self._confinement, self._log)
+        # A process that answered nothing yet exited 0 still failed the hook.
+        return returncode or 1
+
+    def call(self, hook: str, kwargs: Mapping[str, Any], timeout: float | None) -> Any:
+        """The answer to one hook call: the content of pyproject-hooks' output.json."""
+        self._send(json.dumps({"hook": hook, "kwargs": kwargs}))
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while b"\n" not in self._pending:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    _kill_group(self.process)
+                    raise HookTimedOut
+                ready, _, _ = select.select([self._answers], [], [], left)
+                if not ready:
+                    continue
+                chunk = os.read(self._answers, 65536)
+                if not chunk:
+                    raise HookProcessFailed(self._exit_status())
+                self._pending += chunk
+        except BaseException:
+            if self.process.poll() is None:
+                _kill_group(self.process)
+            raise
+        line, _, self._pending = self._pending.partition(b"\n")
+        return json.loads(line)
+
+    def close(self) -> None:
+        """Let the process end (its request pipe closes), and make sure it did."""
+        with contextlib.suppress(OSError):
+            self._requests.close()
+        os.close(self._answers)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            _kill_group(self.process)
+        finally:
+            _forget(self.process, self._scratch)
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
@@ -259,6 +400,9 @@ class HookCaller:
         path = self._env.get("PATH", "")
         if path.split(os.pathsep)[0] != bin_dir:
             self._env["PATH"] = os.pathsep.join(p for p in (bin_dir, path) if p)
+        self._python = python
+        self._in_session = False
+        self._server: _HookServer | None = None
         self._hooks = BuildBackendHookCaller(
             str(source_dir),
             build_system.build_backend,
@@ -266,6 +410,23 @@ class HookCaller:
             runner=self._run,
             python_executable=python,
         )
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[HookCaller]:
+        """Hooks called inside the block share one process, started at the first.
+
+        A build calls two or three hooks, and each new process pays for an
+        interpreter start and the backend's import (a quarter of a second for
+        setuptools) again. An injected runner keeps seeing one command per hook.
+        """
+        self._in_session = self._runner is run_hook_process
+        try:
+            yield self
+        finally:
+            self._in_session = False
+            if self._server is not None:
+                self._server.close()
+                self._server = None
 
     def _run(
         self,
@@ -276,16 +437,19 @@ class HookCaller:
         # pyproject-hooks tells the in-process script which backend to load
         # through extra_environ; without it no hook can run.
         env = {**self._env, **(extra_environ or {})}
-        confinement = self.confinement
-        if confinement is not None and len(cmd) == 4:
-            # [python, the in-process script, hook name, control dir]: the script
-            # is read, the control dir holds the hook's input and output.
-            confinement = confinement.adding(writable=[Path(cmd[3])], read_only=[Path(cmd[1])])
         remaining = None
         if self._deadline is not None:
             remaining = self._deadline - time.monotonic()
             if remaining <= 0:
                 raise HookTimedOut
+        if self._in_session:
+            self._run_in_server(cmd, cwd, env, remaining)
+            return
+        confinement = self.confinement
+        if confinement is not None and len(cmd) == 4:
+            # [python, the in-process script, hook name, control dir]: the script
+            # is read, the control dir holds the hook's input and output.
+            confinement = confinement.adding(writable=[Path(cmd[3])], read_only=[Path(cmd[1])])
         self._runner(
             cmd,
             cwd=Path(cwd) if cwd else self.source_dir,
@@ -295,6 +459,31 @@ class HookCaller:
             timeout=remaining,
             confinement=confinement,
         )
+
+    def _run_in_server(
+        self, cmd: Sequence[str], cwd: str | None, env: Mapping[str, str], timeout: float | None
+    ) -> None:
+        # pyproject-hooks ran ``python _in_process.py <hook> <control dir>``: the
+        # server takes the same input and leaves the same output in that directory.
+        hook, control = cmd[-2], Path(cmd[-1])
+        if self._server is None:
+            self._server = _HookServer(
+                self._python,
+                cwd=Path(cwd) if cwd else self.source_dir,
+                env=env,
+                log=self.log,
+                network=self.network,
+                confinement=self.confinement,
+            )
+        kwargs = json.loads((control / "input.json").read_text(encoding="utf-8"))["kwargs"]
+        try:
+            answer = self._server.call(hook, kwargs, timeout)
+        except BaseException:
+            # A failed or killed hook ends the process: the next hook starts a new one.
+            self._server.close()
+            self._server = None
+            raise
+        (control / "output.json").write_text(json.dumps(answer), encoding="utf-8")
 
     def _call(self, hook: str, stage: Stage, kwargs: Mapping[str, Any]) -> Any:
         self.log.parent.mkdir(parents=True, exist_ok=True)

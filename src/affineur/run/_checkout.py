@@ -227,7 +227,7 @@ class Checkout:
 
     @cached_property
     def project(self) -> Project:
-        return load_project(self.root)
+        return load_project(self.root, memo=self.build_dir / "validated")
 
     def pairs(self) -> list[tuple[Collection, Variant]]:
         """Every (collection, variant) the config asks to lock and build, in a stable order."""
