@@ -112,7 +112,7 @@ def test_init_writes_a_repository_whose_first_doit_works(repo: Workspace) -> Non
     assert repo.outcomes()["build:cpu:meta-static-1.0"] == "built"
     assert ok(repo.affineur("check")).stdout.splitlines()[:2] == [
         "ok        config",
-        "ok        main/cpu: 4 packages, 3 installed",
+        "ok        main/cpu: 4 packages, 3 installed, 0 of 4 sources with publisher attestations",
     ]
     # A second init never overwrites a repository.
     again = repo.affineur("init", str(root))

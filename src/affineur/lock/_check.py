@@ -244,7 +244,7 @@ def _check_locks(project: Project) -> list[LockStatus]:
                         "ok",
                         f"{len(graph.nodes)} packages, {installed} installed, "
                         f"{len(attested)} of {sources} sources with publisher attestations",
-                        attested,
+                        attested=attested,
                     )
                 else:
                     status = LockStatus(
