@@ -426,6 +426,7 @@ class Builder:
                 started=started,
                 finished=time.time(),
                 source_attestation=request.source_attestation,
+                host_tools=request.host_tools,
             )
             details = {
                 "source_date_epoch": epoch,

@@ -15,15 +15,12 @@ from __future__ import annotations
 
 import base64
 import copy
-import functools
 import hashlib
 import json
 import platform
-import shutil
-import subprocess
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -55,27 +52,14 @@ DEFAULT_BUILDER = "urn:affineur:builder:local"
 PROVENANCE_SUFFIX = ".provenance.json"
 
 
-def _first_line(argv: Sequence[str]) -> str | None:
-    if shutil.which(argv[0]) is None:
-        return None
-    try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    lines = (out.stdout or out.stderr).strip().splitlines()
-    return lines[0].strip() if lines else None
-
-
-@functools.cache
-def host_tools() -> dict[str, str]:
-    """The builder's own versions: affineur, the interpreter, and the host tools a build uses."""
+def host_tools(fingerprints: Mapping[str, str] = {}) -> dict[str, str]:
+    """The builder's own versions: affineur and its format libraries, the interpreter,
+    the platform, and the host tools the build key holds (``fingerprints``, see
+    :mod:`affineur.build._hosttools`: one probe of each tool, shared with the key)."""
     tools = dict(tool_versions())
     tools["python"] = f"{platform.python_implementation()} {sys.version.split()[0]}"
     tools["platform"] = f"{platform.system()} {platform.machine()}"
-    for name, argv in (("patch", ["patch", "--version"]), ("cc", ["cc", "--version"])):
-        found = _first_line(argv)
-        if found:
-            tools[name] = found
+    tools.update(sorted((fingerprints or {}).items()))
     return tools
 
 
@@ -96,6 +80,8 @@ class BuildFacts:
     started: float
     finished: float
     source_attestation: Mapping[str, Any] | None = None
+    host_tools: Mapping[str, str] = field(default_factory=dict)
+    """Tool name -> version line, as in the build key."""
 
 
 def _time(seconds: float) -> str:
@@ -163,7 +149,7 @@ def provenance_statement(wheel: str, sha256: str, facts: BuildFacts) -> dict[str
             "runDetails": {
                 "builder": {
                     "id": facts.builder_id or DEFAULT_BUILDER,
-                    "version": host_tools(),
+                    "version": host_tools(facts.host_tools),
                 },
                 "metadata": {
                     "invocationId": f"{facts.build_key}@{_time(facts.started)}",
