@@ -61,9 +61,11 @@ from affineur.pep517 import (
 )
 
 __all__ = [
+    "PARALLEL_JOB_VARIABLES",
     "BuildRequest",
     "Builder",
     "check_requires_dist",
+    "parallel_jobs_env",
     "patch_name",
     "source_date_epoch",
     "unmet_build_requirements",
@@ -89,6 +91,8 @@ class BuildRequest:
     evidence: Evidence = field(default_factory=Evidence)
     env_keys: Sequence[BuildKey] = ()  # the build keys of env_wheels, in the same order
     source_attestation: Mapping[str, Any] | None = None  # the sdist's, as the lock has it
+    jobs: int | None = None
+    """The cpus the build holds (its resource request): how many compilers it may run."""
 
 
 def patch_name(patch: Path) -> str:
@@ -98,6 +102,24 @@ def patch_name(patch: Path) -> str:
         at = len(parts) - 1 - parts[::-1].index("patches")
         return "/".join(parts[at + 1 :])
     return patch.name
+
+
+PARALLEL_JOB_VARIABLES = ("MAKEFLAGS", "CMAKE_BUILD_PARALLEL_LEVEL", "CARGO_BUILD_JOBS")
+"""How make, cmake and cargo are told how many jobs to run: each defaults to every core
+(cargo, ninja through cmake) or to one (make), neither of which is what the scheduler
+granted the build."""
+
+
+def parallel_jobs_env(jobs: int | None) -> dict[str, str]:
+    """The variables that hold a build's compilers to the cpus it was granted.
+
+    Without them two builds granted 2 cpus each on a 2-core machine run 4 (or, with
+    cargo, 2 x every core) compilers at once. A package's own ``env`` still wins.
+    """
+    if jobs is None:
+        return {}
+    n = str(max(1, jobs))
+    return {"MAKEFLAGS": f"-j{n}", "CMAKE_BUILD_PARALLEL_LEVEL": n, "CARGO_BUILD_JOBS": n}
 
 
 def _env_wheels(request: BuildRequest) -> list[EnvWheel]:
@@ -325,7 +347,7 @@ class Builder:
             tmp.mkdir()
             variables = hook_environment(
                 base=request.base_env,
-                package_env=request.settings.env,
+                package_env={**parallel_jobs_env(request.jobs), **request.settings.env},
                 name=node.name,
                 version=node.version,
                 source_date_epoch=epoch,
@@ -434,6 +456,7 @@ class Builder:
                 "sandbox": confinement.kind,
                 "network": not request.network_isolation,
                 "timeout": timeout,
+                "jobs": request.jobs,
             }
             return final, details, facts
         finally:

@@ -381,6 +381,7 @@ class Checkout:
             evidence=lv.variant.evidence,
             env_keys=[lv.keys[k] for k in node.build_env],
             source_attestation=_attestation(node),
+            jobs=self.jobs(lv.variant, node),
         )
 
     def build(self, lv: LockedVariant, node_key: g.NodeKey) -> Rebuilt | None:
@@ -489,6 +490,16 @@ class Checkout:
     def demand(self, variant: Variant, node: g.Node) -> dict[str, Any]:
         """The resources a build holds while it runs: its settings', else one cpu."""
         return dict(self.settings(variant, node).resources) or {"cpu": 1}
+
+    def jobs(self, variant: Variant, node: g.Node) -> int:
+        """How many compiler processes the build may run: the cpus it holds while it runs.
+
+        An exclusive build holds the whole machine; a fraction of a cpu is still one job.
+        """
+        demand = self.demand(variant, node)
+        if demand.get("exclusive") and "cpu" not in demand:
+            return max(1, int(self.capacities()["cpu"]))
+        return max(1, int(float(demand.get("cpu", 1))))
 
     def _build_log(self, lv: LockedVariant, node: g.Node) -> Path:
         return self.build_dir / "logs" / lv.variant.name / f"{node.name}-{node.version}.log"

@@ -1,0 +1,56 @@
+"""Long native builds are bounded: compilers held to the cpus a build was granted, a timeout."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from typing import Any
+
+from tests.ecosystem import FakeProject
+from tests.workspace import Workspace, ok
+
+JOB_VARIABLES = ("MAKEFLAGS", "CMAKE_BUILD_PARALLEL_LEVEL", "CARGO_BUILD_JOBS")
+
+
+def _seen(ws: Workspace, package: str) -> dict[str, Any]:
+    (wheel,) = (ws.root / "dist/demo/cpu/files").glob(f"{package}-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        env: dict[str, Any] = json.loads(zf.read(f"{package}/_build_env.json"))["env"]
+    return env
+
+
+def _record(ws: Workspace, name: str) -> dict[str, Any]:
+    for path in (ws.root / "build/cache").glob("*/record.json"):
+        data: dict[str, Any] = json.loads(path.read_text())
+        if data["name"] == name:
+            return data
+    raise AssertionError(f"no record of {name}")
+
+
+def test_a_build_runs_as_many_jobs_as_cpus_it_holds_and_has_a_timeout(
+    workspace: Workspace,
+) -> None:
+    assert workspace.index is not None
+    for name in ("native-two", "native-one", "native-own"):
+        workspace.index.add(FakeProject(name, "1.0", read_env=JOB_VARIABLES))
+    workspace.collection(["native-two", "native-one", "native-own"])
+    workspace.write("overrides/native-two.yaml", "resources: {cpu: 2}\ntimeout: 1234\n")
+    # An env the package (or its variant) sets wins over the count derived from its resources.
+    workspace.write("overrides/native-own.yaml", "env: {MAKEFLAGS: -j7}\n")
+    ok(workspace.doit("-n", "2"))
+
+    assert _seen(workspace, "native_two") == {
+        "MAKEFLAGS": "-j2",
+        "CMAKE_BUILD_PARALLEL_LEVEL": "2",
+        "CARGO_BUILD_JOBS": "2",
+    }
+    assert _seen(workspace, "native_one") == {
+        "MAKEFLAGS": "-j1",
+        "CMAKE_BUILD_PARALLEL_LEVEL": "1",
+        "CARGO_BUILD_JOBS": "1",
+    }
+    assert _seen(workspace, "native_own")["MAKEFLAGS"] == "-j7"
+    two, one = _record(workspace, "native-two"), _record(workspace, "native-one")
+    assert (two["jobs"], two["timeout"]) == (2, 1234)
+    # Without a timeout of its own a build gets the default, and says so.
+    assert (one["jobs"], one["timeout"]) == (1, 4 * 3600)
