@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -484,3 +486,32 @@ def test_a_config_that_passed_is_not_checked_again_until_it_changes(
         load_project(root, memo=memo)
     assert info.value.file == str(root / "variants" / "cpu.yaml")
     assert len(list(memo.iterdir())) == 3
+
+
+def test_checking_a_document_skips_the_iri_format_grammars() -> None:
+    """Every command checks some document; rfc3987-syntax would add ~3 s of CPU to each.
+
+    jsonschema compiles that package's grammars when it is imported and the package
+    is installed (the test extra installs it); affineur checks no formats, so its
+    validation imports jsonschema without it, and leaves it importable afterwards.
+    """
+    code = textwrap.dedent(
+        """
+        import importlib.util, sys
+        from affineur.config import validate
+        validate({"description": "x"}, "variant", file="variants/x.yaml")
+        assert "jsonschema" in sys.modules, "nothing was checked"
+        assert "rfc3987_syntax" not in sys.modules, "the IRI grammars were compiled"
+        if importlib.util.find_spec("rfc3987_syntax") is not None:
+            import rfc3987_syntax
+            print("importable")
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
