@@ -28,6 +28,7 @@ __all__ = [
     "ROOT",
     "Edge",
     "FileRef",
+    "GitRef",
     "Graph",
     "Node",
     "NodeKey",
@@ -132,6 +133,19 @@ class FileRef:
 
 
 @dataclass(frozen=True)
+class GitRef:
+    """Where a source archive made from git came from: the node's ``sdist`` is its archive.
+
+    ``url`` never carries credentials; ``ref`` is what the override asked for,
+    ``commit`` what it resolved to when the lock was made.
+    """
+
+    url: str
+    ref: str
+    commit: str
+
+
+@dataclass(frozen=True)
 class Node:
     name: str
     version: str
@@ -141,6 +155,7 @@ class Node:
     build_backend: str | None = None
     edges: tuple[Edge, ...] = ()
     build_env: tuple[NodeKey, ...] = ()
+    git: GitRef | None = None
 
     @property
     def key(self) -> NodeKey:
@@ -291,6 +306,8 @@ def node_data(n: Node) -> dict[str, Any]:
         data["wheel"] = _file_json(n.wheel)
     if n.build_backend is not None:
         data["build_backend"] = n.build_backend
+    if n.git is not None:
+        data["git"] = {"url": n.git.url, "ref": n.git.ref, "commit": n.git.commit}
     return data
 
 
@@ -347,6 +364,7 @@ def from_data(data: Mapping[str, Any]) -> Graph:
             build_backend=n.get("build_backend"),
             edges=_edges(n.get("edges", ())),
             build_env=tuple(NodeKey(k) for k in n.get("build_env", ())),
+            git=GitRef(**n["git"]) if "git" in n else None,
         )
         if node.key != key:
             raise AffineurError(f"node {key!r} holds {node.key!r}", stage="lock")

@@ -760,6 +760,16 @@ def _settings_problems(
             problems.append(doc.problem(problem, path))
     for index, name in enumerate(settings.get("pass_env", [])):
         problems += _pass_env_problems(doc, name, (*at, "pass_env", index))
+    if "git" in settings:
+        for other in ("download_source", "prebuilt"):
+            if settings.get(other):
+                problems.append(
+                    doc.problem(
+                        f"'git' and '{other}' both say where the package comes from",
+                        (*at, "git"),
+                        "keep one of them",
+                    )
+                )
     if "build_dir" in settings:
         problem = _build_dir_problem(settings["build_dir"])
         if problem:

@@ -90,6 +90,10 @@ class Settings:
     max_unpacked_mb: float | None = None
     max_compression_ratio: float | None = None
     """Limits on unpacking the sdist (None: the defaults of ``pep517.UnpackLimits``)."""
+    git: Mapping[str, str] | None = None
+    """``{url, ref}``: the source is this repository at this ref, not an sdist (templates)."""
+    plugin: str | None = None
+    """The ``affineur.hooks`` entry point that fetches, prepares or builds this package."""
 
     def to_json(self) -> dict[str, Any]:
         """A canonical, JSON-able form: sorted keys, lists as lists, nothing left out.
@@ -121,6 +125,8 @@ class Settings:
                 )
                 if value is not None
             },
+            **({"git": dict(sorted(self.git.items()))} if self.git else {}),
+            **({"plugin": self.plugin} if self.plugin else {}),
         }
 
 
@@ -250,6 +256,8 @@ class _Merged:
             "timeout",
             "max_unpacked_mb",
             "max_compression_ratio",
+            "git",
+            "plugin",
         ):
             if layer.get(key) is not None:
                 self.scalars[key] = layer[key]
@@ -274,6 +282,8 @@ class _Merged:
             pass_env=tuple(dict.fromkeys(self.pass_env)),
             max_unpacked_mb=self.scalars.get("max_unpacked_mb"),
             max_compression_ratio=self.scalars.get("max_compression_ratio"),
+            git=MappingProxyType(dict(self.scalars["git"])) if "git" in self.scalars else None,
+            plugin=self.scalars.get("plugin"),
         )
 
 

@@ -19,6 +19,7 @@ from affineur.index._client import (
     redact_url,
 )
 from affineur.index._files import SDIST_SUFFIXES, check_filename, sha256_file
+from affineur.index._git import GitSource, git_archive_name, is_local_repository
 from affineur.index._sources import UrlSource, source_url
 from affineur.index._store import Fetcher, SdistStore
 from affineur.index._upstream import UpstreamWheels
@@ -37,6 +38,7 @@ __all__ = [
     "AttestationSource",
     "DistFile",
     "Fetcher",
+    "GitSource",
     "IndexClient",
     "SdistStore",
     "UpstreamWheels",
@@ -46,6 +48,8 @@ __all__ = [
     "check_attestation",
     "check_filename",
     "dist_info_dir",
+    "git_archive_name",
+    "is_local_repository",
     "make_file",
     "open_wheel",
     "parse_html_page",

@@ -10,7 +10,8 @@ from affineur.errors import AffineurError
 __all__ = ["SDIST_SUFFIXES", "check_filename", "sha256_file"]
 
 # the others appear on older releases still in use.
-SDIST_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip")
+# ".tar" is what a git source is archived as (see _git.py).
+SDIST_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip", ".tar")
 
 # PKG-INFO is a few kilobytes; a huge one is a decompression bomb, not metadata.
 _CHUNK = 1 << 20

@@ -29,6 +29,7 @@ from affineur.lock._files import (
     read_locks,
     write_lock,
 )
+from affineur.lock._gitsource import git_location
 from affineur.lock._locker import lock
 from affineur.lock._resolver import ResolveRequest, resolve
 from affineur.lock._source_mode import SourceBuilds
@@ -48,6 +49,7 @@ __all__ = [
     "duplicates",
     "find_locks",
     "format_path",
+    "git_location",
     "input_hash",
     "lock",
     "lock_is_fresh",

@@ -2,17 +2,19 @@
 
 Which versions of a project count depends on its settings: sdists normally, any
 release when the sdist comes from a ``download_source`` URL, the upstream wheel
-when it is ``prebuilt``. The dependencies of one version come from the cheapest
-source that can be trusted, in order: the sdist's PKG-INFO when PEP 643 makes
-them static, the index's core metadata of a wheel of the same version (PEP
-658/714), and last the build backend's ``prepare_metadata_for_build_wheel`` hook,
-which needs the package's build requirements and so goes through the
+when it is ``prebuilt``, and for a ``git`` source the version its ref names or
+the collection pins (the repository has no list of releases to choose from).
+The dependencies of one version come from the cheapest source that can be
+trusted, in order: the sdist's PKG-INFO when PEP 643 makes them static, the
+index's core metadata of a wheel of the same version (PEP 658/714), and last
+the build backend's ``prepare_metadata_for_build_wheel`` hook, which needs the
+package's build requirements and so goes through the
 :class:`MetadataHook`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Protocol
@@ -24,8 +26,9 @@ from packaging.version import Version
 from affineur import graph as g
 from affineur.config import Settings
 from affineur.errors import AffineurError
-from affineur.index import DistFile, python_allows, source_url
-from affineur.lock._metadata import requires_dist, static_requires_dist
+from affineur.index import DistFile, python_allows, redact_url, source_url
+from affineur.lock._gitsource import git_location, git_versions
+from affineur.lock._metadata import metadata_version, requires_dist, static_requires_dist
 from affineur.lock._resolver import VersionInfo
 from affineur.lock._sources import LocalSdist, LockIndex
 from affineur.progress import MetadataFound, NullReporter, Reporter
@@ -46,6 +49,7 @@ class Package:
     sdist: LocalSdist | None = None
     wheel: g.FileRef | None = None
     requires: list[str] | None = None
+    git: g.GitRef | None = None
 
 
 class MetadataHook(Protocol):
@@ -86,8 +90,12 @@ class IndexCandidates:
         hook: MetadataHook,
         reporter: Reporter,
         previous: Sequence[g.Graph] = (),
+        pins: Mapping[NormalizedName, Sequence[Version]] | None = None,
     ) -> None:
+        """``pins``: the exact versions (``==``) the collection's requirements and
+        constraints name, the only versions a git source whose ref is a template has."""
         self.index = index
+        self.pins = dict(pins or {})
         self.settings_for = settings_for
         self.python = python
         self.hook = hook
@@ -99,6 +107,8 @@ class IndexCandidates:
 
     def versions(self, name: NormalizedName) -> list[VersionInfo]:
         settings = self.settings_for(name, None)
+        if settings.git and not settings.prebuilt:
+            return [VersionInfo(v) for v in git_versions(name, settings.git, self.pins.get(name))]
         by_version: dict[Version, list[DistFile]] = {}
         for f in self.index.files(name):
             if f.version is None or not self._python_ok(f):
@@ -143,6 +153,7 @@ class IndexCandidates:
             hook=_NoHook(),
             reporter=NullReporter(),
             previous=self.previous,
+            pins=self.pins,
         )
 
     def pinned(self) -> dict[NormalizedName, Version]:
@@ -159,6 +170,8 @@ class IndexCandidates:
         return python_allows(f.requires_python, self.python)
 
     def _requires(self, pkg: Package) -> list[str]:
+        if pkg.settings.git and not pkg.settings.prebuilt:
+            return self._git_requires(pkg)
         files = [f for f in self.index.files(pkg.name) if f.version == pkg.version]
         if pkg.settings.prebuilt:
             found = self.index.upstream_wheel(pkg.name, pkg.version)
@@ -197,9 +210,49 @@ class IndexCandidates:
             )
         return requires_dist(raw_meta)
 
+    def _git_requires(self, pkg: Package) -> list[str]:
+        """A git tree's dependencies come from its build backend, whose version must agree.
+
+        An index wheel of the same version is no witness here: the commit need
+        not be the release. And the backend's Version is the check that the ref
+        really holds the version the lock gives it.
+        """
+        if isinstance(self.hook, _NoHook):
+            raise NeedsHook(f"{pkg.name}=={pkg.version}")  # looking ahead: no fetch from git
+        self.sdist(pkg)
+        self.reporter.report(MetadataFound(str(pkg.name), str(pkg.version), "backend"))
+        raw_meta = self.hook.metadata(pkg, self)
+        if raw_meta is None:
+            raise AffineurError(
+                "a git source needs the backend's prepare_metadata_for_build_wheel hook "
+                "to check its version",
+                package=pkg.name,
+                version=str(pkg.version),
+                stage="resolve",
+            )
+        found = metadata_version(raw_meta)
+        if found is None or found != pkg.version:
+            assert pkg.git is not None
+            raise AffineurError(
+                f"the project at {pkg.git.ref} ({pkg.git.commit[:12]}) says it is version "
+                f"{found}, not {pkg.version}",
+                package=pkg.name,
+                version=str(pkg.version),
+                stage="resolve",
+                key_path=("git", "ref"),
+                hint="point the ref at the release, or pin the version the project declares",
+            )
+        return requires_dist(raw_meta)
+
     def sdist(self, pkg: Package, files: Sequence[DistFile] | None = None) -> LocalSdist:
         """The package's sdist on this machine, fetched on first use."""
         if pkg.sdist is not None:
+            return pkg.sdist
+        if pkg.settings.git and not pkg.settings.prebuilt:
+            url, ref = git_location(pkg.settings.git, pkg.name, str(pkg.version))
+            pkg.sdist, pkg.git = self.index.sdist_from_git(
+                pkg.name, str(pkg.version), url, ref, self._recorded_git(pkg, url, ref)
+            )
             return pkg.sdist
         if pkg.settings.download_source:
             url = source_url(pkg.settings.download_source, pkg.name, str(pkg.version))
@@ -218,6 +271,20 @@ class IndexCandidates:
             )
         pkg.sdist = self.index.sdist(found)
         return pkg.sdist
+
+    def _recorded_git(self, pkg: Package, url: str, ref: str) -> tuple[g.GitRef, str] | None:
+        """The commit and archive hash a previous lock recorded for this repository and ref."""
+        key = g.node_key(pkg.name, str(pkg.version))
+        for graph in self.previous:
+            node = graph.nodes.get(key)
+            if (
+                node is not None
+                and node.git is not None
+                and node.sdist is not None
+                and (node.git.url, node.git.ref) == (redact_url(url), ref)
+            ):
+                return node.git, node.sdist.sha256
+        return None
 
     def _recorded_hash(self, pkg: Package, url: str) -> str | None:
         """The hash a previous lock recorded for this URL's file, if any."""

@@ -23,7 +23,7 @@ from packaging.version import InvalidVersion, Version
 from affineur.config import Project, load_project
 from affineur.errors import AffineurError
 from affineur.graph import BUILD_REQ_TYPES, Graph, Node, build_order, install_closure
-from affineur.index import SDIST_SUFFIXES, check_filename, sha256_file
+from affineur.index import SDIST_SUFFIXES, check_filename, git_archive_name, sha256_file
 from affineur.lock._files import LockPaths, find_locks, lock_is_fresh, read_lock
 from affineur.pep517 import choose_sandbox
 
@@ -154,6 +154,10 @@ def _node_problems(key: str, node: Node, graph: Graph, store: Path | None) -> li
             problems.append(f"{key}: its {kind} name {ref.filename!r} is not a plain file name")
         else:
             identity = _file_identity(ref.filename, wheel)
+            if node.git is not None and not wheel:
+                # An archive made from git is named for its commit, which must be the lock's.
+                expected = git_archive_name(node.name, node.version, node.git.commit)
+                identity = (node.name, Version(node.version)) if ref.filename == expected else None
             if identity is None:
                 problems.append(f"{key}: {ref.filename!r} is not the name of an {kind}")
             elif identity[0] != node.name or identity[1] != Version(node.version):

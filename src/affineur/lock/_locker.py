@@ -25,8 +25,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from packaging.utils import NormalizedName
-from packaging.version import Version
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 from affineur import graph as g
 from affineur.config import (
@@ -98,6 +99,7 @@ class Locker:
             sdist=pkg.sdist.ref if pkg.sdist else None,
             wheel=pkg.wheel,
             prebuilt=pkg.settings.prebuilt,
+            git=pkg.git,
         )
 
     def prefetch(self, name: NormalizedName, version: Version) -> None:
@@ -197,8 +199,26 @@ def make_locker(
         hook=build_envs,
         reporter=reporter,
         previous=previous,
+        pins=exact_pins([*request.requirements, *request.policy.constraints]),
     )
     return Locker(request, candidates, build_envs, reporter)
+
+
+def exact_pins(requirements: Sequence[str]) -> dict[NormalizedName, list[Version]]:
+    """The versions requirements name exactly (``==1.2``, not ``==1.*``), by project."""
+    pins: dict[NormalizedName, list[Version]] = {}
+    for text in requirements:
+        try:
+            req = Requirement(text)
+        except InvalidRequirement:
+            continue  # the resolver reports it, with where it came from
+        for spec in req.specifier:
+            if spec.operator in ("==", "===") and "*" not in spec.version:
+                try:
+                    pins.setdefault(canonicalize_name(req.name), []).append(Version(spec.version))
+                except InvalidVersion:
+                    continue
+    return pins
 
 
 def lock_request(

@@ -13,7 +13,7 @@ from email.parser import BytesParser
 
 from packaging.version import InvalidVersion, Version
 
-__all__ = ["parse_metadata", "requires_dist", "static_requires_dist"]
+__all__ = ["metadata_version", "parse_metadata", "requires_dist", "static_requires_dist"]
 
 
 def parse_metadata(raw: bytes) -> Message:
@@ -22,6 +22,14 @@ def parse_metadata(raw: bytes) -> Message:
 
 def requires_dist(raw: bytes) -> list[str]:
     return [str(v) for v in parse_metadata(raw).get_all("Requires-Dist") or []]
+
+
+def metadata_version(raw: bytes) -> Version | None:
+    """The project's Version field (None when missing or not PEP 440)."""
+    try:
+        return Version(str(parse_metadata(raw).get("Version", "")))
+    except InvalidVersion:
+        return None
 
 
 def static_requires_dist(pkg_info: bytes) -> list[str] | None:

@@ -9,6 +9,7 @@ metadata and graph assembly run with no network and no file system.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,11 +22,14 @@ from affineur import graph as g
 from affineur.index import (
     DistFile,
     Fetcher,
+    GitSource,
     IndexClient,
     SdistStore,
     UpstreamWheels,
     UrlSource,
     attested_by,
+    git_archive_name,
+    redact_url,
     sha256_file,
 )
 from affineur.index import requires_dist as wheel_requires_dist
@@ -80,6 +84,21 @@ class LockIndex(Protocol):
         """The sdist at ``url``; held to ``sha256`` when a previous lock recorded one."""
         ...
 
+    def sdist_from_git(
+        self,
+        name: NormalizedName,
+        version: str,
+        url: str,
+        ref: str,
+        recorded: tuple[g.GitRef, str] | None,
+    ) -> tuple[LocalSdist, g.GitRef]:
+        """The archive of the commit ``ref`` names, and where it came from.
+
+        ``recorded`` is a previous lock's commit and archive hash for this same
+        repository and ref: while the store holds that archive, nothing is fetched.
+        """
+        ...
+
 
 class NetworkIndex:
     """A :class:`LockIndex` over the simple API, downloading into the sdist store."""
@@ -130,6 +149,35 @@ class NetworkIndex:
         # No index vouches for this file: its hash is recorded on first download,
         # and a later lock holds the file to the hash recorded then.
         return self._local(name, source.filename, sha256 or sha256_file(path), source)
+
+    def sdist_from_git(
+        self,
+        name: NormalizedName,
+        version: str,
+        url: str,
+        ref: str,
+        recorded: tuple[g.GitRef, str] | None,
+    ) -> tuple[LocalSdist, g.GitRef]:
+        if recorded is not None:
+            git, sha256 = recorded
+            filename = git_archive_name(name, version, git.commit)
+            if self.store.path(filename).exists():
+                # A re-lock keeps the commit it had: a moved tag is news for a
+                # person to accept (delete the archive, or the lock's node), not a
+                # silent change inside an unrelated re-lock.
+                source = GitSource(name, version, url, ref, git.commit)
+                return self._local(name, filename, sha256, source), git
+        self.reporter.report(Downloading(f"{redact_url(url)}@{ref}"))
+        self.store.root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".git-", dir=self.store.root) as tmp:
+            commit, archive = GitSource(name, version, url, ref).checkout(Path(tmp))
+            sha256 = sha256_file(archive)
+            dest = self.store.path(archive.name)
+            if not dest.exists():
+                archive.replace(dest)
+        git = g.GitRef(redact_url(url), ref, commit)
+        # An archive already in the store must be this one: ensure() says so if not.
+        return self._local(name, dest.name, sha256, GitSource(name, version, url, ref, commit)), git
 
     def _local(self, name: str, filename: str, sha256: str, fetcher: Fetcher) -> LocalSdist:
         path = self.store.ensure(name, filename, sha256, fetcher)

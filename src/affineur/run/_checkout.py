@@ -63,6 +63,7 @@ from affineur.config import (
 from affineur.errors import AffineurError
 from affineur.index import (
     Fetcher,
+    GitSource,
     IndexClient,
     SdistStore,
     UrlSource,
@@ -70,7 +71,7 @@ from affineur.index import (
     sha256_file,
     source_url,
 )
-from affineur.lock import LockPaths, lock, lock_is_fresh, read_lock
+from affineur.lock import LockPaths, git_location, lock, lock_is_fresh, read_lock
 from affineur.progress import (
     BuildStarted,
     CacheEntryDiscarded,
@@ -602,11 +603,20 @@ class Checkout:
 
     def download(self, lv: LockedVariant, node: g.Node, ref: g.FileRef) -> None:
         """Fetch the node's sdist (or prebuilt wheel) into the store, checked against the lock."""
-        template = None if node.prebuilt else self.settings(lv.variant, node).download_source
+        settings = self.settings(lv.variant, node)
+        template = None if node.prebuilt else settings.download_source
         client = self.clients(lv.variant)
         fetcher: Fetcher = client
         if template:
             fetcher = UrlSource(client, source_url(template, node.name, node.version), node.name)
+        elif node.git is not None and not node.prebuilt:
+            # The lock's commit, archived again here; the store holds it to the lock's hash.
+            # The override's URL, not the lock's: the lock never records credentials.
+            url = git_location(settings.git, node.name, node.version)[0] if settings.git else ""
+            fetcher = GitSource(
+                canonicalize_name(node.name), node.version, url or node.git.url,
+                node.git.ref, node.git.commit,
+            )  # fmt: skip
         self.store.ensure(node.name, ref.filename, ref.sha256, fetcher)
         if ref.attested_by and not template:
             warning = check_attestation(client, node.name, ref)
