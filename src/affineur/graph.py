@@ -156,6 +156,10 @@ class Node:
     edges: tuple[Edge, ...] = ()
     build_env: tuple[NodeKey, ...] = ()
     git: GitRef | None = None
+    host_tools: tuple[tuple[str, str | None], ...] = ()
+    """Host build tools the ``get_requires`` hooks looked for when locking, and what
+    each was there (its version line, None: absent): the hooks' answer, so the
+    lock, depended on them, and a building host where they differ may get another."""
 
     @property
     def key(self) -> NodeKey:
@@ -308,6 +312,8 @@ def node_data(n: Node) -> dict[str, Any]:
         data["build_backend"] = n.build_backend
     if n.git is not None:
         data["git"] = {"url": n.git.url, "ref": n.git.ref, "commit": n.git.commit}
+    if n.host_tools:
+        data["host_tools"] = dict(sorted(n.host_tools))
     return data
 
 
@@ -365,6 +371,7 @@ def from_data(data: Mapping[str, Any]) -> Graph:
             edges=_edges(n.get("edges", ())),
             build_env=tuple(NodeKey(k) for k in n.get("build_env", ())),
             git=GitRef(**n["git"]) if "git" in n else None,
+            host_tools=tuple(sorted(n.get("host_tools", {}).items())),
         )
         if node.key != key:
             raise AffineurError(f"node {key!r} holds {node.key!r}", stage="lock")

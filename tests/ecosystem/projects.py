@@ -62,6 +62,9 @@ class FakeProject:
     wheel_requires_if_missing: Mapping[str, str] = field(default_factory=dict)
     """Requirement -> module: asked for by get_requires_for_build_wheel only while the
     module cannot be imported in the build environment."""
+    wheel_requires_if_no_program: Mapping[str, str] = field(default_factory=dict)
+    """Requirement -> program: asked for by get_requires_for_build_wheel only while
+    ``shutil.which`` finds no such program on PATH."""
     sdist_requires: tuple[str, ...] = ()
     build_imports: tuple[str, ...] = ()
     fail: str | None = None
@@ -136,6 +139,11 @@ class FakeProject:
         if self.wheel_requires_if_missing:
             lines += ["", "[tool.fakebackend.wheel-requires-if-missing]"]
             lines += [f"{_str(r)} = {_str(m)}" for r, m in self.wheel_requires_if_missing.items()]
+        if self.wheel_requires_if_no_program:
+            lines += ["", "[tool.fakebackend.wheel-requires-if-no-program]"]
+            lines += [
+                f"{_str(r)} = {_str(p)}" for r, p in self.wheel_requires_if_no_program.items()
+            ]
         if self.extras:
             lines += ["", "[tool.fakebackend.optional-dependencies]"]
             lines += [f"{_str(extra)} = {_array(reqs)}" for extra, reqs in self.extras.items()]

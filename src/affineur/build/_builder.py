@@ -216,6 +216,10 @@ def unmet_build_requirements(
     return unmet
 
 
+def _tool(state: str | None) -> str:
+    return "absent" if state is None else repr(state)
+
+
 class Builder:
     """Builds lock nodes into a :class:`BuildCache`."""
 
@@ -377,9 +381,8 @@ class Builder:
             out = work / "out"
             out.mkdir()
             with caller.session():
-                self._check_requires_drift(
-                    caller.get_requires_for_build_wheel(config), node, request.target
-                )
+                asked = caller.get_requires_for_build_wheel(config)
+                self._check_requires_drift(asked, node, request.target, caller.host_tools())
                 wheel = caller.build_wheel(out, config)
             verify_wheel(wheel, node, request.target)
             problems = (
@@ -469,19 +472,38 @@ class Builder:
 
     @staticmethod
     def _check_requires_drift(
-        found: Sequence[str], node: g.Node, target: Mapping[str, str]
+        found: Sequence[str],
+        node: g.Node,
+        target: Mapping[str, str],
+        host_tools: Sequence[tuple[str, str | None]] = (),
     ) -> None:
         unmet = unmet_build_requirements(found, node, target)
         if unmet:
             first = unmet[0][0]
             wanted = ", ".join(json.dumps(text) for text, _ in unmet)
+            hint = (
+                f"lock it: add 'build_requires: {{add: [{wanted}]}}' to "
+                f"overrides/{node.name}.yaml, then run 'affineur lock'"
+            )
+            # The likeliest cause when the hook looks at the host: a tool the
+            # locking host had (or lacked) and this one does not.
+            here = dict(host_tools)
+            differ = [
+                f"when locked, the hooks found {program} {_tool(was)} on PATH; "
+                f"here {_tool(here[program])}"
+                for program, was in node.host_tools
+                if program in here and here[program] != was
+            ]
+            if differ:
+                hint = "give this host the tools the locking host had, or " + hint.removeprefix(
+                    "lock it: "
+                )
             raise AffineurError(
                 f"get_requires_for_build_wheel asks for {first}, "
                 "which the locked build environment does not have",
                 stage="hook",
-                causes=tuple(f"{text}: {why}" for text, why in unmet),
-                hint=f"lock it: add 'build_requires: {{add: [{wanted}]}}' to "
-                f"overrides/{node.name}.yaml, then run 'affineur lock'",
+                causes=(*(f"{text}: {why}" for text, why in unmet), *differ),
+                hint=hint,
             )
 
     @staticmethod

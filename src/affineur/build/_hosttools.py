@@ -21,12 +21,12 @@ import json
 import os
 import shlex
 import shutil
-import subprocess
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from affineur.atomic import write_atomic
+from affineur.pep517 import probe_version
 
 __all__ = ["HOST_TOOLS", "HostTools", "Probe"]
 
@@ -43,31 +43,8 @@ HOST_TOOLS: tuple[tuple[str, str | None], ...] = (
 """Each tool by the name backends call it, and the variable that names another one
 (``CC=clang`` makes clang the C compiler a backend uses)."""
 
-_PROBE_TIMEOUT = 20.0
-
 Probe = Callable[[Path], str]
 """Asks a tool binary its version: the first line it prints for ``--version``."""
-
-
-def probe_version(binary: Path) -> str:
-    """The first non-empty line ``binary --version`` prints, in the C locale."""
-    env = {"PATH": os.environ.get("PATH", ""), "LC_ALL": "C", "LANG": "C"}
-    try:
-        done = subprocess.run(
-            [str(binary), "--version"],
-            capture_output=True,
-            text=True,
-            errors="replace",
-            env=env,
-            timeout=_PROBE_TIMEOUT,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"unknown ({type(exc).__name__})"
-    for line in (done.stdout + "\n" + done.stderr).splitlines():
-        if line.strip():
-            return line.strip()
-    return f"unknown (exit {done.returncode})"
 
 
 class HostTools:

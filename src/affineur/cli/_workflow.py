@@ -360,6 +360,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                         "state": s.state,
                         "detail": s.detail,
                         "attested": list(s.attested),
+                        "host_tools": list(s.host_tools),
                     }
                     for s in report.locks
                 ],

@@ -89,7 +89,9 @@ def assemble(
             continue
         build, env = facts.build(canonicalize_name(node.name), Version(node.version))
         if env is None:
-            nodes[key] = replace(node, build_backend=build.build_backend_name)
+            nodes[key] = replace(
+                node, build_backend=build.build_backend_name, host_tools=build.host_tools
+            )
             continue
         _add_nodes(env, facts, nodes, queue)
         node = nodes[key]
@@ -98,6 +100,7 @@ def assemble(
             edges=tuple(sorted({*node.edges, *build_edges(build, env, environment)})),
             build_env=tuple(sorted(g.node_key(n, str(v)) for n, v in env.versions.items())),
             build_backend=build.build_backend_name,
+            host_tools=build.host_tools,
         )
     cycle = g.find_build_cycle(nodes)
     if cycle:

@@ -11,6 +11,7 @@ All problems are collected before reporting, so one CI run shows them all.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from affineur.errors import AffineurError
 from affineur.graph import BUILD_REQ_TYPES, Graph, Node, build_order, install_closure
 from affineur.index import SDIST_SUFFIXES, check_filename, git_archive_name, sha256_file
 from affineur.lock._files import LockPaths, find_locks, lock_is_fresh, read_lock
-from affineur.pep517 import choose_sandbox
+from affineur.pep517 import changed_tools, choose_sandbox
 
 __all__ = ["CheckReport", "LockState", "LockStatus", "SandboxStatus", "check_project"]
 
@@ -44,6 +45,8 @@ class LockStatus:
     """Each problem of an invalid lock on its own (``detail`` joins them)."""
     attested: tuple[str, ...] = ()
     """The sources with PEP 740 publisher attestations: ``file (publisher, …)``."""
+    host_tools: tuple[str, ...] = ()
+    """Warnings: nodes whose hooks looked for a host tool that is different here."""
 
     @property
     def ok(self) -> bool:
@@ -58,6 +61,9 @@ class LockStatus:
 
     def attested_lines(self) -> list[str]:
         return [f"attested  {self.collection}/{self.variant}: {a}" for a in self.attested]
+
+    def host_tool_lines(self) -> list[str]:
+        return [f"host      {self.collection}/{self.variant}: {w}" for w in self.host_tools]
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,7 @@ class CheckReport:
         for status in self.locks:
             out.append(status.line())
             out += status.attested_lines()
+            out += status.host_tool_lines()
         return out + [s.line() for s in self.sandboxes]
 
     def problems(self) -> list[str]:
@@ -229,6 +236,28 @@ def _attested(graph: Graph) -> tuple[tuple[str, ...], int]:
     return attested, len(sdists)
 
 
+def _state(state: str | None) -> str:
+    return "absent" if state is None else repr(state)
+
+
+def _host_tool_warnings(graph: Graph, path: str | None) -> tuple[str, ...]:
+    """Nodes whose ``get_requires`` hooks looked for a host tool that differs here.
+
+    Not a failure of the check: the lock is right for the host that made it,
+    and CI that only checks may not be the host that builds. But a build here
+    may be asked for what the lock lacks, or no longer need what it holds.
+    """
+    warnings = []
+    for key, node in sorted(graph.nodes.items()):
+        for program, was, now in changed_tools(node.host_tools, path):
+            warnings.append(
+                f"{key}: its get_requires hooks looked for {program}: {_state(was)} when "
+                f"locked, {_state(now)} here; a build here may ask for other build "
+                "requirements (hint: build where the tools match, or re-lock here)"
+            )
+    return tuple(warnings)
+
+
 def _check_locks(project: Project) -> list[LockStatus]:
     statuses = []
     expected: set[tuple[str, str]] = set()
@@ -249,6 +278,7 @@ def _check_locks(project: Project) -> list[LockStatus]:
                         f"{len(graph.nodes)} packages, {installed} installed, "
                         f"{len(attested)} of {sources} sources with publisher attestations",
                         attested=attested,
+                        host_tools=_host_tool_warnings(graph, os.environ.get("PATH")),
                     )
                 else:
                     status = LockStatus(

@@ -34,6 +34,8 @@ from affineur.pep517 import (
     BuildSystem,
     EnvironmentStore,
     HookCaller,
+    ToolStates,
+    changed_tools,
     confine,
     effective_build_system,
     hook_environment,
@@ -50,7 +52,7 @@ ResolveFn = Callable[[Sequence[str]], Pins]
 # Supplies a wheel of name==version to install into a discovery environment.
 WheelFn = Callable[[NormalizedName, Version], Path]
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,8 @@ class BuildRequirements:
     build_system: tuple[str, ...]
     build_backend: tuple[str, ...]
     build_sdist: tuple[str, ...]
+    host_tools: ToolStates = ()
+    """The host build tools the hooks looked for, and what each was (see pep517's _tools)."""
 
     def all(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys((*self.build_system, *self.build_backend, *self.build_sdist)))
@@ -236,10 +240,15 @@ class Discoverer:
         )
         cached = self.workdir / "hooks" / f"{cache_key}.json"
         with self._busy(("hooks", cache_key)):
-            if cached.exists():
-                data = json.loads(cached.read_text())
+            data = json.loads(cached.read_text()) if cached.exists() else None
+            tools: ToolStates = ()
+            if data is not None:
+                tools = tuple((str(p), s) for p, s in data.get("host_tools", ()))
+            if data is not None and not changed_tools(tools, self.base_env.get("PATH")):
                 wheel_reqs, sdist_reqs = tuple(data["wheel"]), tuple(data["sdist"])
             else:
+                # Not yet asked, or asked on a host whose tools differed: the answer
+                # may differ here (a tool installed since, or removed).
                 env = self.environment(pins, wheels)
                 with (
                     self._caller(source, build_system, env, settings, name, version) as caller,
@@ -248,15 +257,24 @@ class Discoverer:
                     config = dict(settings.config_settings) or None
                     wheel_reqs = tuple(caller.get_requires_for_build_wheel(config))
                     sdist_reqs = tuple(caller.get_requires_for_build_sdist(config))
+                    tools = caller.host_tools()
                 write_atomic(
                     cached,
-                    json.dumps({"wheel": wheel_reqs, "sdist": sdist_reqs, "at": time.time()}),
+                    json.dumps(
+                        {
+                            "wheel": wheel_reqs,
+                            "sdist": sdist_reqs,
+                            "host_tools": [list(t) for t in tools],
+                            "at": time.time(),
+                        }
+                    ),
                 )
         return BuildRequirements(
             build_backend_name=build_system.build_backend,
             build_system=build_system.requires,
             build_backend=wheel_reqs,
             build_sdist=sdist_reqs,
+            host_tools=tools,
         )
 
     def prepare_metadata(

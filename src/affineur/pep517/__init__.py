@@ -28,9 +28,19 @@ from affineur.pep517._sandbox import (
     choose_sandbox,
     confine,
 )
+from affineur.pep517._tools import (
+    HOOK_TOOLS,
+    ToolStates,
+    changed_tools,
+    describe_tool,
+    host_tool_states,
+    probe_version,
+    tool_state,
+)
 from affineur.pep517._unpack import UnpackLimits, read_pkg_info, safe_extract, unpack_limits
 
 __all__ = [
+    "HOOK_TOOLS",
     "LEGACY_BUILD_SYSTEM",
     "SOURCE_DATE_EPOCH_FLOOR",
     "BuildEnvironment",
@@ -40,22 +50,28 @@ __all__ = [
     "HookCaller",
     "Runner",
     "SandboxKind",
+    "ToolStates",
     "UnpackLimits",
     "available_sandboxes",
     "build_environment_variables",
+    "changed_tools",
     "choose_sandbox",
     "confine",
+    "describe_tool",
     "effective_build_system",
     "hook_environment",
+    "host_tool_states",
     "is_empty",
     "isolate_command",
     "kill_running_hooks",
     "network_isolation_available",
     "override_requires",
+    "probe_version",
     "read_build_system",
     "read_pkg_info",
     "run_hook_process",
     "safe_extract",
+    "tool_state",
     "unpack_limits",
     "write_build_system",
 ]

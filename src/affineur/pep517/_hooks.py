@@ -39,6 +39,7 @@ from affineur.errors import AffineurError, Stage
 from affineur.pep517._isolation import isolate_command
 from affineur.pep517._pyproject import BuildSystem
 from affineur.pep517._sandbox import SANDBOX_FAILED, Confinement, sandbox_command
+from affineur.pep517._tools import ToolStates, host_tool_states
 
 __all__ = [
     "BuildSystem",
@@ -401,6 +402,7 @@ class HookCaller:
         if path.split(os.pathsep)[0] != bin_dir:
             self._env["PATH"] = os.pathsep.join(p for p in (bin_dir, path) if p)
         self._python = python
+        self._lookups: dict[str, str | None] = {}
         self._in_session = False
         self._server: _HookServer | None = None
         self._hooks = BuildBackendHookCaller(
@@ -483,7 +485,18 @@ class HookCaller:
             self._server.close()
             self._server = None
             raise
+        for program, found in answer.pop("which", None) or ():
+            if isinstance(program, str) and (found is None or isinstance(found, str)):
+                self._lookups.setdefault(program, found)
         (control / "output.json").write_text(json.dumps(answer), encoding="utf-8")
+
+    def host_tools(self) -> ToolStates:
+        """The host build tools the ``get_requires`` hooks looked for, and what each was.
+
+        Recorded only inside :meth:`session` (the hook server sees the lookups);
+        what the build environment itself provided is left out.
+        """
+        return host_tool_states(self._lookups, Path(self._python).parent.parent)
 
     def _call(self, hook: str, stage: Stage, kwargs: Mapping[str, Any]) -> Any:
         self.log.parent.mkdir(parents=True, exist_ok=True)
