@@ -13,6 +13,7 @@ from affineur.cli import main
 from affineur.config import load_project
 from affineur.graph import Graph
 from affineur.lock import check_project, input_hash
+from affineur.pep517 import running_interpreter
 from tests.lockfactory import graph, pkg, web_graph, write_lock, write_project
 
 
@@ -48,13 +49,15 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_fresh_valid_lock_passes(tmp_path: Path) -> None:
     report = check_project(good_project(tmp_path))
     assert report.ok
-    *checked, sandbox = report.lines()
+    *checked, sandbox, python = report.lines()
     assert checked == [
         "ok        config",
         "ok        web/cpu: 8 packages, 3 installed, 0 of 8 sources with publisher attestations",
     ]
-    # Which sandbox builds get depends on the machine; the line is there either way.
+    # Which sandbox builds get, and which Python, depend on the machine; the lines are
+    # there either way.
     assert sandbox.startswith("sandbox   cpu: ")
+    assert python.startswith(f"python    cpu: {running_interpreter().key()} (")
 
 
 @pytest.mark.usefixtures("offline")

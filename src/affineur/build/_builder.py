@@ -50,11 +50,13 @@ from affineur.pep517 import (
     SOURCE_DATE_EPOCH_FLOOR,
     EnvironmentStore,
     HookCaller,
+    Interpreter,
     Runner,
     confine,
     effective_build_system,
     hook_environment,
     is_empty,
+    running_interpreter,
     safe_extract,
     unpack_limits,
     write_build_system,
@@ -93,6 +95,8 @@ class BuildRequest:
     source_attestation: Mapping[str, Any] | None = None  # the sdist's, as the lock has it
     jobs: int | None = None
     """The cpus the build holds (its resource request): how many compilers it may run."""
+    interpreter: Interpreter | None = None
+    """The variant's Python, which makes the build environment; None: the running one."""
 
 
 def patch_name(patch: Path) -> str:
@@ -336,8 +340,11 @@ class Builder:
             build_system = effective_build_system(source, request.settings.build_requires)
             if not is_empty(request.settings.build_requires):
                 write_build_system(source, build_system)
+            interpreter = request.interpreter or running_interpreter()
             try:
-                env = self.environments.environment(request.env_wheels)
+                env = self.environments.environment(
+                    request.env_wheels, python=interpreter.executable
+                )
             except AffineurError:
                 raise
             except Exception as exc:  # installer raises plain exceptions on bad wheels
@@ -362,7 +369,8 @@ class Builder:
             confinement = confine(
                 request.sandbox,
                 writable=[work],
-                read_only=[env.path],
+                # The venv's interpreter is a link into where that Python is installed.
+                read_only=[env.path, *(Path(p) for p in interpreter.prefixes)],
                 hidden=[*self.hidden, self.workdir, self.cache.root],
             )
             timeout = request.settings.timeout or DEFAULT_BUILD_TIMEOUT
@@ -460,6 +468,8 @@ class Builder:
                 "network": not request.network_isolation,
                 "timeout": timeout,
                 "jobs": request.jobs,
+                "python": interpreter.key(),
+                "interpreter": interpreter.executable,
             }
             return final, details, facts
         finally:

@@ -4,10 +4,10 @@ A key hashes everything that can change the wheel: the package, its version and
 sdist hash, the variant, the effective settings for this package and variant, the
 patches, what shapes the SBOM written into the wheel, the target environment,
 the host tools a build can use (compilers, rustc, cmake ...: name and version,
-see :mod:`affineur.build._hosttools`), and — recursively — the keys of every
-wheel in its build environment. So changing setuptools' settings changes the
-key of every package built with setuptools, and only those rebuild; a compiler
-upgrade rebuilds, a kernel upgrade does not.
+see :mod:`affineur.build._hosttools`), the exact interpreter that builds, and —
+recursively — the keys of every wheel in its build environment. So changing
+setuptools' settings changes the key of every package built with setuptools, and
+only those rebuild; a compiler upgrade rebuilds, a kernel upgrade does not.
 
 Pure: callers pass the settings and patch hashes in; nothing here reads files.
 """
@@ -38,6 +38,9 @@ class BuildInputs:
     host_tools: Mapping[str, str] = field(default_factory=dict)
     """Tool name -> version line of what the build can use from the host."""
     sbom: Mapping[str, Any] = field(default_factory=dict)  # build._sbom.sbom_key_input()
+    python: str = ""
+    """The interpreter that builds, exactly (``cpython 3.12.1 cp312``): a new patch
+    release of the variant's Python rebuilds, as a new compiler does."""
 
 
 def compute_key(
@@ -71,6 +74,7 @@ def compute_key(
             "build_env": sorted(env_keys),
             "host_tools": dict(sorted(inputs.host_tools.items())),
             "sbom": dict(inputs.sbom),
+            "python": inputs.python,
         }
     raw = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
     return BuildKey(hashlib.sha256(raw).hexdigest())

@@ -148,6 +148,8 @@ class Variant:
     pass_env: tuple[str, ...] = ()
     """Parent variables passed to builds beyond the built-in list (see pep517 isolation)."""
     evidence: Evidence = field(default_factory=Evidence)
+    interpreter: str | None = None
+    """The Python that builds it, by path; None: a ``python`` X.Y found on this machine."""
 
 
 @dataclass(frozen=True)
@@ -841,6 +843,7 @@ def _variant(name: str, documents: Mapping[str, _Document]) -> Variant:
         files=tuple(documents[n].path for n in _chain(name, documents)),
         pass_env=tuple(data.get("pass_env", ())),
         evidence=_evidence(data.get("evidence", {})),
+        interpreter=data.get("interpreter"),
     )
 
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 
@@ -27,16 +28,27 @@ __all__ = ["UpstreamWheels"]
 
 
 class UpstreamWheels:
-    def __init__(self, client: IndexClient, cache_dir: Path) -> None:
+    def __init__(
+        self,
+        client: IndexClient,
+        cache_dir: Path,
+        *,
+        tags: Sequence[Tag] | None = None,
+        python: str | None = None,
+    ) -> None:
+        """Wheels for the interpreter whose ``tags`` are given (default: the running
+        one's); ``python`` is that interpreter, whose pip builds a missing wheel."""
         self.client = client
         self.cache_dir = cache_dir
+        self._tags = list(tags) if tags is not None else None
+        self.python = python or sys.executable
         # Discovery looks ahead in threads: one download (or pip build) per wheel.
         self._busy: dict[tuple[str, Version], threading.RLock] = {}
         self._guard = threading.Lock()
 
     @cached_property
     def tags(self) -> list[Tag]:
-        return list(sys_tags())
+        return self._tags if self._tags is not None else list(sys_tags())
 
     def wheel_file(self, name: str, version: Version) -> DistFile | None:
         return best_wheel(self.client.project_files(name), version, self.tags)
@@ -62,7 +74,11 @@ class UpstreamWheels:
                 return target
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             return self.client.download(found, self.cache_dir)
-        built_dir = self.cache_dir / "built" / f"{canonical}-{version}"
+        # One interpreter's build of an sdist is not another's (a C extension).
+        best = self.tags[0]
+        built_dir = (
+            self.cache_dir / "built" / f"{best.interpreter}-{best.abi}" / f"{canonical}-{version}"
+        )
         existing = sorted(built_dir.glob("*.whl")) if built_dir.is_dir() else []
         if existing:
             return existing[0]
@@ -72,7 +88,7 @@ class UpstreamWheels:
         dest.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
             cmd = [
-                sys.executable,
+                self.python,
                 "-m",
                 "pip",
                 "wheel",

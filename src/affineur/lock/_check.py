@@ -26,7 +26,7 @@ from affineur.errors import AffineurError
 from affineur.graph import BUILD_REQ_TYPES, Graph, Node, build_order, install_closure
 from affineur.index import SDIST_SUFFIXES, check_filename, git_archive_name, sha256_file
 from affineur.lock._files import LockPaths, find_locks, lock_is_fresh, read_lock
-from affineur.pep517 import changed_tools, choose_sandbox
+from affineur.pep517 import changed_tools, choose_sandbox, interpreter_of
 
 __all__ = ["CheckReport", "LockState", "LockStatus", "SandboxStatus", "check_project"]
 
@@ -85,6 +85,8 @@ class CheckReport:
     config_problems: tuple[str, ...]
     locks: tuple[LockStatus, ...]
     sandboxes: tuple[SandboxStatus, ...] = ()
+    pythons: tuple[str, ...] = ()
+    """``python    <variant>: <interpreter>`` for each variant whose Python was found."""
 
     @property
     def ok(self) -> bool:
@@ -98,7 +100,7 @@ class CheckReport:
             out.append(status.line())
             out += status.attested_lines()
             out += status.host_tool_lines()
-        return out + [s.line() for s in self.sandboxes]
+        return out + [s.line() for s in self.sandboxes] + list(self.pythons)
 
     def problems(self) -> list[str]:
         found = (s for s in self.locks if s.state not in ("ok", "unchecked"))
@@ -313,7 +315,27 @@ def check_project(root: Path) -> CheckReport:
                 or LockStatus(collection, variant, "unchecked", "valid; freshness needs the config")
             )
         return CheckReport(_error_lines(exc), tuple(locks))
-    return CheckReport((), tuple(_check_locks(project)), tuple(_sandboxes(project)))
+    pythons, missing = _pythons(project)
+    return CheckReport(missing, tuple(_check_locks(project)), tuple(_sandboxes(project)), pythons)
+
+
+def _pythons(project: Project) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Each built variant's interpreter on this machine, and those that are missing.
+
+    A missing one fails the check: its variant cannot be built here, and building
+    it with another Python would give wheels for the wrong one."""
+    found, missing = [], []
+    built = {v for c in project.collections.values() for v in c.variants}
+    for name, variant in sorted(project.variants.items()):
+        if name not in built:
+            continue
+        try:
+            interpreter = interpreter_of(variant)
+        except AffineurError as exc:
+            missing.append(f"{exc.one_line()}; {exc.hint}" if exc.hint else exc.one_line())
+            continue
+        found.append(f"python    {name}: {interpreter.key()} ({interpreter.executable})")
+    return tuple(found), tuple(missing)
 
 
 def _sandboxes(project: Project) -> list[SandboxStatus]:

@@ -34,12 +34,14 @@ from affineur.pep517 import (
     BuildSystem,
     EnvironmentStore,
     HookCaller,
+    Interpreter,
     ToolStates,
     changed_tools,
     confine,
     effective_build_system,
     hook_environment,
     read_build_system,
+    running_interpreter,
     safe_extract,
     unpack_limits,
 )
@@ -104,10 +106,12 @@ class Discoverer:
         sandbox: SandboxSetting | None = None,
         network: bool = False,
         hidden: Sequence[Path] = (),
+        interpreter: Interpreter | None = None,
     ) -> None:
         """Hooks run in the variant's ``sandbox`` (bubblewrap or unshare by default),
         without the network unless ``network``; ``hidden`` (the checkout, the build
-        folder) stays out of their sight."""
+        folder) stays out of their sight. Their environments are made from
+        ``interpreter`` (default: the running one)."""
         self.workdir = workdir
         self.logs = logs
         self.base_env = dict(os.environ if base_env is None else base_env)
@@ -115,7 +119,8 @@ class Discoverer:
         self.sandbox = sandbox or SandboxSetting()
         self.network = network
         self.hidden = (*hidden, workdir)
-        self.environments = EnvironmentStore(workdir)
+        self.interpreter = interpreter or running_interpreter()
+        self.environments = EnvironmentStore(workdir, python=self.interpreter.executable)
         # Discovery may run in several threads (the locker looks ahead): the same
         # sdist is unpacked, and the same hooks run, once; a second asker waits.
         self._busy = _KeyedLocks()
@@ -183,7 +188,7 @@ class Discoverer:
         confinement = confine(
             self.sandbox,
             writable=[root, home.parent, *([outdir] if outdir else [])],
-            read_only=[env.path],
+            read_only=[env.path, *(Path(p) for p in self.interpreter.prefixes)],
             hidden=self.hidden,
         )
         variables = hook_environment(

@@ -54,6 +54,7 @@ from affineur.lock._policy import ResolvePolicy, Upgrade, previous_preferences
 from affineur.lock._resolver import Resolution, resolve
 from affineur.lock._source_mode import SourceBuilds, SourceWheels
 from affineur.lock._sources import LockIndex, NetworkIndex
+from affineur.pep517 import Interpreter, interpreter_of
 from affineur.progress import (
     LockFinished,
     LockStarted,
@@ -265,9 +266,15 @@ def lock(
     reporter: Reporter | None = None,
     upgrade: Upgrade = frozenset(),
     builds: SourceBuilds | None = None,
+    interpreter: Interpreter | None = None,
 ) -> LockPaths:
-    """Lock one collection for one variant and write it; the entry point for doit and the CLI."""
+    """Lock one collection for one variant and write it; the entry point for doit and the CLI.
+
+    Discovery hooks run with the variant's Python (``interpreter``, else the one its
+    ``python`` names on this machine), and upstream wheels are chosen for its tags.
+    """
     reporter = reporter or NullReporter()
+    interpreter = interpreter or interpreter_of(variant)
     paths = LockPaths.of(project.root, collection.name, variant.name)
     previous = previous_locks(project, collection, variant)
     locker = make_locker(
@@ -275,7 +282,12 @@ def lock(
         index=NetworkIndex(
             client,
             SdistStore(workdir / "sdists"),
-            UpstreamWheels(client, workdir / "upstream-wheels"),
+            UpstreamWheels(
+                client,
+                workdir / "upstream-wheels",
+                tags=interpreter.tags,
+                python=interpreter.executable,
+            ),
             reporter,
         ),
         hooks=Discoverer(
@@ -285,6 +297,7 @@ def lock(
             sandbox=variant.sandbox,
             network=not variant.network_isolation,
             hidden=(project.root, workdir),
+            interpreter=interpreter,
         ),
         settings_for=settings_function(project, variant),
         previous=previous,

@@ -5,6 +5,12 @@ Shared by discovery (stage 1) and building (stage 2), so neither stage imports t
 
 from affineur.pep517._environment import BuildEnvironment, EnvironmentStore
 from affineur.pep517._hooks import HookCaller, Runner, kill_running_hooks, run_hook_process
+from affineur.pep517._interpreter import (
+    Interpreter,
+    find_interpreter,
+    interpreter_of,
+    running_interpreter,
+)
 from affineur.pep517._isolation import (
     SOURCE_DATE_EPOCH_FLOOR,
     build_environment_variables,
@@ -48,6 +54,7 @@ __all__ = [
     "Confinement",
     "EnvironmentStore",
     "HookCaller",
+    "Interpreter",
     "Runner",
     "SandboxKind",
     "ToolStates",
@@ -59,8 +66,10 @@ __all__ = [
     "confine",
     "describe_tool",
     "effective_build_system",
+    "find_interpreter",
     "hook_environment",
     "host_tool_states",
+    "interpreter_of",
     "is_empty",
     "isolate_command",
     "kill_running_hooks",
@@ -70,6 +79,7 @@ __all__ = [
     "read_build_system",
     "read_pkg_info",
     "run_hook_process",
+    "running_interpreter",
     "safe_extract",
     "tool_state",
     "unpack_limits",

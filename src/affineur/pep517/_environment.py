@@ -315,14 +315,17 @@ class EnvironmentStore:
         self._digests: dict[tuple[str, int, int], str] = {}
         self._digests_lock = threading.Lock()
 
-    def environment(self, wheels: Sequence[Path]) -> BuildEnvironment:
-        """A complete environment holding exactly ``wheels`` (made now if there is none)."""
+    def environment(self, wheels: Sequence[Path], python: str | None = None) -> BuildEnvironment:
+        """A complete environment holding exactly ``wheels`` (made now if there is none),
+        made from ``python`` (default: the store's): environments of two interpreters
+        with the same wheels are two environments."""
+        python = python or self.python
         names = _distinct_names(wheels)
         digests = [self._digest(w) for w in wheels]
         key = _digest_json(
             {
                 "format": STORE_FORMAT,
-                "python": str(Path(self.python).resolve()),
+                "python": str(Path(python).resolve()),
                 "wheels": sorted(digests),
             }
         )
@@ -336,9 +339,9 @@ class EnvironmentStore:
             # interpreter by its path. A leftover is a killed run's.
             if path.exists():
                 shutil.rmtree(path)
-            env = BuildEnvironment.create(path, python=self.python)
+            env = BuildEnvironment.create(path, python=python)
             for wheel, digest, name in zip(wheels, digests, names, strict=True):
-                self._link(self._unpacked(wheel, digest, name, env), env, wheel)
+                self._link(self._unpacked(wheel, digest, name, env, python), env, wheel)
             (path / _COMPLETE).write_text(
                 json.dumps(sorted(w.name for w in wheels), indent=0) + "\n"
             )
@@ -356,9 +359,13 @@ class EnvironmentStore:
                 self._digests[key] = known
         return known
 
-    def _unpacked(self, wheel: Path, digest: str, name: str, env: BuildEnvironment) -> Path:
+    def _unpacked(
+        self, wheel: Path, digest: str, name: str, env: BuildEnvironment, python: str
+    ) -> Path:
         """The wheel unpacked in ``env``'s layout, compiled for its interpreter."""
         layout = env.scheme(name, Path("/"))
+        # The layout names the Python series (lib/python3.12/...), and so the
+        # bytecode's magic number: one series' environments share an unpacked wheel.
         key = _digest_json({"format": STORE_FORMAT, "wheel": digest, "layout": layout})
         target = self.root / "unpacked" / f"{name}-{key[:24]}"
         if (target / _COMPLETE).exists():
@@ -387,7 +394,7 @@ class EnvironmentStore:
                 raise AffineurError(
                     f"cannot install {wheel.name}: {exc}", stage="build-env", file=str(wheel)
                 ) from exc
-            self._compile(target, env)
+            self._compile(target, env, python)
             (target / _WHEEL_INFO).write_text(
                 json.dumps(
                     {"entry_points": destination.entry_points, "scripts": destination.scripts}
@@ -397,14 +404,14 @@ class EnvironmentStore:
             (target / _COMPLETE).touch()
         return target
 
-    def _compile(self, target: Path, env: BuildEnvironment) -> None:
+    def _compile(self, target: Path, env: BuildEnvironment, python: str) -> None:
         # A module that does not compile (a Python 2 leftover in a wheel) is no
         # reason to fail: it fails only if something imports it, as it would anyway.
         layout = env.scheme("-", target)
         for site in sorted({Path(layout["purelib"]), Path(layout["platlib"])}):
             if not site.is_dir():
                 continue
-            if _is_running_interpreter(self.python):
+            if _is_running_interpreter(python):
                 compileall.compile_dir(
                     site, quiet=2, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH
                 )

@@ -72,6 +72,7 @@ from affineur.index import (
     source_url,
 )
 from affineur.lock import LockPaths, git_location, lock, lock_is_fresh, read_lock
+from affineur.pep517 import Interpreter, interpreter_of
 from affineur.progress import (
     BuildStarted,
     CacheEntryDiscarded,
@@ -263,6 +264,7 @@ class Checkout:
                 inputs=partial(self.inputs, v),
                 patches=partial(self.patches, v),
                 reporter=self.reporter,
+                interpreter=self.interpreter(v),
             )
         paths = lock(
             self.project,
@@ -273,6 +275,7 @@ class Checkout:
             reporter=self.reporter,
             upgrade=upgrade,
             builds=builds,
+            interpreter=self.interpreter(v),
         )
         # What was derived from the old lock is stale now.
         self.__dict__.pop("locked", None)
@@ -308,6 +311,14 @@ class Checkout:
     def tool_versions(self) -> Mapping[str, str]:
         return dict(self.host_tools())
 
+    _interpreters: dict[str, Interpreter] = field(default_factory=dict, init=False, repr=False)
+
+    def interpreter(self, variant: Variant) -> Interpreter:
+        """The Python the variant builds with; an error naming the fix when there is none."""
+        if variant.name not in self._interpreters:
+            self._interpreters[variant.name] = interpreter_of(variant)
+        return self._interpreters[variant.name]
+
     def inputs(self, variant: Variant, node: g.Node) -> BuildInputs:
         return BuildInputs(
             settings=self.settings(variant, node).to_json(),
@@ -315,6 +326,7 @@ class Checkout:
             # An upstream wheel taken as it is used no compiler of ours.
             host_tools={} if node.prebuilt else self.tool_versions,
             sbom=sbom_key_input(variant.evidence),
+            python="" if node.prebuilt else self.interpreter(variant).key(),
         )
 
     @cached_property
@@ -383,6 +395,7 @@ class Checkout:
             env_keys=[lv.keys[k] for k in node.build_env],
             source_attestation=_attestation(node),
             jobs=self.jobs(lv.variant, node),
+            interpreter=self.interpreter(lv.variant),
         )
 
     def build(self, lv: LockedVariant, node_key: g.NodeKey) -> Rebuilt | None:
@@ -452,6 +465,7 @@ class Checkout:
             version=node.version,
             variant=lv.variant.name,
             index=self.clients(lv.variant),
+            tags=None if node.prebuilt else self.interpreter(lv.variant).tags,
         ) as attempt:
             remote = self.remotes(lv.variant)
             local = self.cache.get(key)

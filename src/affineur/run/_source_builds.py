@@ -14,6 +14,7 @@ from pathlib import Path
 from affineur import graph as g
 from affineur.build import BuildCache, Builder, BuildInputs, BuildKey, BuildRequest, compute_key
 from affineur.config import Settings, Variant
+from affineur.pep517 import Interpreter
 from affineur.progress import BuildingForDiscovery, Reporter
 
 __all__ = ["SourceModeBuilds"]
@@ -30,8 +31,10 @@ class SourceModeBuilds:
         inputs: Callable[[g.Node], BuildInputs],
         patches: Callable[[g.Node], Sequence[Path]],
         reporter: Reporter,
+        interpreter: Interpreter | None = None,
     ) -> None:
         self.variant = variant
+        self.interpreter = interpreter
         self.builder = builder
         self.cache = cache
         self.settings = settings
@@ -73,6 +76,7 @@ class SourceModeBuilds:
             sandbox=self.variant.sandbox,
             evidence=self.variant.evidence,
             env_keys=[self._key(member, target) for member, _ in env],
+            interpreter=self.interpreter,
         )
         # Its dependencies are not resolved here; stage 2 checks them against the lock.
         return self.builder.build(request, None).wheel

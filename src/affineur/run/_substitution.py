@@ -243,8 +243,11 @@ class Attempts:
         version: str,
         variant: str,
         index: WheelIndex,
+        tags: Iterable[Tag] | None = None,
     ) -> Iterator[Attempt]:
-        """Wrap one build; a failure is reported, then substituted (suppressed) or re-raised."""
+        """Wrap one build; a failure is reported, then substituted (suppressed) or re-raised.
+
+        ``tags`` are those of the variant's Python, which a stand-in must fit."""
         withdraw(self.cache, key)
         attempt = Attempt()
         started = time.time()
@@ -266,6 +269,7 @@ class Attempts:
                         error=exc,
                         index=index,
                         downloads=self.downloads,
+                        tags=tags,
                     )
                 except AffineurError as sub_exc:
                     notes = (f"no substitute: {sub_exc.one_line()}",)
