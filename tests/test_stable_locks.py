@@ -220,3 +220,35 @@ def test_the_lock_records_a_host_tool_a_hook_relied_on_and_check_warns_where_it_
     # A host with the tool asks for less than the lock holds: not drift, it builds.
     ok(ws.doit(env=with_old))
     assert ws.outcomes()["build:cpu:tool-on-path-1.0"] == "built"
+
+
+ANOTHER_KERNEL = """\
+import os
+
+_real = os.uname()
+# Another machine of the same kind: same system and architecture, another kernel
+# release and build, another host name.
+os.uname = lambda: os.uname_result(
+    (_real.sysname, "ci-runner-7", "6.18.44-fc", "#1 SMP PREEMPT_DYNAMIC", _real.machine)
+)
+"""
+
+
+def test_a_forced_relock_on_another_kernel_gives_the_same_bytes_and_rebuilds_nothing(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    workspace.collection(["app", "lib-c"])
+    ok(workspace.doit())
+    lock = workspace.root / "lock/demo/cpu"
+    before = {p.name: p.read_bytes() for p in sorted(lock.iterdir())}
+    shim = tmp_path / "another-kernel"
+    shim.mkdir()
+    (shim / "sitecustomize.py").write_text(ANOTHER_KERNEL)
+    elsewhere = {"PYTHONPATH": os.pathsep.join([str(shim), workspace.environ()["PYTHONPATH"]])}
+    seen = workspace.run("-c", "import platform; print(platform.release())", env=elsewhere)
+    assert ok(seen).stdout.strip() == "6.18.44-fc" != os.uname().release
+    relocked = ok(workspace.affineur("lock", "--force", env=elsewhere))
+    assert "lock demo for cpu: resolving app, lib-c" in relocked.stderr  # really re-locked
+    assert {p.name: p.read_bytes() for p in sorted(lock.iterdir())} == before
+    ok(workspace.doit(env=elsewhere))
+    assert workspace.executed() == []
