@@ -1,43 +1,93 @@
 """Stage 2: build one locked package into the content-addressed cache, and publish indexes."""
 
-from affineur.build._builder import Builder, BuildRequest, patch_name
-from affineur.build._cache import BuildCache, CacheEntry, Discarded
-from affineur.build._export import (
-    ExportedWheel,
-    collect_wheels,
-    constraints_text,
-    pylock_text,
-    target_markers,
-    target_requires_python,
+from typing import TYPE_CHECKING
+
+from affineur._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from affineur.build._builder import Builder, BuildRequest, patch_name
+    from affineur.build._cache import BuildCache, CacheEntry, Discarded
+    from affineur.build._export import (
+        ExportedWheel,
+        collect_wheels,
+        constraints_text,
+        pylock_text,
+        target_markers,
+        target_requires_python,
+    )
+    from affineur.build._hosttools import HOST_TOOLS, HostTools
+    from affineur.build._job import (
+        BuildJob,
+        cancel_run,
+        job_graph,
+        job_main,
+        result_error,
+        run_on_worker,
+    )
+    from affineur.build._key import BuildInputs, BuildKey, build_keys, compute_key
+    from affineur.build._provenance import (
+        PROVENANCE_SUFFIX,
+        BuildFacts,
+        SignedBy,
+        check_published,
+        host_tools,
+        load_public_keys,
+        provenance_statement,
+        read_provenance,
+        sign_statement,
+        signing_key_id,
+    )
+    from affineur.build._publish import PUBLISHED_MODE, publish_index
+    from affineur.build._remote import RemoteCache, RemoteEntryRejected
+    from affineur.build._sbom import SBOM_MEMBER, BuiltFrom, EnvWheel, sbom_document, sbom_key_input
+    from affineur.build._sweep import sweep_dead_folders, sweep_stale_publishes
+    from affineur.build._verify import target_tags, verify_wheel, wheel_problems
+    from affineur.build._wheel import BUILD_RECORD, add_build_record, finish_wheel, set_build_number
+
+# Each name loads its module on first use (see affineur._lazy).
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "_builder": ("Builder", "BuildRequest", "patch_name"),
+        "_cache": ("BuildCache", "CacheEntry", "Discarded"),
+        "_export": (
+            "ExportedWheel",
+            "collect_wheels",
+            "constraints_text",
+            "pylock_text",
+            "target_markers",
+            "target_requires_python",
+        ),
+        "_hosttools": ("HOST_TOOLS", "HostTools"),
+        "_job": (
+            "BuildJob",
+            "cancel_run",
+            "job_graph",
+            "job_main",
+            "result_error",
+            "run_on_worker",
+        ),
+        "_key": ("BuildInputs", "BuildKey", "build_keys", "compute_key"),
+        "_provenance": (
+            "PROVENANCE_SUFFIX",
+            "BuildFacts",
+            "SignedBy",
+            "check_published",
+            "host_tools",
+            "load_public_keys",
+            "provenance_statement",
+            "read_provenance",
+            "sign_statement",
+            "signing_key_id",
+        ),
+        "_publish": ("PUBLISHED_MODE", "publish_index"),
+        "_remote": ("RemoteCache", "RemoteEntryRejected"),
+        "_sbom": ("SBOM_MEMBER", "BuiltFrom", "EnvWheel", "sbom_document", "sbom_key_input"),
+        "_sweep": ("sweep_dead_folders", "sweep_stale_publishes"),
+        "_verify": ("target_tags", "verify_wheel", "wheel_problems"),
+        "_wheel": ("BUILD_RECORD", "add_build_record", "finish_wheel", "set_build_number"),
+    },
 )
-from affineur.build._hosttools import HOST_TOOLS, HostTools
-from affineur.build._job import (
-    BuildJob,
-    cancel_run,
-    job_graph,
-    job_main,
-    result_error,
-    run_on_worker,
-)
-from affineur.build._key import BuildInputs, BuildKey, build_keys, compute_key
-from affineur.build._provenance import (
-    PROVENANCE_SUFFIX,
-    BuildFacts,
-    SignedBy,
-    check_published,
-    host_tools,
-    load_public_keys,
-    provenance_statement,
-    read_provenance,
-    sign_statement,
-    signing_key_id,
-)
-from affineur.build._publish import PUBLISHED_MODE, publish_index
-from affineur.build._remote import RemoteCache, RemoteEntryRejected
-from affineur.build._sbom import SBOM_MEMBER, BuiltFrom, EnvWheel, sbom_document, sbom_key_input
-from affineur.build._sweep import sweep_dead_folders, sweep_stale_publishes
-from affineur.build._verify import target_tags, verify_wheel, wheel_problems
-from affineur.build._wheel import BUILD_RECORD, add_build_record, finish_wheel, set_build_number
 
 __all__ = [
     "BUILD_RECORD",

@@ -1,42 +1,92 @@
 """Stage 0: the repository's own files (collections, variants, overrides), read and checked."""
 
-from affineur.config._edit import add_requirement, remove_requirement
-from affineur.config._fromager import collection_text, import_fromager, parse_fromager
-from affineur.config._patches import find_patches, patch_hashes
-from affineur.config._pipconfig import config_files, default_index_url, index_url_from_files
-from affineur.config._project import (
-    TARGET_MARKERS,
-    Collection,
-    Evidence,
-    PackageOverride,
-    Project,
-    SandboxChoice,
-    SandboxSetting,
-    Variant,
-    load_project,
-    target_environment,
-)
-from affineur.config._remote import (
-    CACHE_ENV,
-    CACHE_MODE_ENV,
-    EXECUTOR_ENV,
-    Executor,
-    RemoteCacheSetting,
-    RemoteMode,
-    effective_executor,
-    effective_remote_cache,
-)
-from affineur.config._schema import did_you_mean, schemas_dir, validate
-from affineur.config._secrets import is_secret_name
-from affineur.config._settings import (
-    BUILD_ONLY_FIELDS,
-    DEFAULT_BUILD_TIMEOUT,
-    BuildRequiresOverride,
-    Settings,
-    effective_settings,
-    expand_env,
-    expand_template,
-    lock_meaning,
+from typing import TYPE_CHECKING
+
+from affineur._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from affineur.config._edit import add_requirement, remove_requirement
+    from affineur.config._fromager import collection_text, import_fromager, parse_fromager
+    from affineur.config._patches import find_patches, patch_hashes
+    from affineur.config._pipconfig import config_files, default_index_url, index_url_from_files
+    from affineur.config._project import (
+        TARGET_MARKERS,
+        Collection,
+        Evidence,
+        PackageOverride,
+        Project,
+        SandboxChoice,
+        SandboxSetting,
+        Variant,
+        load_project,
+        target_environment,
+    )
+    from affineur.config._remote import (
+        CACHE_ENV,
+        CACHE_MODE_ENV,
+        EXECUTOR_ENV,
+        Executor,
+        RemoteCacheSetting,
+        RemoteMode,
+        effective_executor,
+        effective_remote_cache,
+    )
+    from affineur.config._schema import did_you_mean, schemas_dir, validate
+    from affineur.config._secrets import is_secret_name
+    from affineur.config._settings import (
+        BUILD_ONLY_FIELDS,
+        DEFAULT_BUILD_TIMEOUT,
+        BuildRequiresOverride,
+        Settings,
+        effective_settings,
+        expand_env,
+        expand_template,
+        lock_meaning,
+    )
+
+# Each name loads its module on first use (see affineur._lazy).
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "_edit": ("add_requirement", "remove_requirement"),
+        "_fromager": ("collection_text", "import_fromager", "parse_fromager"),
+        "_patches": ("find_patches", "patch_hashes"),
+        "_pipconfig": ("config_files", "default_index_url", "index_url_from_files"),
+        "_project": (
+            "TARGET_MARKERS",
+            "Collection",
+            "Evidence",
+            "PackageOverride",
+            "Project",
+            "SandboxChoice",
+            "SandboxSetting",
+            "Variant",
+            "load_project",
+            "target_environment",
+        ),
+        "_remote": (
+            "CACHE_ENV",
+            "CACHE_MODE_ENV",
+            "EXECUTOR_ENV",
+            "Executor",
+            "RemoteCacheSetting",
+            "RemoteMode",
+            "effective_executor",
+            "effective_remote_cache",
+        ),
+        "_schema": ("did_you_mean", "schemas_dir", "validate"),
+        "_secrets": ("is_secret_name",),
+        "_settings": (
+            "BUILD_ONLY_FIELDS",
+            "DEFAULT_BUILD_TIMEOUT",
+            "BuildRequiresOverride",
+            "Settings",
+            "effective_settings",
+            "expand_env",
+            "expand_template",
+            "lock_meaning",
+        ),
+    },
 )
 
 __all__ = [

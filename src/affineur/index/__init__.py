@@ -3,33 +3,73 @@
 Also the store of downloaded files, which both stages read.
 """
 
-from affineur.index._attestation import (
-    AttestationSource,
-    attested_by,
-    check_attestation,
-    parse_provenance,
-)
-from affineur.index._client import (
-    ACCEPT,
-    DistFile,
-    IndexClient,
-    make_file,
-    parse_html_page,
-    parse_json_page,
-    redact_url,
-)
-from affineur.index._files import SDIST_SUFFIXES, check_filename, sha256_file
-from affineur.index._git import GitSource, git_archive_name, is_local_repository
-from affineur.index._sources import UrlSource, source_url
-from affineur.index._store import Fetcher, SdistStore
-from affineur.index._upstream import UpstreamWheels
-from affineur.index._usable import best_wheel, python_allows, usable_files
-from affineur.index._wheelmeta import (
-    dist_info_dir,
-    open_wheel,
-    read_metadata,
-    record_hash,
-    requires_dist,
+from typing import TYPE_CHECKING
+
+from affineur._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from affineur.index._attestation import (
+        AttestationSource,
+        attested_by,
+        check_attestation,
+        parse_provenance,
+    )
+    from affineur.index._client import (
+        ACCEPT,
+        DistFile,
+        IndexClient,
+        make_file,
+        parse_html_page,
+        parse_json_page,
+        redact_url,
+    )
+    from affineur.index._files import SDIST_SUFFIXES, check_filename, sha256_file
+    from affineur.index._git import GitSource, git_archive_name, is_local_repository
+    from affineur.index._sources import UrlSource, source_url
+    from affineur.index._store import Fetcher, SdistStore
+    from affineur.index._upstream import UpstreamWheels
+    from affineur.index._usable import best_wheel, python_allows, usable_files
+    from affineur.index._wheelmeta import (
+        dist_info_dir,
+        open_wheel,
+        read_metadata,
+        record_hash,
+        requires_dist,
+    )
+
+# Each name loads its module on first use (see affineur._lazy).
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "_attestation": (
+            "AttestationSource",
+            "attested_by",
+            "check_attestation",
+            "parse_provenance",
+        ),
+        "_client": (
+            "ACCEPT",
+            "DistFile",
+            "IndexClient",
+            "make_file",
+            "parse_html_page",
+            "parse_json_page",
+            "redact_url",
+        ),
+        "_files": ("SDIST_SUFFIXES", "check_filename", "sha256_file"),
+        "_git": ("GitSource", "git_archive_name", "is_local_repository"),
+        "_sources": ("UrlSource", "source_url"),
+        "_store": ("Fetcher", "SdistStore"),
+        "_upstream": ("UpstreamWheels",),
+        "_usable": ("best_wheel", "python_allows", "usable_files"),
+        "_wheelmeta": (
+            "dist_info_dir",
+            "open_wheel",
+            "read_metadata",
+            "record_hash",
+            "requires_dist",
+        ),
+    },
 )
 
 __all__ = [

@@ -1,38 +1,83 @@
 """Stage 1: resolve a collection for a variant into a lock, and read, compare and explain locks."""
 
-from affineur.lock._check import check_project
-from affineur.lock._diff import (
-    BuildEnvChange,
-    VersionChange,
-    diff_graphs,
-    diff_locks,
-    render_markdown,
-    render_text,
+from typing import TYPE_CHECKING
+
+from affineur._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from affineur.lock._check import check_project
+    from affineur.lock._diff import (
+        BuildEnvChange,
+        VersionChange,
+        diff_graphs,
+        diff_locks,
+        render_markdown,
+        render_text,
+    )
+    from affineur.lock._explain import (
+        Duplicate,
+        WhyPath,
+        duplicates,
+        format_path,
+        tree_data,
+        tree_lines,
+        why,
+    )
+    from affineur.lock._files import (
+        LockId,
+        LockPaths,
+        find_locks,
+        input_hash,
+        lock_is_fresh,
+        parse_lock,
+        read_lock,
+        read_locks,
+        write_lock,
+    )
+    from affineur.lock._gitsource import git_location
+    from affineur.lock._locker import lock
+    from affineur.lock._resolver import ResolveRequest, resolve
+    from affineur.lock._source_mode import SourceBuilds
+
+# Each name loads its module on first use (see affineur._lazy).
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "_check": ("check_project",),
+        "_diff": (
+            "BuildEnvChange",
+            "VersionChange",
+            "diff_graphs",
+            "diff_locks",
+            "render_markdown",
+            "render_text",
+        ),
+        "_explain": (
+            "Duplicate",
+            "WhyPath",
+            "duplicates",
+            "format_path",
+            "tree_data",
+            "tree_lines",
+            "why",
+        ),
+        "_files": (
+            "LockId",
+            "LockPaths",
+            "find_locks",
+            "input_hash",
+            "lock_is_fresh",
+            "parse_lock",
+            "read_lock",
+            "read_locks",
+            "write_lock",
+        ),
+        "_gitsource": ("git_location",),
+        "_locker": ("lock",),
+        "_resolver": ("ResolveRequest", "resolve"),
+        "_source_mode": ("SourceBuilds",),
+    },
 )
-from affineur.lock._explain import (
-    Duplicate,
-    WhyPath,
-    duplicates,
-    format_path,
-    tree_data,
-    tree_lines,
-    why,
-)
-from affineur.lock._files import (
-    LockId,
-    LockPaths,
-    find_locks,
-    input_hash,
-    lock_is_fresh,
-    parse_lock,
-    read_lock,
-    read_locks,
-    write_lock,
-)
-from affineur.lock._gitsource import git_location
-from affineur.lock._locker import lock
-from affineur.lock._resolver import ResolveRequest, resolve
-from affineur.lock._source_mode import SourceBuilds
 
 __all__ = [
     "BuildEnvChange",

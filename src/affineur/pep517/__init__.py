@@ -3,47 +3,100 @@
 Shared by discovery (stage 1) and building (stage 2), so neither stage imports the other.
 """
 
-from affineur.pep517._environment import BuildEnvironment, EnvironmentStore
-from affineur.pep517._hooks import HookCaller, Runner, kill_running_hooks, run_hook_process
-from affineur.pep517._interpreter import (
-    Interpreter,
-    find_interpreter,
-    interpreter_of,
-    running_interpreter,
+from typing import TYPE_CHECKING
+
+from affineur._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from affineur.pep517._environment import BuildEnvironment, EnvironmentStore
+    from affineur.pep517._hooks import HookCaller, Runner, kill_running_hooks, run_hook_process
+    from affineur.pep517._interpreter import (
+        Interpreter,
+        find_interpreter,
+        interpreter_of,
+        running_interpreter,
+    )
+    from affineur.pep517._isolation import (
+        SOURCE_DATE_EPOCH_FLOOR,
+        build_environment_variables,
+        hook_environment,
+        isolate_command,
+        network_isolation_available,
+    )
+    from affineur.pep517._pyproject import (
+        LEGACY_BUILD_SYSTEM,
+        BuildSystem,
+        effective_build_system,
+        is_empty,
+        override_requires,
+        read_build_system,
+        write_build_system,
+    )
+    from affineur.pep517._sandbox import (
+        Confinement,
+        SandboxKind,
+        available_sandboxes,
+        choose_sandbox,
+        confine,
+    )
+    from affineur.pep517._tools import (
+        HOOK_TOOLS,
+        ToolStates,
+        changed_tools,
+        describe_tool,
+        host_tool_states,
+        probe_version,
+        tool_state,
+    )
+    from affineur.pep517._unpack import UnpackLimits, read_pkg_info, safe_extract, unpack_limits
+
+# Each name loads its module on first use (see affineur._lazy).
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "_environment": ("BuildEnvironment", "EnvironmentStore"),
+        "_hooks": ("HookCaller", "Runner", "kill_running_hooks", "run_hook_process"),
+        "_interpreter": (
+            "Interpreter",
+            "find_interpreter",
+            "interpreter_of",
+            "running_interpreter",
+        ),
+        "_isolation": (
+            "SOURCE_DATE_EPOCH_FLOOR",
+            "build_environment_variables",
+            "hook_environment",
+            "isolate_command",
+            "network_isolation_available",
+        ),
+        "_pyproject": (
+            "LEGACY_BUILD_SYSTEM",
+            "BuildSystem",
+            "effective_build_system",
+            "is_empty",
+            "override_requires",
+            "read_build_system",
+            "write_build_system",
+        ),
+        "_sandbox": (
+            "Confinement",
+            "SandboxKind",
+            "available_sandboxes",
+            "choose_sandbox",
+            "confine",
+        ),
+        "_tools": (
+            "HOOK_TOOLS",
+            "ToolStates",
+            "changed_tools",
+            "describe_tool",
+            "host_tool_states",
+            "probe_version",
+            "tool_state",
+        ),
+        "_unpack": ("UnpackLimits", "read_pkg_info", "safe_extract", "unpack_limits"),
+    },
 )
-from affineur.pep517._isolation import (
-    SOURCE_DATE_EPOCH_FLOOR,
-    build_environment_variables,
-    hook_environment,
-    isolate_command,
-    network_isolation_available,
-)
-from affineur.pep517._pyproject import (
-    LEGACY_BUILD_SYSTEM,
-    BuildSystem,
-    effective_build_system,
-    is_empty,
-    override_requires,
-    read_build_system,
-    write_build_system,
-)
-from affineur.pep517._sandbox import (
-    Confinement,
-    SandboxKind,
-    available_sandboxes,
-    choose_sandbox,
-    confine,
-)
-from affineur.pep517._tools import (
-    HOOK_TOOLS,
-    ToolStates,
-    changed_tools,
-    describe_tool,
-    host_tool_states,
-    probe_version,
-    tool_state,
-)
-from affineur.pep517._unpack import UnpackLimits, read_pkg_info, safe_extract, unpack_limits
 
 __all__ = [
     "HOOK_TOOLS",

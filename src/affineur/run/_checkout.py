@@ -23,36 +23,22 @@ from dataclasses import dataclass, field
 from functools import cached_property, partial
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from packaging.utils import canonicalize_name
 
 from affineur import graph as g
 from affineur.build import (
     BuildCache,
-    Builder,
     BuildInputs,
-    BuildJob,
     BuildKey,
-    BuildRequest,
-    CacheEntry,
     HostTools,
-    RemoteCache,
     build_keys,
-    job_graph,
-    patch_name,
-    publish_index,
     sbom_key_input,
-    signing_key_id,
     sweep_dead_folders,
     sweep_stale_publishes,
-    wheel_problems,
 )
 from affineur.config import (
-    Collection,
-    Project,
-    Settings,
-    Variant,
     default_index_url,
     effective_remote_cache,
     effective_settings,
@@ -61,17 +47,8 @@ from affineur.config import (
     patch_hashes,
 )
 from affineur.errors import AffineurError
-from affineur.index import (
-    Fetcher,
-    GitSource,
-    IndexClient,
-    SdistStore,
-    UrlSource,
-    check_attestation,
-    sha256_file,
-    source_url,
-)
-from affineur.lock import LockPaths, git_location, lock, lock_is_fresh, read_lock
+from affineur.index import SdistStore, sha256_file
+from affineur.lock import LockPaths, lock_is_fresh, read_lock
 from affineur.pep517 import Interpreter, interpreter_of
 from affineur.progress import (
     BuildStarted,
@@ -84,8 +61,16 @@ from affineur.progress import (
     StreamReporter,
 )
 from affineur.run._scheduler import Demand, demand_of
-from affineur.run._source_builds import SourceModeBuilds
 from affineur.run._substitution import Attempts, refuse_substitutes
+
+# A no-op run reads the config and the locks, computes build keys and asks the
+# cache; it never builds, locks, fetches or publishes. What only those actions use
+# (the builder with pep517 and installer, the locker with resolvelib, the index
+# client, the remote cache) is imported where it is used, not here.
+if TYPE_CHECKING:
+    from affineur.build import Builder, BuildJob, BuildRequest, CacheEntry, RemoteCache
+    from affineur.config import Collection, Project, Settings, Variant
+    from affineur.index import Fetcher, IndexClient
 
 __all__ = [
     "SIGNING_KEY_ENV",
@@ -125,13 +110,17 @@ class IndexClients:
     making none at all keeps a no-op run free of ``requests``.
     """
 
-    def __init__(self, make: Callable[[tuple[str, ...]], IndexClient] = IndexClient) -> None:
+    def __init__(self, make: Callable[[tuple[str, ...]], IndexClient] | None = None) -> None:
         self._make = make
         self._clients: dict[tuple[str, ...], IndexClient] = {}
 
     def __call__(self, variant: Variant) -> IndexClient:
         urls = tuple(variant.indexes) or (default_index_url(),)
         if urls not in self._clients:
+            if self._make is None:
+                from affineur.index import IndexClient
+
+                self._make = IndexClient
             self._clients[urls] = self._make(urls)
         return self._clients[urls]
 
@@ -167,6 +156,8 @@ class RemoteCaches:
                 hint="pip install 'affineur[remote]'",
                 stage="config",
             )
+        from affineur.build import RemoteCache
+
         ident = json.dumps([setting.url, setting.mode, setting.options], default=dict)
         with self._lock:
             if ident not in self._caches:
@@ -206,7 +197,8 @@ class Checkout:
     root: Path
     store: SdistStore
     cache: BuildCache
-    builder: Builder
+    builders: Callable[[], Builder]
+    """Makes the builder on first use: a run with nothing to build never loads it."""
     clients: Callable[[Variant], IndexClient]
     attempts: Attempts
     reporter: Reporter
@@ -218,6 +210,10 @@ class Checkout:
     """The host tools a build can use, name -> version (see build/_hosttools), asked once."""
     signing_key: Path | None = None
     """The ed25519 private key that signs published provenance, if any."""
+
+    @cached_property
+    def builder(self) -> Builder:
+        return self.builders()
 
     @property
     def build_dir(self) -> Path:
@@ -252,6 +248,9 @@ class Checkout:
         self, collection: str, variant: str, upgrade: frozenset[str] | bool = frozenset()
     ) -> Path:
         """Lock one collection for one variant (network); the path of the new graph.json."""
+        from affineur.lock import lock
+        from affineur.run._source_builds import SourceModeBuilds
+
         c = self.project.collections[collection]
         v = self.project.variants[variant]
         builds = None
@@ -379,6 +378,8 @@ class Checkout:
 
     def build_request(self, lv: LockedVariant, node_key: g.NodeKey) -> BuildRequest:
         """What building the node takes, from the lock, the config and the cache."""
+        from affineur.build import BuildRequest
+
         node = lv.graph.nodes[node_key]
         return BuildRequest(
             node=node,
@@ -531,6 +532,8 @@ class Checkout:
         """Build on a cluster, through the remote cache both ways; the wheel lands here.
 
         Returns the wheel's name and the worker that built it."""
+        from affineur.build import BuildJob, job_graph, patch_name
+
         if remote is None or not remote.writable:
             raise AffineurError(
                 f"variant {lv.variant.name} builds on {cluster.address}, which needs a "
@@ -589,6 +592,8 @@ class Checkout:
         return entry.wheel.name, str(result.get("worker"))
 
     def _take_prebuilt(self, lv: LockedVariant, node: g.Node, key: BuildKey) -> CacheEntry:
+        from affineur.build import wheel_problems
+
         assert node.wheel is not None
         path = self.store.ensure(
             node.name, node.wheel.filename, node.wheel.sha256, self.clients(lv.variant)
@@ -617,6 +622,9 @@ class Checkout:
 
     def download(self, lv: LockedVariant, node: g.Node, ref: g.FileRef) -> None:
         """Fetch the node's sdist (or prebuilt wheel) into the store, checked against the lock."""
+        from affineur.index import GitSource, UrlSource, check_attestation, source_url
+        from affineur.lock import git_location
+
         settings = self.settings(lv.variant, node)
         template = None if node.prebuilt else settings.download_source
         client = self.clients(lv.variant)
@@ -639,10 +647,14 @@ class Checkout:
 
     def signing_key_id(self) -> str:
         """The DSSE key id published provenance is signed with ('' when unsigned)."""
+        from affineur.build import signing_key_id
+
         return signing_key_id(self.signing_key) if self.signing_key is not None else ""
 
     def publish(self, lv: LockedVariant) -> Path:
         """Write the variant's PEP 503 index from the cache; refuse one holding substitutes."""
+        from affineur.build import publish_index
+
         entries = {k: self.entry_of(lv.keys[k]) for k in lv.graph.nodes}
         dest = self.dist_dir(lv.collection.name, lv.variant.name)
         simple = publish_index(entries, dest, sign_with=self.signing_key)
@@ -758,11 +770,17 @@ def open_checkout(
         shown.report(CacheEntryDiscarded(key, reason))
 
     cache = BuildCache(build_dir / "cache", on_discard=discarded)
+
+    def builder() -> Builder:
+        from affineur.build import Builder
+
+        return Builder(cache=cache, store=store, workdir=build_dir, hidden=[root])
+
     return Checkout(
         root=root,
         store=store,
         cache=cache,
-        builder=Builder(cache=cache, store=store, workdir=build_dir, hidden=[root]),
+        builders=builder,
         clients=clients or IndexClients(),
         attempts=Attempts(
             cache=cache,

@@ -32,13 +32,17 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from affineur.build import BuildJob, cancel_run, result_error, run_on_worker
 from affineur.config import Variant, effective_executor
 from affineur.errors import AffineurError
 from affineur.progress import Notice, NullReporter, Reporter
 from affineur.run._scheduler import Demand
+
+if TYPE_CHECKING:
+    # The build stage loads only when a build goes to a cluster: every run makes an
+    # Executors, most never use one.
+    from affineur.build import BuildJob
 
 __all__ = ["DaskBuilds", "Executors", "dask_resources"]
 
@@ -141,6 +145,8 @@ class DaskBuilds:
 
     def build(self, job: BuildJob, demand: Demand, log: Path) -> Mapping[str, Any]:
         """Run ``job`` on the cluster; its log streams into ``log`` meanwhile."""
+        from affineur.build import result_error, run_on_worker
+
         client = self._connect()
         resources = dask_resources(demand, self._workers(client))
         job = replace(job, run=self.run)
@@ -181,6 +187,8 @@ class DaskBuilds:
                 )
                 client.cancel(pending, force=True)
                 # A running Python task cannot be interrupted; its build process can.
+                from affineur.build import cancel_run
+
                 client.run(cancel_run, self.run)
         with contextlib.suppress(Exception):
             client.close(timeout=5)

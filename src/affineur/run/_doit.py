@@ -47,6 +47,7 @@ import contextlib
 import os
 import queue
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -64,7 +65,6 @@ from doit.runner import MThreadRunner
 from doit.tools import config_changed
 
 from affineur.errors import AffineurError, error_text
-from affineur.pep517 import kill_running_hooks
 from affineur.run._mutex import hold_checkout
 from affineur.run._reports import RunRecorder
 from affineur.run._scheduler import (
@@ -334,7 +334,11 @@ def _builds_end_with_the_run() -> Iterator[None]:
         return
 
     def stop(signum: int, frame: Any) -> None:
-        kill_running_hooks()
+        # A run that started no hook never loaded pep517, and a signal handler is no
+        # place to start importing it.
+        pep517 = sys.modules.get("affineur.pep517")
+        if pep517 is not None:
+            pep517.kill_running_hooks()
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
         raise SystemExit(128 + signum)

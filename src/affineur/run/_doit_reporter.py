@@ -37,15 +37,13 @@ from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar, TextIO
-
-from rich.text import Text
+from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
 from affineur.atomic import write_atomic
 from affineur.config import validate
 from affineur.errors import AffineurError
 from affineur.run._doit import ActionFailed, BaseFail, RunContext, UnmetDependency
-from affineur.run._live import Durations, LiveView
+from affineur.run._live import Durations
 from affineur.run._reports import (
     Failure,
     Outcome,
@@ -58,6 +56,9 @@ from affineur.run._reports import (
     summary_markdown,
 )
 from affineur.run._substitution import SubstitutesPublished
+
+if TYPE_CHECKING:
+    from affineur.run._live import LiveView
 
 __all__ = [
     "ProgressReporter",
@@ -183,6 +184,8 @@ class ProgressReporter:
                 n: info for n, t in self.tasks.items() if (info := _package(t)) is not None
             }
             if self.tty:
+                from affineur.run._live import LiveView
+
                 self.view = LiveView(
                     self.outstream,
                     total=len(self.packages),
@@ -463,6 +466,8 @@ class ProgressReporter:
 
     def _emit(self, lines: list[str], *, failed: bool = False) -> None:
         if self.view is not None:
+            from rich.text import Text
+
             style = "bold red" if failed else ""
             self.view.pin(Text(lines[0], style=style), *(Text(b) for b in lines[1:]))
             return

@@ -24,15 +24,15 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TextIO
-
-from rich.console import Console, Group, RenderableType
-from rich.live import Live
-from rich.progress_bar import ProgressBar
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, TextIO
 
 from affineur.run._reports import duration
+
+if TYPE_CHECKING:
+    # rich is imported by the view that uses it: a run outside a terminal, every
+    # no-op run among them, draws nothing and should not pay for loading it.
+    from rich.console import RenderableType
+    from rich.text import Text
 
 __all__ = ["Durations", "LiveView", "estimate_left", "last_line"]
 
@@ -116,6 +116,9 @@ class LiveView:
         workers: int,
         log_of: Callable[[str], Path | None],
     ) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
         self.console = Console(file=stream, force_terminal=True)
         self.total = total
         self.durations = durations
@@ -162,6 +165,11 @@ class LiveView:
             self.console.print(line, highlight=False, soft_wrap=True)
 
     def render(self) -> RenderableType:
+        from rich.console import Group
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+        from rich.text import Text
+
         with self._lock:
             waiting = list(self.waiting.values())
             running = dict(self.running)

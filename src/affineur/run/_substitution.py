@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from packaging.tags import Tag, sys_tags
 from packaging.utils import canonicalize_name
@@ -32,9 +32,13 @@ from packaging.version import InvalidVersion, Version
 
 from affineur.build import BuildCache, BuildKey, CacheEntry
 from affineur.errors import AffineurError
-from affineur.index import DistFile, best_wheel, sha256_file
+from affineur.index import sha256_file
 from affineur.progress import BuildFinished, Reporter
 from affineur.run._reports import Substitute
+
+if TYPE_CHECKING:
+    # The index client's module loads when a substitute is looked for, not in every run.
+    from affineur.index import DistFile
 
 __all__ = [
     "ENV_VAR",
@@ -136,6 +140,8 @@ def substitute(
     wheel whose sha256 the index does not give is refused: nothing unverified
     enters the cache.
     """
+    from affineur.index import best_wheel
+
     try:
         wanted = Version(version)
     except InvalidVersion:

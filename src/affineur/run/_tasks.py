@@ -266,8 +266,6 @@ class DoitTasks:
         checkout = self.checkout
 
         def create() -> Iterator[TaskDict]:
-            from affineur.run._verify import verify_task
-
             names = self.names
             capacity = checkout.capacities()
             emitted: set[BuildKey] = set()
@@ -305,6 +303,14 @@ class DoitTasks:
                     }
 
         return self._loading(create)
+
+
+def verify_task(checkout: Checkout, lv: LockedVariant, node_key: g.NodeKey) -> None:
+    """Rebuild the package differently and compare the wheels (see affineur.run._verify)."""
+    # Every run makes the verify tasks, few run one: the builder loads when one does.
+    from affineur.run._verify import verify_task as verify
+
+    verify(checkout, lv, node_key)
 
 
 def doit_tasks(root: Path) -> DoitTasks:
