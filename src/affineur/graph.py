@@ -26,6 +26,7 @@ from affineur.errors import AffineurError
 __all__ = [
     "BUILD_REQ_TYPES",
     "ROOT",
+    "Crate",
     "Edge",
     "FileRef",
     "GitRef",
@@ -34,7 +35,10 @@ __all__ = [
     "NodeKey",
     "Publisher",
     "ReqType",
+    "VendoredCrates",
     "build_order",
+    "crates_data",
+    "crates_from_data",
     "dumps",
     "find_build_cycle",
     "install_closure",
@@ -132,6 +136,29 @@ class FileRef:
     attested_by: tuple[Publisher, ...] = ()
 
 
+@dataclass(frozen=True, order=True)
+class Crate:
+    """One Rust crate an sdist's Cargo.lock names; ``sha256`` is the .crate file's
+    checksum as Cargo.lock records it (None for a git dependency, which has none)."""
+
+    name: str
+    version: str
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class VendoredCrates:
+    """The crates an sdist needs, fetched at lock time so the build needs no network.
+
+    ``sha256`` is the hash of the whole vendored tree (:func:`affineur.pep517.tree_hash`),
+    so a build can check every byte cargo will read against the lock; ``crates``
+    lists them for review, the SBOM and provenance.
+    """
+
+    sha256: str
+    crates: tuple[Crate, ...] = ()
+
+
 @dataclass(frozen=True)
 class GitRef:
     """Where a source archive made from git came from: the node's ``sdist`` is its archive.
@@ -160,6 +187,7 @@ class Node:
     """Host build tools the ``get_requires`` hooks looked for when locking, and what
     each was there (its version line, None: absent): the hooks' answer, so the
     lock, depended on them, and a building host where they differ may get another."""
+    crates: VendoredCrates | None = None
 
     @property
     def key(self) -> NodeKey:
@@ -314,7 +342,28 @@ def node_data(n: Node) -> dict[str, Any]:
         data["git"] = {"url": n.git.url, "ref": n.git.ref, "commit": n.git.commit}
     if n.host_tools:
         data["host_tools"] = dict(sorted(n.host_tools))
+    if n.crates is not None:
+        data["crates"] = crates_data(n.crates)
     return data
+
+
+def crates_data(vendored: VendoredCrates) -> dict[str, Any]:
+    packages = []
+    for crate in sorted(vendored.crates):
+        entry = {"name": crate.name, "version": crate.version}
+        if crate.sha256 is not None:
+            entry["sha256"] = crate.sha256
+        packages.append(entry)
+    return {"sha256": vendored.sha256, "packages": packages}
+
+
+def crates_from_data(raw: Mapping[str, Any] | None) -> VendoredCrates | None:
+    if raw is None:
+        return None
+    crates = tuple(
+        sorted(Crate(c["name"], c["version"], c.get("sha256")) for c in raw.get("packages", ()))
+    )
+    return VendoredCrates(raw["sha256"], crates)
 
 
 def to_data(graph: Graph) -> dict[str, Any]:
@@ -372,6 +421,7 @@ def from_data(data: Mapping[str, Any]) -> Graph:
             build_env=tuple(NodeKey(k) for k in n.get("build_env", ())),
             git=GitRef(**n["git"]) if "git" in n else None,
             host_tools=tuple(sorted(n.get("host_tools", {}).items())),
+            crates=crates_from_data(n.get("crates")),
         )
         if node.key != key:
             raise AffineurError(f"node {key!r} holds {node.key!r}", stage="lock")

@@ -48,6 +48,7 @@ from affineur.errors import AffineurError
 from affineur.index import SdistStore, requires_dist, sha256_file
 from affineur.pep517 import (
     SOURCE_DATE_EPOCH_FLOOR,
+    CrateStore,
     EnvironmentStore,
     HookCaller,
     Interpreter,
@@ -57,6 +58,7 @@ from affineur.pep517 import (
     hook_environment,
     is_empty,
     running_interpreter,
+    rust_build,
     safe_extract,
     unpack_limits,
     write_build_system,
@@ -366,11 +368,27 @@ class Builder:
                 tmpdir=tmp,
                 pass_env=request.settings.pass_env,
             )
+            # Cargo offline against the crates vendored at lock time, with the host's
+            # toolchain mounted read-only (the build's HOME is empty).
+            rust = rust_build(
+                node.name,
+                source,
+                work,
+                vendored=node.crates,
+                crates=CrateStore(self.store.root / "crates"),
+                path=variables.get("PATH", ""),
+            )
+            if rust is not None:
+                variables.update(rust.env)
             confinement = confine(
                 request.sandbox,
                 writable=[work],
                 # The venv's interpreter is a link into where that Python is installed.
-                read_only=[env.path, *(Path(p) for p in interpreter.prefixes)],
+                read_only=[
+                    env.path,
+                    *(Path(p) for p in interpreter.prefixes),
+                    *(rust.read_only if rust else ()),
+                ],
                 hidden=[*self.hidden, self.workdir, self.cache.root],
             )
             timeout = request.settings.timeout or DEFAULT_BUILD_TIMEOUT
@@ -470,6 +488,7 @@ class Builder:
                 "jobs": request.jobs,
                 "python": interpreter.key(),
                 "interpreter": interpreter.executable,
+                **(rust.record if rust else {}),
             }
             return final, details, facts
         finally:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from affineur.atomic import write_atomic
-from affineur.pep517 import probe_version
+from affineur.pep517 import probe_version, rustup_toolchain_bin
 
 __all__ = ["HOST_TOOLS", "HostTools", "Probe"]
 
@@ -70,7 +70,16 @@ class HostTools:
         except (ValueError, IndexError):
             program = name
         found = shutil.which(program, path=self.environ.get("PATH", os.defpath))
-        return Path(found).resolve() if found else None
+        if not found:
+            return None
+        real = Path(found).resolve()
+        if real.name.startswith("rustup") and name in ("rustc", "cargo"):
+            # A rustup proxy: the toolchain it runs is what builds use (see pep517's
+            # rust module), and asking the proxy would give rustup's own version.
+            toolchain = rustup_toolchain_bin(self.environ)
+            if toolchain is not None and (toolchain / name).is_file():
+                return (toolchain / name).resolve()
+        return real
 
     def fingerprint(self) -> dict[str, str]:
         """``{tool: version line}`` for every tool found; absent tools are left out."""

@@ -150,6 +150,8 @@ class Variant:
     evidence: Evidence = field(default_factory=Evidence)
     interpreter: str | None = None
     """The Python that builds it, by path; None: a ``python`` X.Y found on this machine."""
+    crates_index: str | None = None
+    """The crates registry Rust sdists' crates are vendored from (None: cargo's default)."""
 
 
 @dataclass(frozen=True)
@@ -844,6 +846,7 @@ def _variant(name: str, documents: Mapping[str, _Document]) -> Variant:
         pass_env=tuple(data.get("pass_env", ())),
         evidence=_evidence(data.get("evidence", {})),
         interpreter=data.get("interpreter"),
+        crates_index=data.get("crates_index"),
     )
 
 

@@ -93,6 +93,8 @@ def input_hash(project: Project, collection: Collection, variant: Variant) -> st
         "target": target_environment(variant),
         "indexes": list(variant.indexes),
         "discovery": variant.discovery,
+        # Only when set: the locks of every variant without one keep their hash.
+        **({"crates_index": variant.crates_index} if variant.crates_index else {}),
         "defaults": lock_meaning(variant.defaults),
         "overrides": {
             name: meaning

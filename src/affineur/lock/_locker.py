@@ -54,7 +54,7 @@ from affineur.lock._policy import ResolvePolicy, Upgrade, previous_preferences
 from affineur.lock._resolver import Resolution, resolve
 from affineur.lock._source_mode import SourceBuilds, SourceWheels
 from affineur.lock._sources import LockIndex, NetworkIndex
-from affineur.pep517 import Interpreter, interpreter_of
+from affineur.pep517 import CrateStore, Interpreter, crates_registry, interpreter_of
 from affineur.progress import (
     LockFinished,
     LockStarted,
@@ -101,6 +101,7 @@ class Locker:
             wheel=pkg.wheel,
             prebuilt=pkg.settings.prebuilt,
             git=pkg.git,
+            crates=pkg.sdist.crates if pkg.sdist and not pkg.settings.prebuilt else None,
         )
 
     def prefetch(self, name: NormalizedName, version: Version) -> None:
@@ -289,6 +290,8 @@ def lock(
                 python=interpreter.executable,
             ),
             reporter,
+            crates=CrateStore(workdir / "sdists" / "crates"),
+            crates_registry=crates_registry(variant.crates_index) if variant.crates_index else None,
         ),
         hooks=Discoverer(
             workdir / "discovery",

@@ -33,7 +33,7 @@ from affineur.index import (
     sha256_file,
 )
 from affineur.index import requires_dist as wheel_requires_dist
-from affineur.pep517 import read_pkg_info
+from affineur.pep517 import CrateStore, read_pkg_info
 from affineur.progress import Downloading, Reporter
 
 __all__ = ["LocalSdist", "LocalWheel", "LockIndex", "NetworkIndex"]
@@ -46,6 +46,8 @@ class LocalSdist:
     ref: g.FileRef
     path: Path
     pkg_info: bytes | None
+    crates: g.VendoredCrates | None = None
+    """The Rust crates its Cargo.lock names, vendored beside it (None: it needs none)."""
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,11 @@ class LockIndex(Protocol):
 
 
 class NetworkIndex:
-    """A :class:`LockIndex` over the simple API, downloading into the sdist store."""
+    """A :class:`LockIndex` over the simple API, downloading into the sdist store.
+
+    An sdist whose Cargo.lock names crates gets them vendored into ``crates``
+    (from ``crates_registry``, else cargo's own default), so stage 2 needs no network.
+    """
 
     def __init__(
         self,
@@ -109,11 +115,16 @@ class NetworkIndex:
         store: SdistStore,
         upstream: UpstreamWheels,
         reporter: Reporter,
+        *,
+        crates: CrateStore | None = None,
+        crates_registry: str | None = None,
     ) -> None:
         self.client = client
         self.store = store
         self.upstream = upstream
         self.reporter = reporter
+        self.crates = crates
+        self.crates_registry = crates_registry
 
     def files(self, name: NormalizedName) -> Sequence[DistFile]:
         return self.client.project_files(name)
@@ -181,7 +192,10 @@ class NetworkIndex:
 
     def _local(self, name: str, filename: str, sha256: str, fetcher: Fetcher) -> LocalSdist:
         path = self.store.ensure(name, filename, sha256, fetcher)
-        return LocalSdist(g.FileRef(filename, sha256), path, read_pkg_info(path))
+        crates = None
+        if self.crates is not None:
+            crates = self.crates.vendor(name, path, sha256, registry=self.crates_registry)
+        return LocalSdist(g.FileRef(filename, sha256), path, read_pkg_info(path), crates)
 
     def _download(self, file: DistFile, shown: str, fetcher: Fetcher) -> Path:
         """Into the sdist store unless already there (its hash is checked by the caller)."""

@@ -639,11 +639,34 @@ class Checkout:
                 canonicalize_name(node.name), node.version, url or node.git.url,
                 node.git.ref, node.git.commit,
             )  # fmt: skip
-        self.store.ensure(node.name, ref.filename, ref.sha256, fetcher)
+        path = self.store.ensure(node.name, ref.filename, ref.sha256, fetcher)
+        if node.crates is not None and not node.prebuilt:
+            self._vendor(lv.variant, node, path)
         if ref.attested_by and not template:
             warning = check_attestation(client, node.name, ref)
             if warning:
                 self.reporter.report(Notice(warning, warning=True))
+
+    def _vendor(self, variant: Variant, node: g.Node, sdist: Path) -> None:
+        """Vendor the node's crates again where this machine lacks them (a fresh clone)."""
+        from affineur.pep517 import CrateStore, crates_registry
+
+        assert node.crates is not None and node.sdist is not None
+        crates = CrateStore(self.store.root / "crates")
+        if crates.tree(node.crates.sha256).is_dir():
+            return
+        index = crates_registry(variant.crates_index) if variant.crates_index else None
+        got = crates.vendor(node.name, sdist, node.sdist.sha256, registry=index)
+        if got is None or got.sha256 != node.crates.sha256:
+            raise AffineurError(
+                "the crates vendored now differ from the lock's",
+                package=node.name,
+                version=node.version,
+                stage="hash",
+                causes=(f"the lock: {node.crates.sha256}", f"now: {got.sha256 if got else None}"),
+                hint="the crates registry serves other bytes than when the lock was made; "
+                "re-lock ('affineur lock --force') to accept them",
+            )
 
     def signing_key_id(self) -> str:
         """The DSSE key id published provenance is signed with ('' when unsigned)."""
