@@ -231,6 +231,9 @@ class Discoverer:
         cache_key = _digest(
             {
                 "format": CACHE_FORMAT,
+                # A hook may answer by the Python running it (a build requirement
+                # under a python_version condition in setup.py): one answer per Python.
+                "python": self.interpreter.key(),
                 "sdist": sha256,
                 "build_dir": settings.build_dir,
                 "build_system": [
@@ -305,6 +308,7 @@ class Discoverer:
         cache_key = _digest(
             {
                 "format": CACHE_FORMAT,
+                "python": self.interpreter.key(),
                 "metadata": sha256,
                 "build_dir": settings.build_dir,
                 "pins": sorted(f"{n}=={v}" for n, v in pins.items()),
