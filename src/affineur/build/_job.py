@@ -42,6 +42,7 @@ from affineur.build._remote import RemoteCache
 from affineur.config import Evidence, RemoteCacheSetting, SandboxSetting, Settings
 from affineur.errors import AffineurError
 from affineur.index import DistFile, SdistStore
+from affineur.pep517 import Interpreter, find_interpreter
 from affineur.progress import StreamReporter
 
 __all__ = [
@@ -75,6 +76,14 @@ class BuildJob:
     evidence: Evidence = field(default_factory=Evidence)
     """Site settings for the SBOM and provenance (they are in the build key)."""
     source_attestation: Mapping[str, Any] | None = None
+    python: str = ""
+    """The variant's Python (``3.12``), which the worker finds among its own."""
+    python_key: str = ""
+    """The exact interpreter the build key holds: a worker with another release refuses."""
+    interpreter: str | None = None
+    """The variant's ``interpreter:`` path, used where the worker has that file."""
+    jobs: int | None = None
+    """The cpus the build holds on its worker (see BuildRequest.jobs)."""
 
     @property
     def label(self) -> str:
@@ -161,6 +170,8 @@ def execute_job(job: BuildJob, scratch: Path) -> CacheEntry:
             evidence=job.evidence,
             env_keys=[key for key, _, _ in job.env],
             source_attestation=job.source_attestation,
+            interpreter=_worker_interpreter(job),
+            jobs=job.jobs,
         )
         entry = Builder(cache=cache, store=store, workdir=scratch).build(request, job.graph)
     if not remote.push(entry):
@@ -170,6 +181,22 @@ def execute_job(job: BuildJob, scratch: Path) -> CacheEntry:
             hint="check the workers' access to the remote cache",
         )
     return entry
+
+
+def _worker_interpreter(job: BuildJob) -> Interpreter | None:
+    """This worker's interpreter for the job's Python, which must be the one in its key."""
+    if not job.python:
+        return None
+    explicit = job.interpreter if job.interpreter and Path(job.interpreter).exists() else None
+    found = find_interpreter(job.python, explicit=explicit, variant=job.variant)
+    if job.python_key and found.key() != job.python_key:
+        raise AffineurError(
+            f"this worker's Python {job.python} is {found.key()}, but the build key "
+            f"holds {job.python_key}",
+            stage="config",
+            hint="give the workers the same Python release as the machine that runs doit",
+        )
+    return found
 
 
 def job_main(argv: Sequence[str]) -> int:

@@ -570,6 +570,10 @@ class Checkout:
             sandbox=lv.variant.sandbox,
             evidence=lv.variant.evidence,
             source_attestation=_attestation(node),
+            python=lv.variant.python,
+            python_key=self.interpreter(lv.variant).key(),
+            interpreter=lv.variant.interpreter,
+            jobs=self.jobs(lv.variant, node),
         )
         resources = self.demand(lv.variant, node)
         if not resources.get("exclusive") and "cpu" not in resources:
