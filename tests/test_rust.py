@@ -7,17 +7,23 @@ sparse cargo registry on 127.0.0.1 (tests/ecosystem/cargo.py).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
-from affineur.pep517 import rust_toolchain
+from affineur import graph as g
+from affineur.build import HostTools
+from affineur.errors import AffineurError
+from affineur.lock import parse_lock
+from affineur.pep517 import cargo_home, rust_toolchain, tree_hash
 from tests.ecosystem import FakeIndex, IndexFile, wheel_metadata
 from tests.ecosystem.cargo import (
     PROBE_VARIABLE,
@@ -25,9 +31,10 @@ from tests.ecosystem.cargo import (
     tinyadd,
     write_rust_sdist,
 )
+from tests.lockfactory import pkg
 from tests.workspace import Workspace, make_workspace, ok
 
-pytestmark = pytest.mark.skipif(rust_toolchain() is None, reason="needs a Rust toolchain")
+needs_rust = pytest.mark.skipif(rust_toolchain() is None, reason="needs a Rust toolchain")
 
 BACKEND = ("setuptools", "setuptools-rust", "semantic-version")
 
@@ -90,6 +97,7 @@ def _import(wheel: Path, where: Path) -> list[object]:
     return result
 
 
+@needs_rust
 @pytest.mark.slow
 def test_rust_extension_vendored_at_lock_built_offline_and_imported(
     tmp_path: Path, empty_fake_index: FakeIndex, rust_backend_wheels: list[Path]
@@ -123,12 +131,138 @@ def test_rust_extension_vendored_at_lock_built_offline_and_imported(
         assert toolchain is not None
         assert record["rust"] == toolchain.versions()
         assert record["crates"] == {"sha256": crates["sha256"], "count": 1}
+        # The crates are compiled into the wheel: its SBOM and provenance name them.
+        with zipfile.ZipFile(wheel) as zf:
+            (member,) = [n for n in zf.namelist() if n.endswith("sboms/affineur.cdx.json")]
+            sbom = json.loads(zf.read(member))
+        purls = {c.get("purl") for c in sbom["components"]}
+        assert "pkg:cargo/tinyadd@1.0.0" in purls
+        statement = json.loads(wheel.with_name(f"{wheel.name}.provenance.json").read_text())
+        resolved = statement["predicate"]["buildDefinition"]["resolvedDependencies"]
+        assert {
+            "name": "tinyadd-1.0.0.crate",
+            "uri": "pkg:cargo/tinyadd@1.0.0",
+            "digest": {"sha256": tinyadd().sha256},
+            "annotations": {"role": "vendored-crate"},
+        } in resolved
 
         ok(ws.affineur("check"))
         # A changed byte in the vendored tree is caught before cargo reads it.
         lib = tree / "vendor/tinyadd-1.0.0/src/lib.rs"
         lib.write_text(lib.read_text().replace("a + b", "a - b"))
+        checked = ws.affineur("check")
+        assert checked.returncode != 0
+        assert "the vendored crates in build/sdists/crates/" in checked.stdout + checked.stderr
         shutil.rmtree(ws.root / "build/cache")
         failed = ws.doit("build", env=env)
         assert failed.returncode != 0
         assert "the vendored crates hash to" in failed.stdout + failed.stderr
+
+
+def test_the_tree_hash_covers_every_path_byte_and_executable_bit(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    (tree / "vendor/a-1.0/src").mkdir(parents=True)
+    lib = tree / "vendor/a-1.0/src/lib.rs"
+    lib.write_text("pub fn f() {}\n")
+    first = tree_hash(tree)
+    copy = tmp_path / "copy"
+    shutil.copytree(tree, copy)
+    assert tree_hash(copy) == first  # where the tree lies and its dates do not count
+    lib.chmod(0o755)
+    assert tree_hash(tree) != first
+    lib.chmod(0o644)
+    assert tree_hash(tree) == first
+    lib.write_text("pub fn g() {}\n")
+    assert tree_hash(tree) != first
+    lib.write_text("pub fn f() {}\n")
+    lib.rename(lib.with_name("main.rs"))
+    assert tree_hash(tree) != first
+
+
+def test_a_build_cargo_home_sends_every_source_to_the_tree_and_stays_offline(
+    tmp_path: Path,
+) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "cargo-config.toml").write_text(
+        '[source.crates-io]\nreplace-with = "vendored-sources"\n\n'
+        '[source.vendored-sources]\ndirectory = "@vendor@"\n'
+    )
+    home = cargo_home(tmp_path / "home", tree)
+    config = tomllib.loads((home / "config.toml").read_text())
+    assert config["source"]["crates-io"] == {"replace-with": "vendored-sources"}
+    assert config["source"]["vendored-sources"] == {"directory": str(tree / "vendor")}
+    assert config["net"] == {"offline": True}
+
+
+def test_host_tools_name_the_toolchain_a_rustup_proxy_runs(tmp_path: Path) -> None:
+    rustup_home = tmp_path / "rustup"
+    toolchain = rustup_home / "toolchains/stable-x86_64-unknown-linux-gnu/bin"
+    toolchain.mkdir(parents=True)
+    for tool in ("rustc", "cargo"):
+        (toolchain / tool).write_text(f"#!/bin/sh\necho {tool} 9.9.9\n")
+        (toolchain / tool).chmod(0o755)
+    (rustup_home / "settings.toml").write_text(
+        'default_toolchain = "stable-x86_64-unknown-linux-gnu"\n'
+    )
+    proxies = tmp_path / "cargo-bin"
+    proxies.mkdir()
+    (proxies / "rustup").write_text("#!/bin/sh\necho rustup 1.0\n")
+    (proxies / "rustup").chmod(0o755)
+    for tool in ("rustc", "cargo"):
+        (proxies / tool).symlink_to("rustup")
+    environ = {"PATH": str(proxies), "RUSTUP_HOME": str(rustup_home)}
+    tools = HostTools(tmp_path / "memo.json", environ=environ).fingerprint()
+    # The proxy's own version would say nothing about the compiler that builds.
+    assert tools == {"rustc": "rustc 9.9.9", "cargo": "cargo 9.9.9"}
+
+
+def _graph_with_crates(sha: str) -> g.Graph:
+    node = pkg("rust-thing==1.0")
+    crates = g.VendoredCrates(sha, (g.Crate("tinyadd", "1.0.0", "b" * 64),))
+    node = dataclasses.replace(node, crates=crates)
+    return g.Graph("demo", "cpu", "c" * 64, {}, (g.Edge(node.key, "toplevel", "rust-thing"),),
+                   {node.key: node})  # fmt: skip
+
+
+def test_the_lock_keeps_vendored_crates_and_its_schema_checks_them() -> None:
+    graph = _graph_with_crates("a" * 64)
+    again = parse_lock(g.dumps(graph), "graph.json")
+    assert again.nodes[g.NodeKey("rust-thing==1.0")].crates == g.VendoredCrates(
+        "a" * 64, (g.Crate("tinyadd", "1.0.0", "b" * 64),)
+    )
+    with pytest.raises(AffineurError) as info:
+        parse_lock(g.dumps(_graph_with_crates("not-a-hash")), "graph.json")
+    assert "crates" in str(info.value.key_path) + info.value.message
+
+
+def test_a_crates_index_that_is_not_a_url_is_refused(
+    tmp_path: Path, empty_fake_index: FakeIndex
+) -> None:
+    ws = make_workspace(tmp_path / "checkout", empty_fake_index)
+    ws.variant(extra="crates_index: ftp://crates.example/index\n")
+    ws.collection(["anything"])
+    result = ws.affineur("check")
+    assert result.returncode != 0
+    assert "crates_index" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@needs_rust
+def test_a_crate_the_registry_cannot_give_fails_the_lock_in_one_line(
+    tmp_path: Path, empty_fake_index: FakeIndex
+) -> None:
+    with FakeCrateRegistry() as registry, FakeCrateRegistry() as empty:
+        registry.add(tinyadd())
+        sdist = write_rust_sdist(tmp_path / "published", registry, tmp_path / "cargo-home")
+        empty_fake_index.add(IndexFile("rust-adder", "1.0", sdist.name, sdist.read_bytes()))
+        ws = make_workspace(tmp_path / "checkout", empty_fake_index)
+        ws.variant(extra=f"crates_index: {json.dumps(empty.url)}\n")
+        ws.collection(["rust-adder"])
+        result = ws.affineur("lock", env={"CARGO_HOME": str(tmp_path / "cargo-home")})
+    assert result.returncode != 0
+    assert "error: rust-adder" in result.stderr or "error:" in result.stderr
+    assert "cargo vendor failed" in result.stderr
+    assert "crates_index" in result.stderr  # the hint
+    assert "Traceback" not in result.stderr
+    assert not (ws.root / "lock/demo/cpu/graph.json").exists()

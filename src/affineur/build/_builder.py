@@ -443,6 +443,7 @@ class Builder:
                     build_key=request.key,
                     variant=request.variant,
                     source_date_epoch=epoch,
+                    crates=node.crates.crates if node.crates else (),
                 ),
                 request.evidence,
             )

@@ -125,6 +125,17 @@ def provenance_statement(wheel: str, sha256: str, facts: BuildFacts) -> dict[str
         }
         for w in facts.build_env
     ]
+    # Vendored crates are compiled into the wheel: each by the checksum Cargo.lock
+    # records, which cargo checked when it vendored them.
+    resolved += [
+        {
+            "name": f"{c['name']}-{c['version']}.crate",
+            "uri": f"pkg:cargo/{c['name']}@{c['version']}",
+            "annotations": {"role": "vendored-crate"},
+        }
+        | ({"digest": {"sha256": c["sha256"]}} if c.get("sha256") else {})
+        for c in node.get("crates", {}).get("packages", ())
+    ]
     statement = {
         "_type": STATEMENT_TYPE,
         "subject": [{"name": wheel, "digest": {"sha256": sha256}}],

@@ -24,6 +24,7 @@ from importlib.metadata import version as dist_version
 from typing import Any
 
 from affineur.config import Evidence
+from affineur.graph import Crate
 
 __all__ = [
     "SBOM_FORMAT",
@@ -92,6 +93,8 @@ class BuiltFrom:
     build_key: str
     variant: str
     source_date_epoch: int
+    crates: Sequence[Crate] = ()
+    """Rust crates vendored into the build: compiled into the wheel, so shipped with it."""
 
 
 def _purl(name: str, version: str, qualifiers: Mapping[str, str] | None = None) -> Any:
@@ -176,6 +179,21 @@ def sbom_document(built: BuiltFrom, evidence: Evidence) -> bytes:
         )
         for w in built.build_env
     ]
+    from packageurl import PackageURL
+
+    crates = [
+        Component(
+            type=ComponentType.LIBRARY,
+            name=c.name,
+            version=c.version,
+            bom_ref=f"crate:{c.name}@{c.version}",
+            purl=PackageURL(type="cargo", name=c.name, version=c.version),
+            hashes=sha256(c.sha256) if c.sha256 else None,
+            scope=ComponentScope.REQUIRED,
+            properties=[Property(name="affineur:role", value="vendored-crate")],
+        )
+        for c in sorted(built.crates)
+    ]
     namespace = uuid.uuid5(uuid.NAMESPACE_URL, evidence.namespace or _DEFAULT_NAMESPACE)
     versions = tool_versions()
     bom = Bom(
@@ -198,8 +216,8 @@ def sbom_document(built: BuiltFrom, evidence: Evidence) -> bytes:
                 ]
             ),
         ),
-        components=[*env, *patch_files],
+        components=[*env, *patch_files, *crates],
     )
-    bom.register_dependency(package, [*env, *patch_files])
+    bom.register_dependency(package, [*env, *patch_files, *crates])
     text: str = JsonV1Dot6(bom).output_as_string(indent=2)
     return text.encode("utf-8") + b"\n"

@@ -26,7 +26,7 @@ from affineur.errors import AffineurError
 from affineur.graph import BUILD_REQ_TYPES, Graph, Node, build_order, install_closure
 from affineur.index import SDIST_SUFFIXES, check_filename, git_archive_name, sha256_file
 from affineur.lock._files import LockPaths, find_locks, lock_is_fresh, read_lock
-from affineur.pep517 import changed_tools, choose_sandbox, interpreter_of
+from affineur.pep517 import changed_tools, choose_sandbox, interpreter_of, tree_hash
 
 __all__ = ["CheckReport", "LockState", "LockStatus", "SandboxStatus", "check_project"]
 
@@ -182,6 +182,14 @@ def _node_problems(key: str, node: Node, graph: Graph, store: Path | None) -> li
                     f"{key}: the sha256 the lock records for {ref.filename} is not the "
                     "sha256 of the downloaded file (build/sdists/); one of them was changed"
                 )
+    if node.crates is not None and store is not None:
+        # Where this machine vendored them, the crates must be the bytes the lock names.
+        tree = store / "crates" / node.crates.sha256
+        if tree.is_dir() and tree_hash(tree) != node.crates.sha256:
+            problems.append(
+                f"{key}: the vendored crates in build/sdists/crates/{node.crates.sha256[:16]}… "
+                "do not hash to what the lock records; one of them was changed"
+            )
     for edge in node.edges:
         try:
             wanted = canonicalize_name(Requirement(edge.req).name)
