@@ -61,6 +61,7 @@ def test_an_attestation_names_its_publisher_and_must_name_these_bytes() -> None:
         parse_provenance(b'{"version": 2}', filename="demo-1.0.tar.gz", sha256=SHA, where="x")
 
 
+@pytest.mark.slow
 def test_attestations_are_locked_checked_at_download_and_reported(workspace: Workspace) -> None:
     index = workspace.index
     assert index is not None

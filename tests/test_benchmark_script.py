@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.benchmarks import noop
 from tests.ecosystem import FakeIndex
 from tests.paths import REPO
@@ -23,6 +25,7 @@ SCRIPT = REPO / "tests" / "benchmarks" / "noop.py"
 PACKAGES = 30
 
 
+@pytest.mark.slow
 def test_noop_benchmark_reports_its_figures(tmp_path: Path) -> None:
     root = tmp_path / "bench"
     argv = ["--packages", str(PACKAGES), "--runs", "1", "--dir", str(root), "--keep"]
@@ -91,6 +94,7 @@ def _fake_fromager_venv(root: Path) -> Path:
 SIDE_BY_SIDE = REPO / "tests" / "benchmarks" / "vs_fromager.py"
 
 
+@pytest.mark.slow
 def test_side_by_side_benchmark_alternates_cold_runs_and_prints_ratios(
     tmp_path: Path, fake_index: FakeIndex
 ) -> None:
@@ -173,6 +177,7 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
 """
 
 
+@pytest.mark.slow
 def test_build_overhead_benchmark_builds_through_the_builder(tmp_path: Path) -> None:
     backend = make_wheel(
         tmp_path, "flit_core", "99.0", files={"flit_core/buildapi.py": FAKE_FLIT_BUILDAPI}

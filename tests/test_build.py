@@ -226,6 +226,7 @@ def test_a_request_larger_than_capacity_is_a_load_error(workspace: Workspace) ->
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_a_killed_build_leaves_no_wheel_and_the_next_run_finishes_it(
     workspace: Workspace, tmp_path: Path
 ) -> None:
@@ -306,6 +307,7 @@ def _processes_working_in(folder: Path) -> list[int]:
     return found
 
 
+@pytest.mark.slow
 def test_collections_locking_one_version_with_different_build_tools(workspace: Workspace) -> None:
     workspace.index.add(
         FakeProject("fakebuild-core", "1.1", provides_backend=True, backend=SELF_HOSTED)
@@ -325,6 +327,7 @@ def test_collections_locking_one_version_with_different_build_tools(workspace: W
     assert built_with == {"fakebuild-core==1.0", "fakebuild-core==1.1"}
 
 
+@pytest.mark.slow
 def test_a_damaged_cache_entry_is_discarded_rebuilt_and_never_published(
     workspace: Workspace,
 ) -> None:
@@ -361,6 +364,7 @@ def test_a_damaged_cache_entry_is_discarded_rebuilt_and_never_published(
     assert ok(workspace.doit()).stdout.count("discarded") == 0
 
 
+@pytest.mark.slow
 def test_a_wheel_of_another_package_never_enters_the_cache(workspace: Workspace) -> None:
     workspace.collection(["lib-fast", "meta-dep"])
     ok(workspace.doit("lock"))

@@ -350,6 +350,7 @@ def test_relative_file_urls_resolve_against_the_page(empty_fake_index: FakeIndex
 # --- pip as an independent consumer --------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_pip_downloads_the_sdist(fake_index: FakeIndex, tmp_path: Path) -> None:
     args = ["download", "--no-deps", "--no-binary", ":all:", "-d", str(tmp_path), "app"]
     result = run_pip(args, index_url=fake_index.url)

@@ -207,6 +207,7 @@ def test_each_published_wheel_has_signed_provenance_that_verifies(built: Built) 
     assert (built.ws.root / location).resolve() == path.resolve()
 
 
+@pytest.mark.slow
 def test_a_changed_wheel_or_a_wrong_key_fails_the_provenance_check(
     built: Built, tmp_path: Path
 ) -> None:
@@ -245,6 +246,7 @@ def test_a_changed_wheel_or_a_wrong_key_fails_the_provenance_check(
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_verify_rebuilds_differently_and_reports_each_difference(built: Built) -> None:
     assert "verify" not in built.first_run.stdout  # not a default task
     result = built.ws.affineur("verify")
@@ -266,6 +268,7 @@ def test_verify_rebuilds_differently_and_reports_each_difference(built: Built) -
     assert "2 of 2 reproducible (100.0%)" in result.stdout
 
 
+@pytest.mark.slow
 def test_verify_doit_tasks_fail_only_for_what_does_not_reproduce(built: Built) -> None:
     listed = ok(built.ws.doit("list", "--all")).stdout
     assert "verify:cpu:lib-c-1.0" in listed

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.ecosystem import FakeProject
 from tests.workspace import Workspace, ok
 
@@ -40,6 +42,7 @@ def with_path(*folders: Path) -> dict[str, str]:
 # --- host tools in the build key ------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_host_tool_upgrade_rebuilds_and_where_it_lives_does_not(
     workspace: Workspace, tmp_path: Path
 ) -> None:
@@ -110,6 +113,7 @@ def flagged(ws: Workspace) -> None:
     ws.collection(["flagged"])
 
 
+@pytest.mark.slow
 def test_affineur_rebuild_builds_again_and_says_whether_the_wheel_changed(
     workspace: Workspace,
 ) -> None:
@@ -162,6 +166,7 @@ def test_doit_forget_then_doit_builds_again_instead_of_reusing(workspace: Worksp
 # --- clean and gc ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_doit_clean_removes_what_the_tasks_made(workspace: Workspace) -> None:
     workspace.collection(["lib-a"])
     ok(workspace.doit())
@@ -176,6 +181,7 @@ def test_doit_clean_removes_what_the_tasks_made(workspace: Workspace) -> None:
     assert set(workspace.outcomes().values()) == {"built"}
 
 
+@pytest.mark.slow
 def test_gc_lists_then_removes_only_what_no_lock_references(workspace: Workspace) -> None:
     workspace.collection(["lib-a", "app"])
     ok(workspace.doit())
@@ -211,6 +217,7 @@ with hold_checkout(Path(sys.argv[1])):
 """
 
 
+@pytest.mark.slow
 def test_commands_that_write_wait_for_the_checkout(workspace: Workspace, tmp_path: Path) -> None:
     workspace.collection(["lib-a"])
     ok(workspace.doit("lock"))

@@ -139,6 +139,7 @@ def test_relock_with_unchanged_inputs_uses_no_network_and_keeps_bytes(workspace:
     assert (workspace.root / "lock/demo/cpu/graph.json").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_upgrade_one_package_keeps_the_rest(workspace: Workspace) -> None:
     workspace.collection(["lib-a", "meta-static"])
     ok(workspace.doit("lock"))

@@ -26,6 +26,9 @@ from affineur.config import validate
 from tests.ecosystem import BuiltRelease, FakeIndex, FakeProject, clean_pip_env
 from tests.workspace import Workspace, ok
 
+# The module's tests share one built repository: one worker builds it, once.
+pytestmark = pytest.mark.xdist_group("newrepo")
+
 REQUIREMENTS = ("meta-static", "lib-c")
 """meta-static installs meta-dep; lib-c is built with fakebuild-core (a build-only tool)."""
 
@@ -99,6 +102,7 @@ def installed(target: Path) -> dict[str, str]:
     return found
 
 
+@pytest.mark.slow
 def test_init_writes_a_repository_whose_first_doit_works(repo: Workspace) -> None:
     root = repo.root
     for rel in ("dodo.py", "pyproject.toml", ".gitignore", ".github/workflows/affineur.yml"):
@@ -131,6 +135,7 @@ def test_init_dodo_and_doit_table_match_this_repository(tmp_path: Path) -> None:
     assert tomllib.loads((tmp_path / "r/pyproject.toml").read_text())["tool"]["doit"] == ours
 
 
+@pytest.mark.slow
 def test_an_empty_new_repository_builds_nothing_cleanly(tmp_path: Path, index: FakeIndex) -> None:
     ws = Workspace(tmp_path / "empty", index)
     ok(Workspace(tmp_path, index).affineur("init", "empty", "--index-url", index.url, "--no-git"))
@@ -144,6 +149,7 @@ def test_an_empty_new_repository_builds_nothing_cleanly(tmp_path: Path, index: F
     assert "stale" in ws.affineur("check").stdout
 
 
+@pytest.mark.slow
 def test_log_shows_the_last_build(repo: Workspace) -> None:
     result = ok(repo.affineur("log", "meta-static"))
     assert "build_wheel" in result.stdout
@@ -156,6 +162,7 @@ def test_log_shows_the_last_build(repo: Workspace) -> None:
     assert Path(path).is_file() and path.endswith("build.log")
 
 
+@pytest.mark.slow
 def test_outdated_lists_newer_install_and_build_releases(repo: Workspace, index: FakeIndex) -> None:
     assert "every locked package is at its newest release" in ok(repo.affineur("outdated")).stdout
     index.add(
@@ -191,6 +198,7 @@ def uv_install(target: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_constraints_export_installs_with_pip_23_and_uv(
     repo: Workspace, tmp_path: Path, pip23: list[str]
 ) -> None:
@@ -215,6 +223,7 @@ def test_constraints_export_installs_with_pip_23_and_uv(
     assert result.returncode != 0 and "HASHES" in result.stderr.upper()
 
 
+@pytest.mark.slow
 def test_pylock_export_installs_with_uv(repo: Workspace, tmp_path: Path) -> None:
     out = tmp_path / "deploy" / "pylock.toml"
     ok(repo.affineur("export", "--format", "pylock", "-o", str(out)))
@@ -258,6 +267,7 @@ def get(url: str, accept: str | None = None) -> requests.Response:
     return session.get(url, headers=headers, timeout=10, allow_redirects=False)
 
 
+@pytest.mark.slow
 def test_serve_negotiates_json_and_html_and_only_reads(server: str) -> None:
     page = get(f"{server}main/cpu/simple/meta-static/", "application/vnd.pypi.simple.v1+json")
     assert page.headers["Content-Type"] == "application/vnd.pypi.simple.v1+json"
@@ -285,6 +295,7 @@ def test_serve_negotiates_json_and_html_and_only_reads(server: str) -> None:
     assert session.put(f"{server}main/cpu/files/x.whl", data=b"x", timeout=10).status_code == 405
 
 
+@pytest.mark.slow
 def test_pip_and_uv_install_from_the_served_index(
     server: str, tmp_path: Path, pip23: list[str]
 ) -> None:
@@ -297,6 +308,7 @@ def test_pip_and_uv_install_from_the_served_index(
     assert installed(tmp_path / "uv") == {"lib-c": "1.0"}
 
 
+@pytest.mark.slow
 @pytest.mark.network
 def test_constraints_export_installs_with_current_pip(repo: Workspace, tmp_path: Path) -> None:
     """The newest pip, fetched from the package index pip is configured for (hence network)."""

@@ -9,6 +9,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.ecosystem import FakeProject, IndexFile
 from tests.workspace import Workspace, ok
 
@@ -103,6 +105,7 @@ def test_config_settings_reach_every_hook(workspace: Workspace) -> None:
     }
 
 
+@pytest.mark.slow
 def test_build_requires_override_reaches_the_lock_and_the_build(workspace: Workspace) -> None:
     workspace.write(
         "overrides/lib-c.yaml",

@@ -81,6 +81,7 @@ def files_containing(root: Path, text: str) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file() and data in p.read_bytes()]
 
 
+@pytest.mark.slow
 def test_a_second_checkout_builds_nothing_and_reuses_everything(
     clone: Clone, s3: S3Server, bucket: str
 ) -> None:
@@ -112,6 +113,7 @@ def test_a_second_checkout_builds_nothing_and_reuses_everything(
     assert set(second.outcomes().values()) == {"uptodate"}, again.stderr
 
 
+@pytest.mark.slow
 def test_a_corrupt_remote_entry_is_refused_and_rebuilt(
     clone: Clone, s3: S3Server, bucket: str
 ) -> None:
@@ -141,6 +143,7 @@ def test_a_corrupt_remote_entry_is_refused_and_rebuilt(
     assert wheels(second) == wheels(first)
 
 
+@pytest.mark.slow
 def test_a_read_only_http_mirror_is_used_and_never_written(clone: Clone, tmp_path: Path) -> None:
     shared = tmp_path / "shared"
     writer = clone("writer")
@@ -162,6 +165,7 @@ def test_a_read_only_http_mirror_is_used_and_never_written(clone: Clone, tmp_pat
     assert sorted(p.relative_to(shared) for p in shared.rglob("*")) == before
 
 
+@pytest.mark.slow
 def test_a_failed_upload_warns_and_the_build_passes(clone: Clone, s3: S3Server) -> None:
     ws = clone("ws")
     run = ok(ws.doit(env={**s3.env, "AFFINEUR_REMOTE_CACHE": "s3://no-such-bucket/x",
@@ -170,6 +174,7 @@ def test_a_failed_upload_warns_and_the_build_passes(clone: Clone, s3: S3Server) 
     assert "warning: remote cache: could not upload" in run.stdout + run.stderr
 
 
+@pytest.mark.slow
 def test_credentials_in_the_variant_are_refused(tmp_path: Path, index: FakeIndex) -> None:
     ws = make_workspace(tmp_path / "ws", index)
     ws.variant(extra="remote_cache:\n  url: s3://bucket/p\n  options: {secret: hunter2}\n")

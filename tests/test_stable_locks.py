@@ -113,6 +113,7 @@ def _needs(graph: dict[str, dict[str, list[str]]], key: str, leaf: str) -> bool:
     return False
 
 
+@pytest.mark.slow
 def test_pinning_one_leaf_rebuilds_exactly_what_its_build_key_includes(
     tmp_path: Path, empty_fake_index: FakeIndex
 ) -> None:

@@ -94,6 +94,7 @@ def test_test_mode_substitutes_reports_and_fails_the_run(failing: Workspace) -> 
     assert record["failure"]["stage"] == "build"
 
 
+@pytest.mark.slow
 def test_substitute_is_published_and_never_trusted_later(failing: Workspace) -> None:
     ws = failing
     # Only the substitutable failure: every task runs, so doit alone would exit 0.
@@ -147,6 +148,7 @@ def test_without_test_mode_the_first_failure_stops_the_run(failing: Workspace) -
     assert all(p["because"] == [] for p in data["packages"] if p["outcome"] == "notrun")
 
 
+@pytest.mark.slow
 def test_a_lock_only_run_keeps_the_last_build_summary(workspace: Workspace) -> None:
     workspace.collection(["lib-c"])
     ok(workspace.doit())
