@@ -147,6 +147,11 @@ def test_rust_extension_vendored_at_lock_built_offline_and_imported(
         } in resolved
 
         ok(ws.affineur("check"))
+        # A checkout without the tree (a fresh clone) vendors it again, to the same bytes.
+        shutil.rmtree(tree)
+        shutil.rmtree(ws.root / "build/cache")
+        ok(ws.doit(env=env))
+        assert tree_hash(tree) == crates["sha256"]
         # A changed byte in the vendored tree is caught before cargo reads it.
         lib = tree / "vendor/tinyadd-1.0.0/src/lib.rs"
         lib.write_text(lib.read_text().replace("a + b", "a - b"))

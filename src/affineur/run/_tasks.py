@@ -54,6 +54,13 @@ CLUSTER_THREADS = 32
 """doit's default -n when builds go to a cluster."""
 
 
+def crate_trees(store: Path, node: g.Node) -> list[str]:
+    """Where the node's vendored crates live (see pep517's CrateStore), when it has any."""
+    if node.crates is None or node.prebuilt:
+        return []
+    return [str(store / "crates" / node.crates.sha256)]
+
+
 def build_task_names(locked: list[LockedVariant]) -> dict[BuildKey, str]:
     """The build task of each build key: ``<variant>:<name>-<version>``.
 
@@ -174,7 +181,11 @@ class DoitTasks:
                         "name": ref.filename,
                         "doc": f"download and verify {ref.filename}",
                         "actions": [(action(checkout.download), [lv, node, ref])],
-                        "targets": [str(checkout.store.path(ref.filename))],
+                        # A missing vendored-crates tree is fetched again, like the sdist.
+                        "targets": [
+                            str(checkout.store.path(ref.filename)),
+                            *crate_trees(checkout.store.root, node),
+                        ],
                         "clean": [(checkout.clean_download, [ref.filename])],
                         "uptodate": [True],
                         "meta": {"package": {"name": node.name, "version": node.version}},
