@@ -1,12 +1,15 @@
-"""Long native builds are bounded: compilers held to the cpus a build was granted, a timeout."""
+"""Long native builds are visible and bounded: a live row per build, compilers held to the
+cpus a build was granted, a timeout."""
 
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from typing import Any
 
 from tests.ecosystem import FakeProject
+from tests.test_live import ANSI, run_in_terminal
 from tests.workspace import Workspace, ok
 
 JOB_VARIABLES = ("MAKEFLAGS", "CMAKE_BUILD_PARALLEL_LEVEL", "CARGO_BUILD_JOBS")
@@ -54,3 +57,18 @@ def test_a_build_runs_as_many_jobs_as_cpus_it_holds_and_has_a_timeout(
     assert (two["jobs"], two["timeout"]) == (2, 1234)
     # Without a timeout of its own a build gets the default, and says so.
     assert (one["jobs"], one["timeout"]) == (1, 4 * 3600)
+
+
+def test_a_running_build_shows_its_elapsed_time_and_the_last_line_of_its_log(
+    workspace: Workspace,
+) -> None:
+    assert workspace.index is not None
+    workspace.index.add(FakeProject("long-native", "1.0", build_seconds=4))
+    workspace.collection(["long-native"])
+    ok(workspace.doit("lock"))
+    status, raw = run_in_terminal(workspace, "-n", "2")
+    assert status == 0, raw[-2000:]
+    text = ANSI.sub("", raw)
+    # Its row: the task, how long it has run, and what its backend printed last.
+    row = r"cpu:long-native-1\.0\s+\d+(\.\d)?s\s+fakebackend: long-native 1\.0: building for 4\.0s"
+    assert re.search(row, text), text[-3000:]
