@@ -12,6 +12,7 @@ import pytest
 
 from affineur.cli import main
 from affineur.config import validate
+from affineur.pep517 import running_interpreter
 from tests.lockfactory import COLLECTION, graph, pkg, web_graph, write_project
 
 CUDA = 'description: cuda\npython: "3.11"\nindexes: ["http://127.0.0.1:9/simple"]\n'
@@ -163,7 +164,7 @@ def test_settings_names_the_variant_and_lists_patches(
 ) -> None:
     root = two_variants(tmp_path)
     (root / "overrides/idna.yaml").write_text(
-        "env: {IDNA_FAST: '1'}\nvariants:\n  cuda: {env: {GPU: '1'}}\n"
+        "env: {IDNA_FAST: '1'}\nvariants:\n  cuda: {env: {GPU: '1'}, timeout: 60}\n"
     )
     patches = root / "overrides/patches/idna-3.7"
     patches.mkdir(parents=True)
@@ -173,6 +174,11 @@ def test_settings_names_the_variant_and_lists_patches(
     assert "idna 3.7, variant cpu (variants/cpu.yaml)" in out
     assert "idna 3.6, variant cuda (variants/cuda.yaml)" in out
     assert "patches:  overrides/patches/idna-3.7/0001-fix.patch" in out
+    # How long a build may take, and the Python that builds it, whether set or not.
+    cpu, cuda = out.split("\n\n")
+    assert "timeout: 14400 (the default, in seconds)" in cpu
+    assert "timeout: 60.0" in cuda and "the default, in seconds" not in cuda
+    assert f"python: {running_interpreter().key()} (" in cpu
     code, out, _err = run(
         root, "settings", "IDNA", "--variant", "cuda", "--format", "json", capsys=capsys
     )

@@ -15,13 +15,16 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as dist_version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from affineur.cli._select import Names, open_names, unknown
 from affineur.errors import AffineurError, error_text
+
+if TYPE_CHECKING:
+    from affineur.config import Project, Variant
 
 __all__ = ["build_parser", "context", "main"]
 
@@ -125,7 +128,7 @@ def cmd_lock(args: argparse.Namespace) -> int:
 # --- settings ---------------------------------------------------------------------------
 
 
-def _settings_entries(args: argparse.Namespace) -> list[dict[str, Any]]:
+def _settings_entries(args: argparse.Namespace) -> tuple[list[dict[str, Any]], Project]:
     from affineur.config import effective_settings, find_patches, load_project
 
     root, names = context(args)
@@ -172,13 +175,25 @@ def _settings_entries(args: argparse.Namespace) -> list[dict[str, Any]]:
                     "settings": settings.to_json(),
                 }
             )
-    return entries
+    return entries, project
+
+
+def _python_line(variant: Variant) -> str:
+    """The interpreter the variant builds with here, or why there is none."""
+    from affineur.pep517 import interpreter_of
+
+    try:
+        found = interpreter_of(variant)
+    except AffineurError as exc:
+        return exc.message
+    return f"{found.key()} ({found.executable})"
 
 
 def cmd_settings(args: argparse.Namespace) -> int:
     from affineur.cli._output import emit_json
+    from affineur.config import DEFAULT_BUILD_TIMEOUT
 
-    entries = _settings_entries(args)
+    entries, project = _settings_entries(args)
     if args.format == "json":
         emit_json(entries, "settings")
         return 0
@@ -195,6 +210,9 @@ def cmd_settings(args: argparse.Namespace) -> int:
             changed["build_requires"] = e["settings"]["build_requires"]
         for key, value in sorted(changed.items()):
             print(f"  {key}: {json.dumps(value, sort_keys=True)}")
+        if e["settings"]["timeout"] is None:
+            print(f"  timeout: {DEFAULT_BUILD_TIMEOUT:g} (the default, in seconds)")
+        print(f"  python: {_python_line(project.variants[e['variant']])}")
         print("  (every other setting at its default; --format json shows all)")
     return 0
 
