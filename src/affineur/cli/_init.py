@@ -104,7 +104,9 @@ def _variant_text(description: str, python: str, index_url: str | None) -> str:
         )
     return (
         f"description: {json.dumps(description)}\n"
-        f"# The Python the wheels are built for (and built with).\n"
+        f"# The Python the wheels are built for (and built with): this one if it is that\n"
+        f"# version, else python{python} on PATH, under pyenv or uv; or name it:\n"
+        f"# interpreter: /path/to/python{python}\n"
         f'python: "{python}"\n'
         f"{indexes}"
     )
