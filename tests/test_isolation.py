@@ -22,7 +22,9 @@ from affineur.pep517 import (
     read_build_system,
 )
 from affineur.pep517 import _isolation as isolation
+from tests.ecosystem import FakeProject
 from tests.test_hooks import make_project
+from tests.workspace import Workspace, ok
 
 SECRET = "s3cr3t-value-that-must-not-leak"
 
@@ -247,3 +249,35 @@ def test_env_templates_expand_only_passed_variables(tmp_path: Path) -> None:
     assert info.value.hint == "add MY_TOOL_HOME to 'pass_env' in the variant"
     with pytest.raises(AffineurError, match="looks like a secret"):
         expand("${AWS_SECRET_ACCESS_KEY}", ("AWS_*",))
+
+
+def test_through_doit_a_build_sees_only_the_allow_list_and_what_the_variant_passes(
+    workspace: Workspace,
+) -> None:
+    seen = ("CMAKE_BUILD_TYPE", "CMAKE_CREDS", "MY_TOOL_HOME", "MY_TOOL_TOKEN", "OPT", "ELSE")
+    assert workspace.index is not None
+    workspace.index.add(FakeProject("env-probe", "1.0", read_env=seen))
+    workspace.variant(extra="pass_env: [MY_*]\n")
+    workspace.write("overrides/env-probe.yaml", "env:\n  OPT: '${MY_TOOL_HOME}/bin'\n")
+    workspace.collection(["env-probe"])
+    parent = {
+        "CMAKE_BUILD_TYPE": "Release",
+        "CMAKE_CREDS": SECRET,  # admitted by CMAKE_*, refused by its name
+        "MY_TOOL_HOME": "/opt/tool",
+        "MY_TOOL_TOKEN": SECRET,  # admitted by the variant's MY_*, refused by its name
+        "ELSE": "not on any list",
+    }
+    ok(workspace.doit(env=parent))
+    (wheel,) = (workspace.root / "dist/demo/cpu/files").glob("env_probe-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        env = json.loads(archive.read("env_probe/_build_env.json"))["env"]
+    assert env == {
+        "CMAKE_BUILD_TYPE": "Release",
+        "CMAKE_CREDS": None,
+        "MY_TOOL_HOME": "/opt/tool",
+        "MY_TOOL_TOKEN": None,
+        "OPT": "/opt/tool/bin",
+        "ELSE": None,
+    }
+    logs = [p.read_text() for p in (workspace.root / "build").rglob("*.log")]
+    assert logs and not [text for text in logs if SECRET in text]
