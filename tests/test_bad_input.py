@@ -9,7 +9,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +192,39 @@ CASES = [
         "overrides/lib-fast.yaml: the file is 3000000 bytes; config files are limited to",
     ),
     Hostile(
+        "yaml-nested-past-the-stack",
+        {"variants/cpu.yaml": "description: deep\nenv: " + "[" * 100_000 + "\n"},
+        ("check",),
+        "variants/cpu.yaml: nested more than 64 levels deep; refused",
+        seconds=2,
+    ),
+    Hostile(
+        "yaml-nested-deeper-than-any-config",
+        {"overrides/lib-fast.yaml": "env: " + "{a: " * 100 + "x" + "}" * 100 + "\n"},
+        ("check",),
+        "overrides/lib-fast.yaml: nested more than 64 levels deep; refused",
+    ),
+    Hostile(
+        "toml-nested-past-the-stack",
+        {"collections/demo.toml": "requirements = " + "[" * 100_000 + "\n"},
+        ("check",),
+        "collections/demo.toml: nested more than 64 levels deep; refused",
+        seconds=2,
+    ),
+    Hostile(
+        "lock-nested-past-the-stack",
+        {LOCK: "[" * 100_000 + "]" * 100_000},
+        ("check",),
+        "graph.json: nested more than 64 levels deep; refused",
+        seconds=2,
+    ),
+    Hostile(
+        "sdist-pyproject-nested-past-the-stack",
+        {"collections/demo.toml": "COLLECTION:deep-pyproject"},
+        ("doit",),
+        "pyproject.toml: nested more than 64 levels deep; refused",
+    ),
+    Hostile(
         "pass-env-names-a-secret",
         {"variants/cpu.yaml": "VARIANT\npass_env: [GITHUB_TOKEN]\n"},
         ("check",),
@@ -301,6 +334,13 @@ CASES = [
         "variants/cpu.yaml:3: sandbox.read_only.0: expected a string matching ^/",
     ),
     Hostile(
+        "publish-with-a-broken-signing-key",
+        {"signing.pem": "-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n"},
+        ("doit",),
+        "not an unencrypted PEM private key",
+        env={"AFFINEUR_SIGNING_KEY": "signing.pem"},
+    ),
+    Hostile(
         "patch-link-doit",
         {"overrides/patches/lib-fast/0001-fix.patch": _symlink_to("/etc/hostname")},
         ("doit",),
@@ -327,6 +367,10 @@ def hostile_index(fake_catalog_releases: list[BuiltRelease]) -> Iterator[FakeInd
         index.add(*fake_catalog_releases)
         # 40 MB of zeros: a 40 KB sdist, far past the default compression ratio.
         index.add(FakeProject("bomb", "1.0", extra_files={"bomb/zeros.txt": "\0" * (40 << 20)}))
+        # Nested past any limit, yet within what this test's own TOML parser survives.
+        deep = FakeProject("deep-pyproject", "1.0")
+        text = deep.pyproject_toml() + "\n[tool.deep]\nx = " + "[" * 150 + "]" * 150 + "\n"
+        index.add(replace(deep, extra_files={"pyproject.toml": text}))
         yield index
 
 

@@ -115,8 +115,10 @@ class BuildCache:
             return None
         try:
             record = entry.record()
-        except (OSError, ValueError) as exc:
-            return f"its record cannot be read ({exc})"
+        except (OSError, ValueError, RecursionError) as exc:
+            return f"its record cannot be read ({exc!r})"
+        if not isinstance(record, dict):
+            return "its record is not a JSON object"
         name, sha256, size = record.get("wheel"), record.get("sha256"), record.get("size")
         if not isinstance(name, str) or not name.endswith(".whl"):
             return "its record names no wheel"
@@ -144,7 +146,7 @@ class BuildCache:
         try:
             data = json.loads((entry.path / VERIFIED).read_text())
             return str(data["wheel"]), [int(v) for v in data["stat"]]
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
             return None
 
     def _remember(self, entry: CacheEntry, name: str, stat: list[int]) -> None:

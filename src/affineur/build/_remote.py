@@ -39,6 +39,7 @@ from affineur.build._provenance import PROVENANCE_SUFFIX, statement_bytes
 from affineur.config import RemoteCacheSetting, validate
 from affineur.errors import AffineurError
 from affineur.index import sha256_file
+from affineur.limits import TOO_DEEP, too_deep
 from affineur.progress import Notice, NullReporter, Reporter
 
 if TYPE_CHECKING:
@@ -367,6 +368,10 @@ def _dumps(data: Mapping[str, Any]) -> bytes:
 def _parse_entry(raw: bytes, *, where: str) -> dict[str, Any]:
     try:
         data = json.loads(raw)
+        if too_deep(data):
+            raise ValueError(TOO_DEEP)
+    except RecursionError:
+        raise RemoteEntryRejected(f"entry.json is {TOO_DEEP}") from None
     except ValueError as exc:
         raise RemoteEntryRejected(f"entry.json is not JSON ({exc})") from None
     try:
@@ -391,7 +396,7 @@ def _stamped_key(wheel: Path) -> str | None:
             if not names:
                 return None
             record = json.loads(zf.read(names[0]))
-    except (zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise RemoteEntryRejected(f"the wheel is not a readable zip file ({exc})") from None
+    except (zipfile.BadZipFile, ValueError, OSError, RecursionError) as exc:
+        raise RemoteEntryRejected(f"the wheel is not a readable zip file ({exc!r})") from None
     key = record.get("build_key") if isinstance(record, dict) else None
     return str(key) if key is not None else None

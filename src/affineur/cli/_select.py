@@ -102,7 +102,7 @@ def _collection_variants(path: Path) -> tuple[str, ...]:
     """A collection's variants, read leniently: a broken file is reported by 'check'."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
         return ()
     variants = data.get("variants")
     if not isinstance(variants, list):

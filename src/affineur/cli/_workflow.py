@@ -165,7 +165,7 @@ def _named_in(root: Path, key: str, collection: str | None) -> set[str]:
             continue
         try:
             items = tomllib.loads(path.read_text(encoding="utf-8")).get(key, [])
-        except (OSError, tomllib.TOMLDecodeError):
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
             continue
         for text in items if isinstance(items, list) else []:
             try:

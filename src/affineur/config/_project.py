@@ -43,6 +43,7 @@ from affineur.config._schema import (
 )
 from affineur.config._secrets import is_secret_name
 from affineur.errors import AffineurError
+from affineur.limits import TOO_DEEP, too_deep
 
 __all__ = [
     "TARGET_MARKERS",
@@ -373,6 +374,10 @@ _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column \d+\)$")
 def _parse_toml(text: str, file: str) -> tuple[object, Lines, list[AffineurError]]:
     try:
         data = tomllib.loads(text)
+        if too_deep(data):
+            raise RecursionError
+    except RecursionError:
+        return None, {}, [AffineurError(TOO_DEEP, file=file, stage="config")]
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         found = _TOML_POSITION.search(message)
@@ -420,8 +425,15 @@ def _toml_key_parts(dotted: str) -> list[str]:
     return [part.strip("\"'") for part in _TOML_KEY_PART.findall(dotted)]
 
 
+# libyaml's loader where PyYAML has it (its wheels do): the pure-Python scanner
+# costs time in proportion to tokens times flow depth, so a hostile file of deep
+# "[[[[" takes seconds before any limit can look at it; libyaml refuses such
+# nesting itself, at once.
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _parse_yaml(text: str, file: str) -> tuple[object, Lines, list[AffineurError]]:
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is not None:
@@ -430,10 +442,16 @@ def _parse_yaml(text: str, file: str) -> tuple[object, Lines, list[AffineurError
             problem = _alias_problem(node, file)
             if problem is not None:
                 return None, {}, [problem]
+            if too_deep(node, _children):
+                raise RecursionError
         data = loader.construct_document(node) if node is not None else {}
+    except RecursionError:
+        return None, {}, [AffineurError(TOO_DEEP, file=file, stage="config")]
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         detail = " ".join(str(part) for part in (exc.context, exc.problem) if part)
+        if "maximum nesting depth" in detail:  # libyaml's own limit, past ours
+            return None, {}, [AffineurError(TOO_DEEP, file=file, stage="config")]
         return (
             None,
             {},

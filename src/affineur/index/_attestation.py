@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from affineur.config import validate
 from affineur.errors import AffineurError
 from affineur.graph import FileRef, Publisher
+from affineur.limits import TOO_DEEP, too_deep
 
 if TYPE_CHECKING:
     from affineur.index._client import DistFile
@@ -64,6 +65,10 @@ def parse_provenance(
 
     try:
         data = json.loads(raw)
+        if too_deep(data):
+            raise ValueError(TOO_DEEP)
+    except RecursionError:
+        raise fail(f"the provenance is {TOO_DEEP}") from None
     except ValueError as exc:
         raise fail(f"the provenance is not JSON ({exc})") from None
     validate(data, "pep740-provenance", file=where)
@@ -74,7 +79,7 @@ def parse_provenance(
                 statement = json.loads(base64.b64decode(attestation["envelope"]["statement"]))
                 subjects = statement["subject"]
                 named = {(s["name"], s["digest"]["sha256"].lower()) for s in subjects}
-            except (ValueError, KeyError, TypeError, AttributeError):
+            except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
                 raise fail("an attestation's statement cannot be read") from None
             if (filename, sha256.lower()) not in named:
                 shown = ", ".join(f"{n} sha256 {d}" for n, d in sorted(named))

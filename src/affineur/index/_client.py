@@ -33,6 +33,7 @@ from packaging.version import InvalidVersion, Version
 from affineur.atomic import atomic_output
 from affineur.errors import AffineurError, Stage
 from affineur.index._files import SDIST_SUFFIXES, check_filename
+from affineur.limits import TOO_DEEP, too_deep
 
 if TYPE_CHECKING:
     # requests is imported when a client is made: a no-op doit loads this module
@@ -559,6 +560,14 @@ def _parse_page(page: _Page, name: str) -> list[DistFile]:
     if page.content_type.endswith("json"):
         try:
             data = json.loads(page.body)
+            if too_deep(data):
+                raise ValueError(TOO_DEEP)
+        except RecursionError:
+            raise AffineurError(
+                f"{redact_url(page.url)} sent JSON {TOO_DEEP}",
+                package=canonicalize_name(name),
+                stage="index",
+            ) from None
         except ValueError as exc:
             raise AffineurError(
                 f"{redact_url(page.url)} sent invalid JSON: {exc}",

@@ -27,6 +27,7 @@ from affineur.config import (
     validate,
 )
 from affineur.errors import AffineurError
+from affineur.limits import TOO_DEEP, too_deep
 
 __all__ = [
     "LOCK_FORMAT",
@@ -114,6 +115,15 @@ def parse_lock(raw: bytes, where: str, *, validated: bool = False) -> g.Graph:
     """
     try:
         data = json.loads(raw)
+        if too_deep(data):
+            raise RecursionError
+    except RecursionError:
+        raise AffineurError(
+            TOO_DEEP,
+            file=where,
+            stage="lock",
+            hint="restore it from git, or delete it and run 'doit lock'",
+        ) from None
     except ValueError as exc:
         raise AffineurError(
             f"not valid JSON ({exc})",
@@ -166,7 +176,7 @@ def lock_is_fresh(project: Project, collection: Collection, variant: Variant) ->
     try:
         with path.open("rb") as fh:
             data = json.load(fh)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return False
     return bool(data.get("input_hash") == input_hash(project, collection, variant))
 

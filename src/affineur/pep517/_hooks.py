@@ -36,6 +36,7 @@ from pyproject_hooks import (
 )
 
 from affineur.errors import AffineurError, Stage
+from affineur.limits import TOO_DEEP, too_deep
 from affineur.pep517._isolation import isolate_command
 from affineur.pep517._pyproject import BuildSystem
 from affineur.pep517._sandbox import SANDBOX_FAILED, Confinement, sandbox_command
@@ -323,12 +324,20 @@ class _HookServer:
                 if not chunk:
                     raise HookProcessFailed(self._exit_status())
                 self._pending += chunk
+                if len(self._pending) > _MAX_ANSWER:
+                    raise _bad_answer(f"more than {_MAX_ANSWER >> 20} MB")
+            line, _, self._pending = self._pending.partition(b"\n")
+            try:
+                answer = json.loads(line)
+                if too_deep(answer) or not isinstance(answer, dict):
+                    raise ValueError(TOO_DEEP)
+            except (ValueError, RecursionError):
+                raise _bad_answer("not the answer of a hook") from None
         except BaseException:
             if self.process.poll() is None:
                 _kill_group(self.process)
             raise
-        line, _, self._pending = self._pending.partition(b"\n")
-        return json.loads(line)
+        return answer
 
     def close(self) -> None:
         """Let the process end (its request pipe closes), and make sure it did."""
@@ -341,6 +350,18 @@ class _HookServer:
             _kill_group(self.process)
         finally:
             _forget(self.process, self._scratch)
+
+
+# A hook's answer is a file name or a list of requirements; the process runs the
+# backend's code, which could write anything to the answer pipe.
+_MAX_ANSWER = 16 << 20
+
+
+def _bad_answer(what: str) -> AffineurError:
+    return AffineurError(
+        f"the hook process answered {what}; something in the build wrote to its answer pipe",
+        stage="hook",
+    )
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:

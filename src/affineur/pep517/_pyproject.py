@@ -23,6 +23,7 @@ from tomlkit.exceptions import TOMLKitError
 
 from affineur.config import BuildRequiresOverride
 from affineur.errors import AffineurError
+from affineur.limits import TOO_DEEP, too_deep
 
 __all__ = [
     "LEGACY_BUILD_SYSTEM",
@@ -67,8 +68,12 @@ def read_build_system(source_dir: Path) -> BuildSystem:
     pyproject = source_dir / "pyproject.toml"
     try:
         data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+        if too_deep(data):
+            raise RecursionError
     except FileNotFoundError:
         return LEGACY_BUILD_SYSTEM
+    except RecursionError:
+        raise AffineurError(TOO_DEEP, file=str(pyproject), stage="build-env") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise AffineurError(f"invalid TOML: {exc}", file=str(pyproject), stage="build-env") from exc
     table = data.get("build-system")
@@ -161,6 +166,8 @@ def write_build_system(source_dir: Path, build_system: BuildSystem) -> None:
     path = source_dir / "pyproject.toml"
     try:
         document = tomlkit.parse(path.read_text()) if path.exists() else tomlkit.document()
+    except RecursionError:
+        raise AffineurError(f"cannot edit {path}: {TOO_DEEP}", stage="patch") from None
     except TOMLKitError as exc:
         raise AffineurError(f"cannot edit {path}: {exc}", stage="patch") from None
     table = document.get("build-system")
