@@ -42,6 +42,7 @@ from affineur.pep517 import (
     hook_environment,
     read_build_system,
     running_interpreter,
+    rust_build,
     safe_extract,
     unpack_limits,
 )
@@ -185,12 +186,6 @@ class Discoverer:
     ) -> HookCaller:
         tree = self.workdir / "src"
         root = next((p for p in (source, *source.parents) if p.parent == tree), source)
-        confinement = confine(
-            self.sandbox,
-            writable=[root, home.parent, *([outdir] if outdir else [])],
-            read_only=[env.path, *(Path(p) for p in self.interpreter.prefixes)],
-            hidden=self.hidden,
-        )
         variables = hook_environment(
             base=self.base_env,
             package_env=settings.env,
@@ -202,6 +197,24 @@ class Discoverer:
             home=home,
             tmpdir=home.parent,
             pass_env=settings.pass_env,
+        )
+        # A Rust backend's hooks look for cargo (maturin asks for a Rust installer when it
+        # finds none): they see the toolchain the build will use, offline.
+        rust = rust_build(
+            name, source, home.parent, vendored=None, crates=None,
+            path=variables.get("PATH", ""), required=False,
+        )  # fmt: skip
+        if rust is not None:
+            variables.update(rust.env)
+        confinement = confine(
+            self.sandbox,
+            writable=[root, home.parent, *([outdir] if outdir else [])],
+            read_only=[
+                env.path,
+                *(Path(p) for p in self.interpreter.prefixes),
+                *(rust.read_only if rust else ()),
+            ],
+            hidden=self.hidden,
         )
         return HookCaller(
             source,

@@ -394,18 +394,22 @@ def rust_build(
     work: Path,
     *,
     vendored: g.VendoredCrates | None,
-    crates: CrateStore,
+    crates: CrateStore | None,
     path: str,
+    required: bool = True,
 ) -> RustBuild | None:
     """The offline cargo setup of one build, or None for a source without Rust.
 
     ``work`` is the build's own writable folder (its CARGO_HOME goes there);
     ``path`` the PATH the build would otherwise have, which the toolchain's bin
-    is put in front of.
+    is put in front of. Discovery passes ``required=False``: a host without Rust
+    still locks, and the build says what is missing.
     """
     if vendored is None and not _has_cargo_manifest(source):
         return None
     toolchain = rust_toolchain()
+    if toolchain is None and not required:
+        return None
     if toolchain is None:
         raise AffineurError(
             "this sdist holds Rust code, and no Rust toolchain is on PATH",
@@ -417,7 +421,7 @@ def rust_build(
     home = work / "cargo-home"
     read_only: list[Path] = [toolchain.sysroot]
     record: dict[str, Any] = {"rust": toolchain.versions()}
-    if vendored is not None:
+    if vendored is not None and crates is not None:
         tree = crates.verified(name, vendored)
         cargo_home(home, tree)
         read_only.append(tree)
