@@ -45,6 +45,8 @@ from affineur.build._verify import check_wheel_record, verify_wheel
 from affineur.build._wheel import BUILD_RECORD, canonical_json, finish_wheel
 from affineur.config import DEFAULT_BUILD_TIMEOUT, Evidence, SandboxSetting, Settings
 from affineur.errors import AffineurError
+from affineur.hooks import BuildRequest as PluginBuild
+from affineur.hooks import PrepareRequest, load_hooks
 from affineur.index import SdistStore, requires_dist, sha256_file
 from affineur.pep517 import (
     SOURCE_DATE_EPOCH_FLOOR,
@@ -334,6 +336,9 @@ class Builder:
         try:
             source_root = safe_extract(sdist, work / "src", unpack_limits(request.settings))
             self._apply_patches(request.patches, source_root, log)
+            hooks = load_hooks(request.settings.plugin) if request.settings.plugin else None
+            if hooks is not None:
+                hooks.prepare(PrepareRequest(node.name, node.version, source_root, log))
             source = (
                 source_root / request.settings.build_dir
                 if request.settings.build_dir
@@ -409,7 +414,20 @@ class Builder:
             with caller.session():
                 asked = caller.get_requires_for_build_wheel(config)
                 self._check_requires_drift(asked, node, request.target, caller.host_tools())
-                wheel = caller.build_wheel(out, config)
+                if hooks is None:
+                    wheel = caller.build_wheel(out, config)
+                else:
+                    wheel = hooks.build(
+                        PluginBuild(
+                            node.name,
+                            node.version,
+                            source,
+                            out,
+                            variables,
+                            log,
+                            default=lambda: caller.build_wheel(out, config),
+                        )
+                    )
             verify_wheel(wheel, node, request.target)
             problems = (
                 check_requires_dist(requires_dist(wheel), node, graph.nodes, request.target)

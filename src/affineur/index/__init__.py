@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     )
     from affineur.index._files import SDIST_SUFFIXES, check_filename, sha256_file
     from affineur.index._git import GitSource, git_archive_name, is_local_repository
+    from affineur.index._plugin import PluginFetcher, check_plugin_archive, plugin_archive_name
     from affineur.index._sources import UrlSource, source_url
     from affineur.index._store import Fetcher, SdistStore
     from affineur.index._upstream import UpstreamWheels
@@ -58,6 +59,7 @@ __getattr__, __dir__ = lazy_exports(
         ),
         "_files": ("SDIST_SUFFIXES", "check_filename", "sha256_file"),
         "_git": ("GitSource", "git_archive_name", "is_local_repository"),
+        "_plugin": ("PluginFetcher", "check_plugin_archive", "plugin_archive_name"),
         "_sources": ("UrlSource", "source_url"),
         "_store": ("Fetcher", "SdistStore"),
         "_upstream": ("UpstreamWheels",),
@@ -80,6 +82,7 @@ __all__ = [
     "Fetcher",
     "GitSource",
     "IndexClient",
+    "PluginFetcher",
     "SdistStore",
     "UpstreamWheels",
     "UrlSource",
@@ -87,6 +90,7 @@ __all__ = [
     "best_wheel",
     "check_attestation",
     "check_filename",
+    "check_plugin_archive",
     "dist_info_dir",
     "git_archive_name",
     "is_local_repository",
@@ -95,6 +99,7 @@ __all__ = [
     "parse_html_page",
     "parse_json_page",
     "parse_provenance",
+    "plugin_archive_name",
     "python_allows",
     "read_metadata",
     "record_hash",

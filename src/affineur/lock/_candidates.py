@@ -14,6 +14,7 @@ package's build requirements and so goes through the
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -26,6 +27,7 @@ from packaging.version import Version
 from affineur import graph as g
 from affineur.config import Settings
 from affineur.errors import AffineurError
+from affineur.hooks import load_hooks
 from affineur.index import DistFile, python_allows, redact_url, source_url
 from affineur.lock._gitsource import git_location, git_versions
 from affineur.lock._metadata import metadata_version, requires_dist, static_requires_dist
@@ -232,10 +234,9 @@ class IndexCandidates:
             )
         found = metadata_version(raw_meta)
         if found is None or found != pkg.version:
-            assert pkg.git is not None
+            where = f"{pkg.git.ref} ({pkg.git.commit[:12]})" if pkg.git else "the fetched source"
             raise AffineurError(
-                f"the project at {pkg.git.ref} ({pkg.git.commit[:12]}) says it is version "
-                f"{found}, not {pkg.version}",
+                f"the project at {where} says it is version {found}, not {pkg.version}",
                 package=pkg.name,
                 version=str(pkg.version),
                 stage="resolve",
@@ -246,6 +247,25 @@ class IndexCandidates:
 
     def sdist(self, pkg: Package, files: Sequence[DistFile] | None = None) -> LocalSdist:
         """The package's sdist on this machine, fetched on first use."""
+        if pkg.sdist is not None:
+            return pkg.sdist
+        if pkg.settings.plugin:
+            try:
+                hooks = load_hooks(pkg.settings.plugin)
+            except AffineurError as exc:
+                raise dataclasses.replace(exc, package=pkg.name) from None
+
+            def default() -> LocalSdist:
+                return self._default_sdist(pkg, files)
+
+            local = self.index.sdist_from_plugin(pkg.name, str(pkg.version), hooks, default)
+            if local is not pkg.sdist:
+                pkg.git = None  # the plugin's own archive: whatever default() fetched is not it
+            pkg.sdist = local
+            return local
+        return self._default_sdist(pkg, files)
+
+    def _default_sdist(self, pkg: Package, files: Sequence[DistFile] | None) -> LocalSdist:
         if pkg.sdist is not None:
             return pkg.sdist
         if pkg.settings.git and not pkg.settings.prebuilt:

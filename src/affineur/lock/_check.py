@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
@@ -24,11 +25,19 @@ from packaging.version import InvalidVersion, Version
 from affineur.config import Project, load_project
 from affineur.errors import AffineurError
 from affineur.graph import BUILD_REQ_TYPES, Graph, Node, build_order, install_closure
+from affineur.hooks import ENTRY_POINT_GROUP, plugin_names
 from affineur.index import SDIST_SUFFIXES, check_filename, git_archive_name, sha256_file
 from affineur.lock._files import LockPaths, find_locks, lock_is_fresh, read_lock
 from affineur.pep517 import changed_tools, choose_sandbox, interpreter_of, tree_hash
 
-__all__ = ["CheckReport", "LockState", "LockStatus", "SandboxStatus", "check_project"]
+__all__ = [
+    "CheckReport",
+    "LockState",
+    "LockStatus",
+    "SandboxStatus",
+    "check_project",
+    "plugin_problems",
+]
 
 LockState = Literal["ok", "stale", "missing", "invalid", "orphan", "unchecked"]
 
@@ -150,6 +159,16 @@ def _file_identity(filename: str, wheel: bool) -> tuple[str, Version] | None:
         return None
 
 
+def _same_release(named: Version, version: str) -> bool:
+    """A file's version is the node's, or the node's with a local label.
+
+    A site plugin's archive is stored as ``name-1.0+plugin.<hash>``: the label
+    keeps it apart from the sdist it replaces (see ``plugin_archive_name``).
+    """
+    wanted = Version(version)
+    return named == wanted or (named.local is not None and Version(named.public) == wanted)
+
+
 def _node_problems(key: str, node: Node, graph: Graph, store: Path | None) -> list[str]:
     """A node's file, edges and build environment checked against itself (offline)."""
     problems = []
@@ -169,7 +188,7 @@ def _node_problems(key: str, node: Node, graph: Graph, store: Path | None) -> li
                 identity = (node.name, Version(node.version)) if ref.filename == expected else None
             if identity is None:
                 problems.append(f"{key}: {ref.filename!r} is not the name of an {kind}")
-            elif identity[0] != node.name or identity[1] != Version(node.version):
+            elif identity[0] != node.name or not _same_release(identity[1], node.version):
                 problems.append(
                     f"{key}: its {kind} {ref.filename} is a file of {identity[0]} {identity[1]}"
                 )
@@ -268,6 +287,32 @@ def _host_tool_warnings(graph: Graph, path: str | None) -> tuple[str, ...]:
     return tuple(warnings)
 
 
+def plugin_problems(project: Project) -> list[str]:
+    """Every override that names an ``affineur.hooks`` plugin this environment lacks.
+
+    Checked up front, by ``affineur check`` and before a lock starts, so a typo
+    is one line, not a failure halfway through a lock or a build.
+    """
+    named: list[tuple[str, tuple[str, ...], str]] = []
+    for _name, override in sorted(project.overrides.items()):
+        where = override.file.relative_to(project.root).as_posix()
+        raw = override.raw
+        blocks: list[tuple[tuple[str, ...], Mapping[str, Any]]] = [((), raw)]
+        blocks += [(("variants", v), b) for v, b in raw.get("variants", {}).items()]
+        blocks += [(("versions", v), b) for v, b in raw.get("versions", {}).items()]
+        named += [(where, at, b["plugin"]) for at, b in blocks if b.get("plugin")]
+    if not named:
+        return []
+    installed = set(plugin_names())
+    others = f" (installed: {', '.join(sorted(installed))})" if installed else ""
+    return [
+        f"{where}: {'.'.join((*at, 'plugin'))}: no '{ENTRY_POINT_GROUP}' plugin named "
+        f"{plugin!r} is installed{others}"
+        for where, at, plugin in named
+        if plugin not in installed
+    ]
+
+
 def _check_locks(project: Project) -> list[LockStatus]:
     statuses = []
     expected: set[tuple[str, str]] = set()
@@ -324,6 +369,7 @@ def check_project(root: Path) -> CheckReport:
             )
         return CheckReport(_error_lines(exc), tuple(locks))
     pythons, missing = _pythons(project)
+    missing = (*plugin_problems(project), *missing)
     return CheckReport(missing, tuple(_check_locks(project)), tuple(_sandboxes(project)), pythons)
 
 

@@ -38,6 +38,7 @@ from affineur.config import (
     effective_settings,
     target_environment,
 )
+from affineur.errors import AffineurError
 from affineur.index import IndexClient, SdistStore, UpstreamWheels
 from affineur.lock._assemble import assemble
 from affineur.lock._buildenv import (
@@ -47,6 +48,7 @@ from affineur.lock._buildenv import (
     UpstreamDiscoveryWheels,
 )
 from affineur.lock._candidates import IndexCandidates, SettingsFn
+from affineur.lock._check import plugin_problems
 from affineur.lock._discovery import BuildRequirements, Discoverer
 from affineur.lock._files import LockPaths, input_hash, read_lock, write_lock
 from affineur.lock._moves import explain_moves
@@ -275,6 +277,14 @@ def lock(
     ``python`` names on this machine), and upstream wheels are chosen for its tags.
     """
     reporter = reporter or NullReporter()
+    missing = plugin_problems(project)
+    if missing:
+        raise AffineurError(
+            missing[0] if len(missing) == 1 else "overrides name plugins that are not installed",
+            causes=tuple(missing) if len(missing) > 1 else (),
+            stage="config",
+            hint="install the distribution that provides the plugin into affineur's environment",
+        )
     interpreter = interpreter or interpreter_of(variant)
     paths = LockPaths.of(project.root, collection.name, variant.name)
     previous = previous_locks(project, collection, variant)

@@ -9,8 +9,9 @@ metadata and graph assembly run with no network and no file system.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
@@ -19,16 +20,20 @@ from packaging.utils import NormalizedName
 from packaging.version import Version
 
 from affineur import graph as g
+from affineur.hooks import FetchRequest, PluginHooks
 from affineur.index import (
     DistFile,
     Fetcher,
     GitSource,
     IndexClient,
+    PluginFetcher,
     SdistStore,
     UpstreamWheels,
     UrlSource,
     attested_by,
+    check_plugin_archive,
     git_archive_name,
+    plugin_archive_name,
     redact_url,
     sha256_file,
 )
@@ -84,6 +89,16 @@ class LockIndex(Protocol):
 
     def sdist_from_url(self, name: NormalizedName, url: str, sha256: str | None) -> LocalSdist:
         """The sdist at ``url``; held to ``sha256`` when a previous lock recorded one."""
+        ...
+
+    def sdist_from_plugin(
+        self,
+        name: NormalizedName,
+        version: str,
+        hooks: PluginHooks,
+        default: Callable[[], LocalSdist],
+    ) -> LocalSdist:
+        """The archive a site plugin fetches; ``default`` is the fetch it replaces."""
         ...
 
     def sdist_from_git(
@@ -189,6 +204,32 @@ class NetworkIndex:
         git = g.GitRef(redact_url(url), ref, commit)
         # An archive already in the store must be this one: ensure() says so if not.
         return self._local(name, dest.name, sha256, GitSource(name, version, url, ref, commit)), git
+
+    def sdist_from_plugin(
+        self,
+        name: NormalizedName,
+        version: str,
+        hooks: PluginHooks,
+        default: Callable[[], LocalSdist],
+    ) -> LocalSdist:
+        made: list[LocalSdist] = []
+
+        def run_default() -> Path:
+            made.append(default())
+            return made[-1].path
+
+        self.store.root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".plugin-", dir=self.store.root) as tmp:
+            got = hooks.fetch(FetchRequest(name, version, Path(tmp), run_default))
+            if made and got == made[-1].path:
+                return made[-1]
+            check_plugin_archive(hooks, name, version, got)
+            sha256 = sha256_file(got)
+            filename = plugin_archive_name(hooks.name, name, version, got.name, sha256)
+            dest = self.store.path(filename)
+            if not dest.exists():
+                shutil.copyfile(got, dest)
+        return self._local(name, filename, sha256, PluginFetcher(hooks, name, version, self.client))
 
     def _local(self, name: str, filename: str, sha256: str, fetcher: Fetcher) -> LocalSdist:
         path = self.store.ensure(name, filename, sha256, fetcher)

@@ -318,12 +318,24 @@ class Checkout:
             self._interpreters[variant.name] = interpreter_of(variant)
         return self._interpreters[variant.name]
 
+    def node_tools(self, variant: Variant, node: g.Node) -> Mapping[str, str]:
+        """The host tools one build can use, with the site plugin that builds it."""
+        # An upstream wheel taken as it is used no compiler of ours.
+        if node.prebuilt:
+            return {}
+        plugin = self.settings(variant, node).plugin
+        if not plugin:
+            return self.tool_versions
+        # A new release of the site's plugin rebuilds what it builds, like a new compiler.
+        from affineur.hooks import load_hooks
+
+        return {**self.tool_versions, f"plugin {plugin}": load_hooks(plugin).origin}
+
     def inputs(self, variant: Variant, node: g.Node) -> BuildInputs:
         return BuildInputs(
             settings=self.settings(variant, node).to_json(),
             patches=patch_hashes(self.root, self.patches(variant, node)),
-            # An upstream wheel taken as it is used no compiler of ours.
-            host_tools={} if node.prebuilt else self.tool_versions,
+            host_tools=self.node_tools(variant, node),
             sbom=sbom_key_input(variant.evidence),
             python="" if node.prebuilt else self.interpreter(variant).key(),
         )
@@ -390,7 +402,7 @@ class Checkout:
             patches=self.patches(lv.variant, node),
             env_wheels=[self.wheel_of(lv.keys[k]) for k in node.build_env],
             network_isolation=lv.variant.network_isolation,
-            host_tools=self.tool_versions,
+            host_tools=self.node_tools(lv.variant, node),
             sandbox=lv.variant.sandbox,
             evidence=lv.variant.evidence,
             env_keys=[lv.keys[k] for k in node.build_env],
@@ -643,6 +655,12 @@ class Checkout:
                 canonicalize_name(node.name), node.version, url or node.git.url,
                 node.git.ref, node.git.commit,
             )  # fmt: skip
+        if settings.plugin and not node.prebuilt:
+            from affineur.hooks import load_hooks
+            from affineur.index import PluginFetcher
+
+            hooks = load_hooks(settings.plugin)
+            fetcher = PluginFetcher(hooks, canonicalize_name(node.name), node.version, fetcher)
         path = self.store.ensure(node.name, ref.filename, ref.sha256, fetcher)
         if node.crates is not None and not node.prebuilt:
             self._vendor(lv.variant, node, path)
