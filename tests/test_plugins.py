@@ -15,6 +15,10 @@ import os
 import zipfile
 from pathlib import Path
 
+import pytest
+
+from affineur.errors import AffineurError
+from affineur.hooks import BuildRequest, FetchRequest, PluginHooks, load_hooks, plugin_names
 from affineur.index import sha256_file
 from tests.workspace import Workspace, ok
 
@@ -89,6 +93,7 @@ def install_site_plugin(folder: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_a_site_plugin_fetches_prepares_and_builds_one_package(
     cold_workspace: Workspace, tmp_path: Path
 ) -> None:
@@ -139,3 +144,70 @@ def test_a_site_plugin_fetches_prepares_and_builds_one_package(
     archive.unlink()
     ok(ws.doit("download", env=env))
     assert sha256_file(archive) == node["sdist"]["sha256"]
+
+
+def build_request(tmp_path: Path, default: object) -> BuildRequest:
+    return BuildRequest(
+        "shared",
+        "2.0",
+        tmp_path,
+        tmp_path,
+        {},
+        tmp_path / "log",
+        default=default,  # type: ignore[arg-type]
+    )
+
+
+def test_plugins_are_found_by_entry_point_and_a_missing_one_is_one_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(install_site_plugin(tmp_path / "site")))
+    load_hooks.cache_clear()
+    try:
+        assert {"broken", "vendor"} <= set(plugin_names())
+        hooks = load_hooks("vendor")
+        assert hooks.origin == "site-hooks 1.0"
+        with pytest.raises(AffineurError) as caught:
+            load_hooks("vendro")
+        assert caught.value.message == "no 'affineur.hooks' plugin named 'vendro' is installed"
+        assert caught.value.hint is not None and "vendor" in caught.value.hint
+        # Broken has no fetch: the default step runs.
+        fetched = tmp_path / "shared-2.0.tar.gz"
+        request = FetchRequest("shared", "2.0", tmp_path, lambda: fetched)
+        assert load_hooks("broken").fetch(request) == fetched
+    finally:
+        load_hooks.cache_clear()
+
+
+def test_a_plugin_error_names_the_plugin_and_the_default_error_stays_as_it_is(
+    tmp_path: Path,
+) -> None:
+    class Raises:
+        def build(self, request: BuildRequest) -> Path:
+            raise ValueError("no signing key")
+
+    class CallsDefault:
+        def build(self, request: BuildRequest) -> Path:
+            return request.default()
+
+    class ReturnsText:
+        def build(self, request: BuildRequest) -> str:
+            return "a.whl"
+
+    with pytest.raises(AffineurError) as caught:
+        PluginHooks("signer", Raises()).build(build_request(tmp_path, lambda: tmp_path))
+    error = caught.value
+    assert error.message == "plugin signer: build failed: ValueError: no signing key"
+    assert (error.package, error.version, error.stage) == ("shared", "2.0", "build")
+
+    hook_failed = AffineurError("build_wheel failed", stage="hook")
+
+    def failing_default() -> Path:
+        raise hook_failed
+
+    with pytest.raises(AffineurError) as caught:
+        PluginHooks("calls", CallsDefault()).build(build_request(tmp_path, failing_default))
+    assert caught.value is hook_failed
+
+    with pytest.raises(AffineurError, match="plugin text: build returned str, not a path"):
+        PluginHooks("text", ReturnsText()).build(build_request(tmp_path, lambda: tmp_path))
