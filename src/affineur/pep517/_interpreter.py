@@ -16,6 +16,8 @@ None is an error naming what to install.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -27,10 +29,12 @@ import sysconfig
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from packaging.tags import Tag, compatible_tags, cpython_tags, generic_tags, platform_tags, sys_tags
 from packaging.version import InvalidVersion, Version
 
+from affineur.atomic import write_atomic
 from affineur.config import Variant
 from affineur.errors import AffineurError
 
@@ -133,15 +137,19 @@ def find_interpreter(
     variant: str = "",
     where: str = "",
     environ: Mapping[str, str] | None = None,
+    memo: Path | None = None,
 ) -> Interpreter:
     """The interpreter a variant whose target is ``python`` (``X.Y``) builds with.
 
     ``variant`` and ``where`` (its file) only shape the error a user reads.
+    ``memo`` (a JSON file) remembers what each binary said, by its real path,
+    size and modification time: a process start per run costs more than a no-op
+    ``doit`` may take.
     """
     environ = os.environ if environ is None else environ
     named = f"variant {variant!r}" if variant else "the variant"
     if explicit is not None:
-        found = _probe(str(Path(explicit).expanduser()))
+        found = _probe(str(Path(explicit).expanduser()), memo)
         if found is None:
             raise AffineurError(
                 f"{named} names the interpreter {explicit}, which does not run",
@@ -164,7 +172,7 @@ def find_interpreter(
     ours = running_interpreter()
     if ours.series == python:
         return ours
-    return _search(python, tuple(sorted(_search_environ(environ).items())), named, where)
+    return _search(python, tuple(sorted(_search_environ(environ).items())), named, where, memo)
 
 
 def _search_environ(environ: Mapping[str, str]) -> dict[str, str]:
@@ -174,14 +182,18 @@ def _search_environ(environ: Mapping[str, str]) -> dict[str, str]:
 
 @functools.cache
 def _search(
-    python: str, environ_items: tuple[tuple[str, str], ...], named: str, where: str
+    python: str,
+    environ_items: tuple[tuple[str, str], ...],
+    named: str,
+    where: str,
+    memo: Path | None,
 ) -> Interpreter:
     """Asked once per process per series: each candidate costs a process start."""
     environ = dict(environ_items)
     looked: list[str] = []
     for candidate in _candidates(python, environ):
         looked.append(candidate)
-        found = _probe(candidate)
+        found = _probe(candidate, memo)
         if found is not None and found.series == python:
             return found
     raise AffineurError(
@@ -199,7 +211,9 @@ def _search(
 
 def _candidates(python: str, environ: Mapping[str, str]) -> Iterator[str]:
     on_path = shutil.which(f"python{python}", path=environ.get("PATH", os.defpath))
-    if on_path:
+    # A version manager's shim (pyenv's, asdf's) picks its Python anew at every start,
+    # slowly, so no memo can stand for it: the installations it picks from come next.
+    if on_path and Path(on_path).parent.name != "shims":
         yield on_path
     home = Path(environ.get("HOME") or Path.home())
     roots = [Path(environ["PYENV_ROOT"])] if environ.get("PYENV_ROOT") else []
@@ -232,9 +246,40 @@ def _newest_first(folder: Path, pattern: str, python: str, version_at: int = 0) 
             yield str(binary)
 
 
-def _probe(executable: str) -> Interpreter | None:
-    """Ask ``executable`` what it is; None when it does not run (a pyenv shim of a
-    version not selected here fails, and the search goes on)."""
+def _probe(executable: str, memo: Path | None = None) -> Interpreter | None:
+    """What ``executable`` is, from ``memo`` while the binary is unchanged, else asked."""
+    try:
+        real = Path(executable).resolve(strict=True)
+        info = real.stat()
+    except OSError:
+        return None
+    stamp = [str(real), info.st_size, info.st_mtime_ns]
+    known = _read_memo(memo).get(executable) if memo is not None else None
+    if known is not None and known.get("stamp") == stamp:
+        try:
+            data = known["interpreter"]
+            return Interpreter(**{**data, "prefixes": tuple(data["prefixes"])})
+        except (KeyError, TypeError):
+            pass
+    found = _ask(executable)
+    if found is not None and memo is not None:
+        entries = _read_memo(memo)
+        entries[executable] = {"stamp": stamp, "interpreter": dataclasses.asdict(found)}
+        with contextlib.suppress(OSError):
+            write_atomic(memo, json.dumps(entries, indent=1, sort_keys=True))
+    return found
+
+
+def _read_memo(memo: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(memo.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _ask(executable: str) -> Interpreter | None:
+    """Ask ``executable`` what it is; None when it does not run."""
     try:
         done = subprocess.run(
             [executable, "-I", "-c", _QUERY],
@@ -280,13 +325,14 @@ def _same_file(a: str, b: str) -> bool:
         return False
 
 
-def interpreter_of(variant: Variant) -> Interpreter:
+def interpreter_of(variant: Variant, memo: Path | None = None) -> Interpreter:
     """The interpreter ``variant`` builds with (an error naming the fix when there is none)."""
     return find_interpreter(
         variant.python,
         explicit=variant.interpreter,
         variant=variant.name,
         where=_shown(variant.file),
+        memo=memo,
     )
 
 

@@ -315,7 +315,9 @@ class Checkout:
     def interpreter(self, variant: Variant) -> Interpreter:
         """The Python the variant builds with; an error naming the fix when there is none."""
         if variant.name not in self._interpreters:
-            self._interpreters[variant.name] = interpreter_of(variant)
+            self._interpreters[variant.name] = interpreter_of(
+                variant, memo=self.build_dir / "interpreters.json"
+            )
         return self._interpreters[variant.name]
 
     def node_tools(self, variant: Variant, node: g.Node) -> Mapping[str, str]:
