@@ -187,3 +187,47 @@ def test_a_variant_whose_python_is_missing_is_refused_in_one_line(
     result = workspace.doit("lock")
     assert result.returncode != 0
     assert f"its interpreter {fake} is Python {running_interpreter().version}" in result.stderr
+
+
+def test_the_search_finds_pyenv_and_uv_installations_newest_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if running_interpreter().series in ("3.12", "3.13"):
+        pytest.skip("the running Python is found before any search")
+    real = _pythons("3.12", "3.13")
+    # pyenv's layout, two releases of 3.12 (both the machine's 3.12, by link).
+    pyenv = tmp_path / "pyenv"
+    for release in ("3.12.1", "3.12.10", "3.12-dev"):
+        (pyenv / "versions" / release / "bin").mkdir(parents=True)
+        (pyenv / "versions" / release / "bin/python3.12").symlink_to(real["3.12"].executable)
+    # uv's layout for 3.13; a shims folder on PATH that must be passed over.
+    uv = tmp_path / "uv" / "cpython-3.13.0-linux-x86_64-gnu" / "bin"
+    uv.mkdir(parents=True)
+    (uv / "python3.13").symlink_to(real["3.13"].executable)
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    (shims / "python3.12").write_text("#!/bin/sh\nexit 1\n")
+    (shims / "python3.12").chmod(0o755)
+    environ = {
+        "PATH": str(shims),
+        "PYENV_ROOT": str(pyenv),
+        "HOME": str(tmp_path / "home"),
+        "UV_PYTHON_INSTALL_DIR": str(tmp_path / "uv"),
+    }
+    memo = tmp_path / "interpreters.json"
+    found = find_interpreter("3.12", environ=environ, memo=memo)
+    assert found.executable == str(pyenv / "versions/3.12.10/bin/python3.12")
+    assert found.key() == real["3.12"].key()
+    assert find_interpreter("3.13", environ=environ).key() == real["3.13"].key()
+    with pytest.raises(AffineurError) as missing:
+        find_interpreter("3.12", environ={**environ, "PYENV_ROOT": str(tmp_path / "none")})
+    assert "no Python 3.12 was found" in missing.value.message
+
+    # Remembered: the binary is not asked again while it is unchanged.
+    import affineur.pep517._interpreter as module
+
+    def refuse(executable: str) -> None:
+        raise AssertionError(f"{executable} was started again")
+
+    monkeypatch.setattr(module, "_ask", refuse)
+    assert module._probe(found.executable, memo) == found
