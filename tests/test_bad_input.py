@@ -265,6 +265,27 @@ CASES = [
         seconds=5,
     ),
     Hostile(
+        "lock-is-a-fifo",
+        {LOCK: lambda path: (path.unlink(), os.mkfifo(path))},
+        ("check",),
+        "lock/demo/cpu/graph.json: is not a regular file",
+        seconds=5,
+    ),
+    Hostile(
+        "lock-links-to-an-endless-device",
+        {LOCK: lambda path: (path.unlink(), path.symlink_to("/dev/zero"))},
+        ("check",),
+        "lock/demo/cpu/graph.json: is not a regular file",
+        seconds=5,
+    ),
+    Hostile(
+        "lock-is-a-fifo-doit",
+        {LOCK: lambda path: (path.unlink(), os.mkfifo(path))},
+        ("doit",),
+        "lock/demo/cpu/graph.json: is not a regular file",
+        seconds=60,
+    ),
+    Hostile(
         "lock-sha256-not-hex",
         {LOCK: _edit_lock(_set("lib-fast==1.0", "sdist", "sha256", "Z" * 64))},
         ("check",),

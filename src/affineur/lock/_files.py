@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,6 +137,31 @@ def parse_lock(raw: bytes, where: str, *, validated: bool = False) -> g.Graph:
     return g.from_data(data)
 
 
+# Far above any real lock (ten thousand packages take some tens of MB), far below
+# what would make reading one a way to exhaust memory.
+MAX_LOCK_BYTES = 256 << 20
+
+
+def _read_lock_bytes(path: Path) -> bytes:
+    """The bytes of a lock file, refusing what is no file (a FIFO would block the
+    read forever, ``/dev/zero`` would never end it) or is too large to be a lock."""
+    info = path.stat()
+    problem = None
+    if not stat.S_ISREG(info.st_mode):
+        problem = "is not a regular file"
+    elif info.st_size > MAX_LOCK_BYTES:
+        problem = f"is {info.st_size} bytes; a lock is limited to {MAX_LOCK_BYTES} bytes"
+    if problem is not None:
+        raise AffineurError(
+            problem,
+            file=str(path),
+            stage="lock",
+            hint="restore it from git, or delete it and run 'doit lock'",
+        )
+    with path.open("rb") as stream:
+        return stream.read(MAX_LOCK_BYTES + 1)
+
+
 def read_lock(path: Path, *, memo: Path | None = None) -> g.Graph | None:
     """The lock at ``path`` (None when there is none), checked against its schema.
 
@@ -144,7 +170,7 @@ def read_lock(path: Path, *, memo: Path | None = None) -> g.Graph | None:
     bytes and this exact schema, and done again only when either changes.
     """
     try:
-        raw = path.read_bytes()
+        raw = _read_lock_bytes(path)
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -174,11 +200,12 @@ def read_locks(root: Path) -> dict[LockId, g.Graph]:
 def lock_is_fresh(project: Project, collection: Collection, variant: Variant) -> bool:
     path = LockPaths.of(project.root, collection.name, variant.name).graph
     try:
-        with path.open("rb") as fh:
-            data = json.load(fh)
-    except (OSError, ValueError, RecursionError):
+        data = json.loads(_read_lock_bytes(path))
+    except (OSError, ValueError, RecursionError, AffineurError):
         return False
-    return bool(data.get("input_hash") == input_hash(project, collection, variant))
+    return isinstance(data, dict) and data.get("input_hash") == input_hash(
+        project, collection, variant
+    )
 
 
 def write_lock(graph: g.Graph, paths: LockPaths) -> None:
