@@ -99,6 +99,7 @@ class SourceWheels:
                 sdist=sdist.ref,
                 edges=tuple(build_edges(build, env, envs.policy.environment)) if env else (),
                 build_env=tuple(g.node_key(n, str(v)) for n, v in members),
+                crates=sdist.crates,
             )
             made = (node, self.builds.wheel(node, built, self.target))
         finally:
