@@ -271,3 +271,33 @@ def test_a_crate_the_registry_cannot_give_fails_the_lock_in_one_line(
     assert "crates_index" in result.stderr  # the hint
     assert "Traceback" not in result.stderr
     assert not (ws.root / "lock/demo/cpu/graph.json").exists()
+
+
+def test_rust_source_without_a_toolchain_fails_the_build_with_the_way_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from affineur.pep517 import _rust
+
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "Cargo.toml").write_text('[package]\nname = "x"\nversion = "0.1.0"\n')
+    monkeypatch.setattr(_rust, "rust_toolchain", lambda: None)
+    with pytest.raises(AffineurError) as info:
+        _rust.rust_build("x", source, tmp_path, vendored=None, crates=None, path="/usr/bin")
+    assert info.value.stage == "build-env"
+    assert "prebuilt: true" in (info.value.hint or "")
+    # Discovery goes on without one: the build is where it must be there.
+    got = _rust.rust_build(
+        "x", source, tmp_path, vendored=None, crates=None, path="/usr/bin", required=False
+    )
+    assert got is None
+
+
+def test_a_build_without_the_vendored_tree_says_how_to_get_it(tmp_path: Path) -> None:
+    from affineur.pep517 import CrateStore
+
+    store = CrateStore(tmp_path / "crates")
+    with pytest.raises(AffineurError) as info:
+        store.verified("rust-adder", g.VendoredCrates("d" * 64, ()))
+    assert info.value.stage == "download"
+    assert "doit download" in (info.value.hint or "")
