@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from affineur.index import (
     redact_url,
     usable_files,
 )
+from affineur.index import _client as client_module
 
 JSON = "application/vnd.pypi.simple.v1+json"
 
@@ -589,3 +592,43 @@ def test_falls_back_to_pips_own_default() -> None:
     url = default_index_url({"PIP_CONFIG_FILE": os.devnull})
     assert url == PyPI.simple_url.rstrip("/")
     assert not url.endswith("/")
+
+
+def test_a_download_stops_at_the_size_the_index_declared(server: Server, tmp_path: Path) -> None:
+    data = os.urandom(3 << 20)
+    served = served_file(server, "demo-1.0.tar.gz", data)
+    declared = replace(served, size=1 << 20)
+    c, _ = client(server.url)
+    with pytest.raises(AffineurError) as err:
+        c.download(declared, tmp_path)
+    assert err.value.message == (
+        "demo-1.0.tar.gz: the server sent more than the 1048576 bytes the index declares; "
+        "nothing was kept"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_endless_download_or_page_is_cut_off(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(client_module, "_MAX_DOWNLOAD_BYTES", 2 << 20)
+    monkeypatch.setattr(client_module, "_MAX_PAGE_BYTES", 2 << 20)
+
+    def endless(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", JSON)
+        handler.end_headers()
+        with contextlib.suppress(OSError):
+            while True:
+                handler.wfile.write(b" " * 65536)
+
+    server.routes["/f/demo-1.0.tar.gz"] = endless
+    server.routes["/simple/demo/"] = endless
+    f = make_file(canonicalize_name("demo"), "demo-1.0.tar.gz", server.url + "/f/demo-1.0.tar.gz")
+    assert f is not None
+    c, _ = client(server.url + "/simple")
+    with pytest.raises(AffineurError, match="more than the 2097152 bytes the index allows"):
+        c.download(f, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(AffineurError, match="the page is larger than 2097152 bytes; refused"):
+        c.project_files("demo")

@@ -59,6 +59,12 @@ _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # A Retry-After longer than this is not "a moment": waiting would look like a hang.
 _MAX_RETRY_AFTER = 30.0
 _CHUNK = 1 << 20
+# A simple-API page is some KB to a few MB (projects with thousands of files);
+# an index that sends more is broken or hostile and must not fill memory.
+_MAX_PAGE_BYTES = 256 << 20
+# A download stops at the size the index declared; without one, at this. The
+# largest wheels (CUDA builds of torch) are a few GB.
+_MAX_DOWNLOAD_BYTES = 16 << 30
 _T = TypeVar("_T")
 
 
@@ -471,8 +477,21 @@ class IndexClient:
                         package=file.project,
                         stage="download",
                     )
+                limit = file.size if file.size is not None else _MAX_DOWNLOAD_BYTES
+                received = 0
                 try:
                     for chunk in response.iter_content(_CHUNK):
+                        received += len(chunk)
+                        if received > limit:
+                            said = "declares" if file.size is not None else "allows"
+                            raise AffineurError(
+                                f"{file.filename}: the server sent more than the "
+                                f"{limit} bytes the index {said}; nothing was kept",
+                                package=file.project,
+                                stage="download",
+                                hint=f"downloaded from {redact_url(file.url)}: "
+                                "the index or a proxy is broken, or hostile",
+                            )
                         digest.update(chunk)
                         out.write(chunk)
                 except _transient() as exc:
@@ -515,7 +534,18 @@ class IndexClient:
             if response.status_code in (404, 410):
                 return None
             try:
-                body = response.content
+                parts, received = [], 0
+                for chunk in response.iter_content(_CHUNK):
+                    received += len(chunk)
+                    if received > _MAX_PAGE_BYTES:
+                        raise AffineurError(
+                            f"{redact_url(url)}: the page is larger than {_MAX_PAGE_BYTES} "
+                            "bytes; refused",
+                            stage=stage,
+                            hint="is this URL a simple repository index (ending in /simple)?",
+                        )
+                    parts.append(chunk)
+                body = b"".join(parts)
             except _transient() as exc:
                 raise _Retryable(f"connection lost mid-body ({type(exc).__name__})") from exc
             content_type = response.headers.get("Content-Type", "")
