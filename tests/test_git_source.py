@@ -62,7 +62,8 @@ def make_repository(root: Path, version: str = "1.0", tag: str | None = "v1.0") 
     repo = root / "gitpkg"
     repo.mkdir()
     git(repo, "init", "-q")
-    FakeProject("gitpkg", version).write_source_tree(repo / "python")
+    scm_version = "SETUPTOOLS_SCM_PRETEND_VERSION_FOR_GITPKG"
+    FakeProject("gitpkg", version, read_env=(scm_version,)).write_source_tree(repo / "python")
     (repo / "README").write_text("the Python project lives in python/\n")
     (repo / "python" / "run.sh").write_text("#!/bin/sh\n")
     (repo / "python" / "run.sh").chmod(0o755)
@@ -124,6 +125,14 @@ def test_git_source_with_submodule_and_build_dir_end_to_end(
     (wheel,) = (ws.root / "dist" / "demo" / "cpu" / "files").glob("gitpkg-*.whl")
     with zipfile.ZipFile(wheel) as zf:
         assert zf.read("gitpkg/vendored/data.txt") == b"from the submodule\n"
+        # No .git in the archive: setuptools-scm is told the version instead.
+        seen = json.loads(zf.read("gitpkg/_build_env.json"))["env"]
+        assert seen == {"SETUPTOOLS_SCM_PRETEND_VERSION_FOR_GITPKG": "1.0"}
+        sbom = zf.read("gitpkg-1.0.dist-info/sboms/affineur.cdx.json").decode()
+    assert f"git+{repo}@{commit}" in sbom
+    statement = json.loads(wheel.with_name(wheel.name + ".provenance.json").read_text())
+    resolved = statement["predicate"]["buildDefinition"]["resolvedDependencies"]
+    assert {"gitCommit": commit} in [r["digest"] for r in resolved]
     assert "ok" in ok(ws.affineur("check")).stdout
 
     # A changed archive is caught by check, before any build trusts it.

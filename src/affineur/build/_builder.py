@@ -43,7 +43,13 @@ from affineur.build._provenance import (
 from affineur.build._sbom import SBOM_MEMBER, BuiltFrom, EnvWheel, sbom_document
 from affineur.build._verify import check_wheel_record, verify_wheel
 from affineur.build._wheel import BUILD_RECORD, canonical_json, finish_wheel
-from affineur.config import DEFAULT_BUILD_TIMEOUT, Evidence, SandboxSetting, Settings
+from affineur.config import (
+    DEFAULT_BUILD_TIMEOUT,
+    Evidence,
+    SandboxSetting,
+    Settings,
+    source_env,
+)
 from affineur.errors import AffineurError
 from affineur.hooks import BuildRequest as PluginBuild
 from affineur.hooks import PrepareRequest, load_hooks
@@ -365,7 +371,11 @@ class Builder:
             tmp.mkdir()
             variables = hook_environment(
                 base=request.base_env,
-                package_env={**parallel_jobs_env(request.jobs), **request.settings.env},
+                package_env={
+                    **source_env(request.settings, node.name, node.version),
+                    **parallel_jobs_env(request.jobs),
+                    **request.settings.env,
+                },
                 name=node.name,
                 version=node.version,
                 source_date_epoch=epoch,
@@ -449,6 +459,7 @@ class Builder:
                 "build_env": sorted(node.build_env),
                 "variant": request.variant,
                 "source_date_epoch": epoch,
+                **({"git": g.node_data(node)["git"]} if node.git else {}),
             }
             sbom = sbom_document(
                 BuiltFrom(
@@ -462,6 +473,7 @@ class Builder:
                     variant=request.variant,
                     source_date_epoch=epoch,
                     crates=node.crates.crates if node.crates else (),
+                    git=(node.git.url, node.git.commit) if node.git else None,
                 ),
                 request.evidence,
             )

@@ -107,6 +107,18 @@ def provenance_statement(wheel: str, sha256: str, facts: BuildFacts) -> dict[str
     if facts.source_attestation:
         source["annotations"]["publisher_attestation"] = dict(facts.source_attestation)
     resolved: list[dict[str, Any]] = [source]
+    git = node.get("git")
+    if git:
+        # The archive is made from this commit: the repository is where it can be
+        # checked, by its commit hash (in-toto's "gitCommit" digest).
+        resolved.append(
+            {
+                "name": f"{git['url']}@{git['ref']}",
+                "uri": f"git+{git['url']}@{git['commit']}",
+                "digest": {"gitCommit": git["commit"]},
+                "annotations": {"role": "source-repository"},
+            }
+        )
     resolved += [
         {
             "name": f"overrides/patches/{path}",

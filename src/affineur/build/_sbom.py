@@ -95,6 +95,8 @@ class BuiltFrom:
     source_date_epoch: int
     crates: Sequence[Crate] = ()
     """Rust crates vendored into the build: compiled into the wheel, so shipped with it."""
+    git: tuple[str, str] | None = None
+    """(repository URL, commit) when the source archive was made from git."""
 
 
 def _purl(name: str, version: str, qualifiers: Mapping[str, str] | None = None) -> Any:
@@ -106,7 +108,14 @@ def _purl(name: str, version: str, qualifiers: Mapping[str, str] | None = None) 
 def sbom_document(built: BuiltFrom, evidence: Evidence) -> bytes:
     """The CycloneDX JSON of one wheel (UTF-8 bytes, newline-terminated)."""
     # Imported here: only a build writes SBOMs, and a no-op doit must stay quick.
-    from cyclonedx.model import HashAlgorithm, HashType, Property, XsUri
+    from cyclonedx.model import (
+        ExternalReference,
+        ExternalReferenceType,
+        HashAlgorithm,
+        HashType,
+        Property,
+        XsUri,
+    )
     from cyclonedx.model.bom import Bom, BomMetaData
     from cyclonedx.model.component import (
         Component,
@@ -131,7 +140,27 @@ def sbom_document(built: BuiltFrom, evidence: Evidence) -> bytes:
         bom_ref=f"sdist:{built.sdist_filename}",
         purl=_purl(built.name, built.version, {"file_name": built.sdist_filename}),
         hashes=sha256(built.sdist_sha256),
-        description="the source distribution this wheel was built from",
+        description=(
+            "the source distribution this wheel was built from"
+            if built.git is None
+            else "an archive of the git commit this wheel was built from"
+        ),
+        external_references=(
+            [
+                ExternalReference(
+                    type=ExternalReferenceType.VCS,
+                    url=XsUri(f"git+{built.git[0]}@{built.git[1]}"),
+                    comment=f"commit {built.git[1]}",
+                )
+            ]
+            if built.git is not None
+            else []
+        ),
+        properties=(
+            [Property(name="affineur:git_commit", value=built.git[1])]
+            if built.git is not None
+            else []
+        ),
     )
     patch_files = [
         Component(

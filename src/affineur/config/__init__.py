@@ -42,6 +42,7 @@ if TYPE_CHECKING:
         expand_env,
         expand_template,
         lock_meaning,
+        source_env,
     )
 
 # Each name loads its module on first use (see affineur._lazy).
@@ -85,6 +86,7 @@ __getattr__, __dir__ = lazy_exports(
             "expand_env",
             "expand_template",
             "lock_meaning",
+            "source_env",
         ),
     },
 )
@@ -128,6 +130,7 @@ __all__ = [
     "patch_hashes",
     "remove_requirement",
     "schemas_dir",
+    "source_env",
     "target_environment",
     "validate",
 ]

@@ -36,6 +36,7 @@ __all__ = [
     "expand_env",
     "expand_template",
     "lock_meaning",
+    "source_env",
 ]
 
 BUILD_ONLY_FIELDS = frozenset({"env", "resources", "changelog", "timeout"})
@@ -160,6 +161,19 @@ def effective_settings(
     if parsed is not None:
         changelog += _changelog_for(parsed, layers)
     return merged.settings(tuple(changelog))
+
+
+def source_env(settings: Settings, name: str, version: str) -> dict[str, str]:
+    """Variables a package's source needs from where it came from.
+
+    An archive made from git has no ``.git``: setuptools-scm (and hatch-vcs,
+    which uses it) could not find the version it would have read from the tag,
+    so it is told the version the lock gives the package.
+    """
+    if not settings.git:
+        return {}
+    dist = re.sub(r"[-_.]+", "_", name).upper()
+    return {f"SETUPTOOLS_SCM_PRETEND_VERSION_FOR_{dist}": version}
 
 
 def lock_meaning(raw: Mapping[str, Any], variant: str | None = None) -> dict[str, Any]:

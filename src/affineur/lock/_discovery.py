@@ -27,7 +27,7 @@ from packaging.utils import NormalizedName
 from packaging.version import Version
 
 from affineur.atomic import write_atomic
-from affineur.config import SandboxSetting, Settings
+from affineur.config import SandboxSetting, Settings, source_env
 from affineur.pep517 import (
     SOURCE_DATE_EPOCH_FLOOR,
     BuildEnvironment,
@@ -188,7 +188,7 @@ class Discoverer:
         root = next((p for p in (source, *source.parents) if p.parent == tree), source)
         variables = hook_environment(
             base=self.base_env,
-            package_env=settings.env,
+            package_env={**source_env(settings, name, str(version)), **settings.env},
             name=name,
             version=str(version),
             source_date_epoch=int(
