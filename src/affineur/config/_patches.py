@@ -21,17 +21,22 @@ __all__ = ["find_patches", "patch_file_problem", "patch_hashes"]
 
 
 @functools.cache
-def _folders(base: Path) -> tuple[Path, ...]:
-    # Listed once per process: doit loads a task per package, and each one asks.
-    return tuple(sorted(f for f in base.iterdir() if f.is_dir())) if base.is_dir() else ()
+def _folders(base: Path) -> tuple[tuple[Path, str], ...]:
+    """Each patch folder with its name canonicalized.
+
+    Listed once per process: doit loads a task per package, and each one asks.
+    """
+    if not base.is_dir():
+        return ()
+    return tuple((f, canonicalize_name(f.name)) for f in sorted(base.iterdir()) if f.is_dir())
 
 
 @functools.cache
 def _find(root: Path, name: str, version: str, variant: str) -> tuple[Path, ...]:
     canonical = canonicalize_name(name)
     folders: list[Path] = []
-    for folder in _folders(root / "overrides" / "patches"):
-        if canonicalize_name(folder.name) == canonical or (
+    for folder, folder_name in _folders(root / "overrides" / "patches"):
+        if folder_name == canonical or (
             folder.name.endswith(f"-{version}")
             and canonicalize_name(folder.name[: -len(version) - 1]) == canonical
         ):

@@ -298,10 +298,20 @@ class Checkout:
 
     # --- stage 2 ------------------------------------------------------------
 
+    _settings: dict[tuple[str, str, str], Settings] = field(
+        default_factory=dict, init=False, repr=False
+    )
+
     def settings(self, variant: Variant, node: g.Node) -> Settings:
-        return effective_settings(
-            variant=variant, override=self.project.override_for(node.name), version=node.version
-        )
+        # Asked for each package by its build key, its download, build and publish
+        # tasks and its resources: merged once per run, not once per asker.
+        key = (variant.name, node.name, node.version)
+        found = self._settings.get(key)
+        if found is None:
+            found = self._settings[key] = effective_settings(
+                variant=variant, override=self.project.override_for(node.name), version=node.version
+            )
+        return found
 
     def patches(self, variant: Variant, node: g.Node) -> list[Path]:
         return find_patches(self.root, node.name, node.version, variant.name)
