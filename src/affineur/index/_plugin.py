@@ -81,6 +81,6 @@ class PluginFetcher:
             got = self.hooks.fetch(FetchRequest(self.project, self.version, Path(tmp), default))
             check_plugin_archive(self.hooks, self.project, self.version, got)
             # Named as the lock names it; the store then holds it to the lock's hash.
-            target = dest / file.filename
-            shutil.copyfile(got, target)
-            return target
+            part = Path(tmp) / ".part"
+            shutil.copyfile(got, part)
+            return part.replace(dest / file.filename)

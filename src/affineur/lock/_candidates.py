@@ -249,6 +249,10 @@ class IndexCandidates:
         """The package's sdist on this machine, fetched on first use."""
         if pkg.sdist is not None:
             return pkg.sdist
+        if isinstance(self.hook, _NoHook) and (pkg.settings.plugin or pkg.settings.git):
+            # Looking ahead, in another thread: a clone or a site plugin's fetch runs
+            # once, when the lock itself asks, never twice at the same time.
+            raise NeedsHook(f"{pkg.name}=={pkg.version}")
         if pkg.settings.plugin:
             try:
                 hooks = load_hooks(pkg.settings.plugin)

@@ -228,7 +228,9 @@ class NetworkIndex:
             filename = plugin_archive_name(hooks.name, name, version, got.name, sha256)
             dest = self.store.path(filename)
             if not dest.exists():
-                shutil.copyfile(got, dest)
+                # Whole or not at all: the store never shows a half-copied file.
+                shutil.copyfile(got, Path(tmp) / ".part")
+                (Path(tmp) / ".part").replace(dest)
         return self._local(name, filename, sha256, PluginFetcher(hooks, name, version, self.client))
 
     def _local(self, name: str, filename: str, sha256: str, fetcher: Fetcher) -> LocalSdist:
