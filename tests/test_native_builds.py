@@ -4,9 +4,12 @@ cpus a build was granted, a timeout."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import zipfile
 from typing import Any
+
+import pytest
 
 from tests.ecosystem import FakeProject
 from tests.test_live import ANSI, run_in_terminal
@@ -34,31 +37,41 @@ def test_a_build_runs_as_many_jobs_as_cpus_it_holds_and_has_a_timeout(
     workspace: Workspace,
 ) -> None:
     assert workspace.index is not None
-    for name in ("native-two", "native-one", "native-own"):
-        workspace.index.add(FakeProject(name, "1.0", read_env=JOB_VARIABLES))
-    workspace.collection(["native-two", "native-one", "native-own"])
-    workspace.write("overrides/native-two.yaml", "resources: {cpu: 2}\ntimeout: 1234\n")
+    cpus = os.cpu_count() or 1
+    names = ("native-all", "native-all-b", "native-one", "native-own")
+    for name in names:
+        workspace.index.add(FakeProject(name, "1.0", read_env=JOB_VARIABLES, build_seconds=1))
+    workspace.collection(list(names))
+    # Two builds that each hold every cpu of the machine.
+    for name in ("native-all", "native-all-b"):
+        workspace.write(f"overrides/{name}.yaml", f"resources: {{cpu: {cpus}}}\ntimeout: 1234\n")
     # An env the package (or its variant) sets wins over the count derived from its resources.
     workspace.write("overrides/native-own.yaml", "env: {MAKEFLAGS: -j7}\n")
     ok(workspace.doit("-n", "2"))
 
-    assert _seen(workspace, "native_two") == {
-        "MAKEFLAGS": "-j2",
-        "CMAKE_BUILD_PARALLEL_LEVEL": "2",
-        "CARGO_BUILD_JOBS": "2",
-    }
+    for package in ("native_all", "native_all_b"):
+        assert _seen(workspace, package) == {
+            "MAKEFLAGS": f"-j{cpus}",
+            "CMAKE_BUILD_PARALLEL_LEVEL": str(cpus),
+            "CARGO_BUILD_JOBS": str(cpus),
+        }
     assert _seen(workspace, "native_one") == {
         "MAKEFLAGS": "-j1",
         "CMAKE_BUILD_PARALLEL_LEVEL": "1",
         "CARGO_BUILD_JOBS": "1",
     }
     assert _seen(workspace, "native_own")["MAKEFLAGS"] == "-j7"
-    two, one = _record(workspace, "native-two"), _record(workspace, "native-one")
-    assert (two["jobs"], two["timeout"]) == (2, 1234)
+    first, second = _record(workspace, "native-all"), _record(workspace, "native-all-b")
+    assert (first["jobs"], first["timeout"]) == (cpus, 1234)
+    # With -n 2 they still ran one after the other: never twice the machine's compilers.
+    spans = sorted((r["started"], r["started"] + r["seconds"]) for r in (first, second))
+    assert spans[0][1] <= spans[1][0], spans
     # Without a timeout of its own a build gets the default, and says so.
+    one = _record(workspace, "native-one")
     assert (one["jobs"], one["timeout"]) == (1, 4 * 3600)
 
 
+@pytest.mark.slow
 def test_a_running_build_shows_its_elapsed_time_and_the_last_line_of_its_log(
     workspace: Workspace,
 ) -> None:

@@ -113,6 +113,7 @@ def _record(ws: Workspace, variant: str, name: str) -> dict[str, Any]:
     raise AssertionError(f"no record of {name} for {variant}")
 
 
+@pytest.mark.slow
 def test_one_doit_builds_wheels_for_each_variants_python(
     workspace: Workspace, tmp_path: Path
 ) -> None:
@@ -183,10 +184,10 @@ def test_a_variant_whose_python_is_missing_is_refused_in_one_line(
     # An interpreter named by path must be the version the variant names.
     fake = tmp_path / "python3.99"
     fake.symlink_to(running_interpreter().executable)
-    workspace.variant("old", f'python: "3.99"\ninterpreter: {str(fake)!r}\n')
-    result = workspace.doit("lock")
-    assert result.returncode != 0
-    assert f"its interpreter {fake} is Python {running_interpreter().version}" in result.stderr
+    with pytest.raises(AffineurError) as wrong:
+        find_interpreter("3.99", explicit=str(fake), variant="old")
+    assert f"its interpreter {fake} is Python {running_interpreter().version}" in str(wrong.value)
+    assert wrong.value.key_path == ("interpreter",)
 
 
 def test_the_search_finds_pyenv_and_uv_installations_newest_first(
