@@ -18,9 +18,12 @@ from pathlib import Path
 
 import pytest
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
-from affineur.index import GitSource, sha256_file
+from affineur.errors import AffineurError, error_text
+from affineur.index import GitSource, is_local_repository, sha256_file
 from affineur.lock import check_project
+from affineur.lock._gitsource import git_versions
 from tests.ecosystem import FakeProject
 from tests.workspace import Workspace, make_workspace, ok
 
@@ -67,6 +70,7 @@ def make_repository(root: Path, version: str = "1.0", tag: str | None = "v1.0") 
     (repo / "README").write_text("the Python project lives in python/\n")
     (repo / "python" / "run.sh").write_text("#!/bin/sh\n")
     (repo / "python" / "run.sh").chmod(0o755)
+    (repo / "python" / "run-link.sh").symlink_to("run.sh")
     git(repo, "submodule", "add", "-q", str(sub), "python/gitpkg/vendored")
     git(repo, "add", ".")
     git(repo, "commit", "-q", "-m", "release")
@@ -92,6 +96,8 @@ def test_two_clones_make_the_same_archive(tmp_path: Path) -> None:
     assert list(members) == sorted(members)
     assert members["gitpkg-1.0/python/run.sh"].mode == 0o755
     assert members["gitpkg-1.0/README"].mode == 0o644
+    assert members["gitpkg-1.0/python/run-link.sh"].issym()
+    assert members["gitpkg-1.0/python/run-link.sh"].linkname == "run.sh"
     assert {m.mtime for m in members.values()} == {1704164645}  # the commit's time
     assert {(m.uid, m.gid, m.uname) for m in members.values()} == {(0, 0, "")}
     # Pinned to the commit, the same bytes again (how the build stage re-creates it).
@@ -206,3 +212,38 @@ def test_git_and_download_source_together_is_a_config_error(tmp_path: Path) -> N
     ws.collection(["gitpkg==1.0"])
     report = check_project(ws.root)
     assert any("'git' and 'download_source' both say where" in p for p in report.problems())
+
+
+@pytest.mark.parametrize(
+    ("ref", "pins", "expected"),
+    [
+        ("v1.2.0", None, ["1.2.0"]),
+        ("release-2.1", None, ["2.1"]),
+        ("refs/tags/gitpkg-3.0rc1", None, ["3.0rc1"]),
+        ("v${version}", ["1.0", "1.1"], ["1.0", "1.1"]),
+        ("0123456789abcdef0123456789abcdef01234567", ["1.0"], ["1.0"]),
+        ("main", ["2.0"], ["2.0"]),
+    ],
+)
+def test_the_version_comes_from_the_ref_or_the_pin(
+    ref: str, pins: list[str] | None, expected: list[str]
+) -> None:
+    found = git_versions(
+        canonicalize_name("gitpkg"),
+        {"url": "/x", "ref": ref},
+        [Version(p) for p in pins] if pins is not None else None,
+    )
+    assert found == [Version(v) for v in expected]
+
+
+def test_credentials_in_a_repository_url_never_reach_an_error(tmp_path: Path) -> None:
+    url = "https://builder:s3cret-token@127.0.0.1:9/team/gitpkg.git"
+    source = GitSource(canonicalize_name("gitpkg"), "1.0", url, "v1.0")
+    with pytest.raises(AffineurError) as caught:
+        source.checkout(tmp_path)
+    shown = error_text(caught.value)
+    assert "s3cret-token" not in shown
+    assert "https://127.0.0.1:9/team/gitpkg.git" in shown
+    assert not is_local_repository(url)
+    assert is_local_repository(str(tmp_path)) and is_local_repository(tmp_path.as_uri())
+    assert not is_local_repository("git@example.invalid:team/gitpkg.git")
