@@ -221,6 +221,13 @@ def test_json_of_why_tree_check_and_duplicates(
     check = as_json(out, "check")
     assert code == 2 and check["ok"] is False  # the factory's lock hash is not the config's
     assert check["locks"][0]["state"] == "stale"
+    assert check["pythons"] == [
+        {
+            "variant": "cpu",
+            "python": running_interpreter().key(),
+            "executable": running_interpreter().executable,
+        }
+    ]
 
     code, out, _ = run(root, "why", "--duplicates", "--format", "json", capsys=capsys)
     (dup,) = as_json(out, "duplicates")

@@ -368,6 +368,10 @@ def cmd_check(args: argparse.Namespace) -> int:
                     {"variant": s.variant, "sandbox": s.sandbox, "detail": s.detail}
                     for s in report.sandboxes
                 ],
+                "pythons": [
+                    {"variant": p.variant, "python": p.python, "executable": p.executable}
+                    for p in report.pythons
+                ],
             },
             "check",
         )

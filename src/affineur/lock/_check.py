@@ -90,12 +90,24 @@ class SandboxStatus:
 
 
 @dataclass(frozen=True)
+class PythonStatus:
+    """The interpreter a variant builds with on this machine."""
+
+    variant: str
+    python: str
+    executable: str
+
+    def line(self) -> str:
+        return f"python    {self.variant}: {self.python} ({self.executable})"
+
+
+@dataclass(frozen=True)
 class CheckReport:
     config_problems: tuple[str, ...]
     locks: tuple[LockStatus, ...]
     sandboxes: tuple[SandboxStatus, ...] = ()
-    pythons: tuple[str, ...] = ()
-    """``python    <variant>: <interpreter>`` for each variant whose Python was found."""
+    pythons: tuple[PythonStatus, ...] = ()
+    """The interpreter of each built variant whose Python was found."""
 
     @property
     def ok(self) -> bool:
@@ -109,7 +121,7 @@ class CheckReport:
             out.append(status.line())
             out += status.attested_lines()
             out += status.host_tool_lines()
-        return out + [s.line() for s in self.sandboxes] + list(self.pythons)
+        return out + [s.line() for s in self.sandboxes] + [p.line() for p in self.pythons]
 
     def problems(self) -> list[str]:
         found = (s for s in self.locks if s.state not in ("ok", "unchecked"))
@@ -373,12 +385,13 @@ def check_project(root: Path) -> CheckReport:
     return CheckReport(missing, tuple(_check_locks(project)), tuple(_sandboxes(project)), pythons)
 
 
-def _pythons(project: Project) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def _pythons(project: Project) -> tuple[tuple[PythonStatus, ...], tuple[str, ...]]:
     """Each built variant's interpreter on this machine, and those that are missing.
 
     A missing one fails the check: its variant cannot be built here, and building
     it with another Python would give wheels for the wrong one."""
-    found, missing = [], []
+    found: list[PythonStatus] = []
+    missing: list[str] = []
     built = {v for c in project.collections.values() for v in c.variants}
     for name, variant in sorted(project.variants.items()):
         if name not in built:
@@ -388,7 +401,7 @@ def _pythons(project: Project) -> tuple[tuple[str, ...], tuple[str, ...]]:
         except AffineurError as exc:
             missing.append(f"{exc.one_line()}; {exc.hint}" if exc.hint else exc.one_line())
             continue
-        found.append(f"python    {name}: {interpreter.key()} ({interpreter.executable})")
+        found.append(PythonStatus(name, interpreter.key(), interpreter.executable))
     return tuple(found), tuple(missing)
 
 
