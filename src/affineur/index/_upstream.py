@@ -87,10 +87,14 @@ class UpstreamWheels:
     def _pip_wheel(self, name: str, version: Version, dest: Path) -> Path:
         dest.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
+            # pip runs itself under the variant's Python (--python): that Python
+            # need not have pip of its own, and its wheel is the one built.
+            python = [] if self.python == sys.executable else ["--python", self.python]
             cmd = [
-                self.python,
+                sys.executable,
                 "-m",
                 "pip",
+                *python,
                 "wheel",
                 "--no-deps",
                 "--quiet",
