@@ -112,3 +112,31 @@ def s3() -> Iterator[S3Server]:
 
 
 # --- end of remote storage --------------------------------------------------------------------
+
+
+# --- Rust (tests/ecosystem/cargo.py) ------------------------------------------------------------
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+RUST_BACKEND = ("setuptools", "setuptools-rust", "semantic-version")
+"""A real Rust build backend and what it needs, taken as upstream wheels."""
+
+
+@pytest.fixture(scope="session")
+def rust_backend_wheels(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """setuptools-rust and what it needs, as upstream wheels, through pip's own configuration."""
+    dest = tmp_path_factory.mktemp("rust-backend")
+    pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
+    done = subprocess.run(
+        [*pip, f"--dest={dest}", *RUST_BACKEND],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"setuptools-rust is not reachable through pip: {done.stderr[-300:]}")
+    return sorted(dest.glob("*.whl"))
+
+
+# --- end of Rust ---------------------------------------------------------------------------------

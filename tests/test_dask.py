@@ -24,7 +24,9 @@ from affineur.errors import AffineurError
 from affineur.run._dask import dask_resources
 from affineur.run._scheduler import Demand
 from tests.ecosystem import FakeIndex, FakeProject
+from tests.ecosystem.cargo import FakeCrateRegistry, tinyadd
 from tests.storage import S3Server
+from tests.test_rust import import_rust_adder, needs_rust, rust_workspace
 from tests.workspace import Workspace, make_workspace, ok
 
 BUCKET = "cluster-cache"
@@ -261,3 +263,34 @@ def test_ctrl_c_cancels_the_builds_on_the_cluster(
     assert "cancelling 1 build(s)" in output
     wait_for(lambda: processing(cluster, "endless") is None, 30, "the task to go")
     wait_for(lambda: not any(alive(b) for b in backends), 30, "the build process to die")
+
+
+@needs_rust
+@pytest.mark.slow
+def test_a_rust_extension_builds_on_the_cluster_with_its_vendored_crates(
+    tmp_path: Path,
+    empty_fake_index: FakeIndex,
+    s3: S3Server,
+    cluster: Any,
+    rust_backend_wheels: list[Path],
+) -> None:
+    with FakeCrateRegistry() as registry:
+        registry.add(tinyadd())
+        ws, env = rust_workspace(tmp_path, empty_fake_index, registry, rust_backend_wheels)
+        bucket = f"{BUCKET}-rust"
+        s3.client().create_bucket(Bucket=bucket)
+        ws.variant(
+            extra=s3.variant_setting(bucket)
+            + f"executor: dask://{address(cluster)}\n"
+            + f"crates_index: {json.dumps(registry.url)}\n"
+        )
+        ok(ws.doit("lock", env=env))
+        asked = len(registry.requests)
+        done = ok(ws.doit(env={**env, **s3.env}))
+        # The worker got the vendored tree through the remote cache, not from the registry.
+        assert registry.requests[asked:] == []
+    assert "rust_adder" in built_on(done.stdout + done.stderr)
+    (wheel,) = (ws.root / "dist/demo/cpu/files").glob("rust_adder-*.whl")
+    total, probe = import_rust_adder(wheel, tmp_path / "installed")
+    assert total == 42
+    assert str(probe).startswith("failed"), probe

@@ -39,23 +39,6 @@ needs_rust = pytest.mark.skipif(rust_toolchain() is None, reason="needs a Rust t
 BACKEND = ("setuptools", "setuptools-rust", "semantic-version")
 
 
-@pytest.fixture(scope="session")
-def rust_backend_wheels(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    """setuptools-rust and what it needs, as upstream wheels, through pip's own configuration."""
-    dest = tmp_path_factory.mktemp("rust-backend")
-    pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
-    done = subprocess.run(
-        [*pip, f"--dest={dest}", *BACKEND],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"setuptools-rust is not reachable through pip: {done.stderr[-300:]}")
-    return sorted(dest.glob("*.whl"))
-
-
 def _index_file(wheel: Path) -> IndexFile:
     name, version, _, _ = parse_wheel_filename(wheel.name)
     data = wheel.read_bytes()
@@ -64,9 +47,11 @@ def _index_file(wheel: Path) -> IndexFile:
     )
 
 
-def _rust_workspace(
+def rust_workspace(
     tmp_path: Path, index: FakeIndex, registry: FakeCrateRegistry, wheels: list[Path]
 ) -> tuple[Workspace, dict[str, str]]:
+    """A checkout locking ``rust-adder`` with setuptools-rust (prebuilt) and the registry's
+    crates; the variables its doit runs need."""
     cargo_home = tmp_path / "cargo-home"
     sdist = write_rust_sdist(tmp_path / "published", registry, cargo_home)
     index.add(IndexFile("rust-adder", "1.0", sdist.name, sdist.read_bytes()))
@@ -81,7 +66,8 @@ def _rust_workspace(
     return ws, {"CARGO_HOME": str(cargo_home)}
 
 
-def _import(wheel: Path, where: Path) -> list[object]:
+def import_rust_adder(wheel: Path, where: Path) -> list[object]:
+    """Unpack the wheel and import it: ``[add(2, 40), the build script's network probe]``."""
     with zipfile.ZipFile(wheel) as zf:
         zf.extractall(where)
     code = "import json, rust_adder as r; print(json.dumps([r.add(2, 40), r.probe()]))"
@@ -104,7 +90,7 @@ def test_rust_extension_vendored_at_lock_built_offline_and_imported(
 ) -> None:
     with FakeCrateRegistry() as registry:
         registry.add(tinyadd())
-        ws, env = _rust_workspace(tmp_path, empty_fake_index, registry, rust_backend_wheels)
+        ws, env = rust_workspace(tmp_path, empty_fake_index, registry, rust_backend_wheels)
         ok(ws.doit("lock", env=env))
         crates = ws.nodes()["rust-adder==1.0"]["crates"]
         assert crates["packages"] == [
@@ -119,7 +105,7 @@ def test_rust_extension_vendored_at_lock_built_offline_and_imported(
         # The build asked the registry nothing, and its own attempt to connect failed.
         assert registry.requests[asked:] == []
         (wheel,) = (ws.root / "dist/demo/cpu/files").glob("rust_adder-*.whl")
-        total, probe = _import(wheel, tmp_path / "installed")
+        total, probe = import_rust_adder(wheel, tmp_path / "installed")
         assert total == 42
         assert str(probe).startswith("failed"), probe
         (record,) = [

@@ -84,6 +84,8 @@ class BuildJob:
     """The variant's ``interpreter:`` path, used where the worker has that file."""
     jobs: int | None = None
     """The cpus the build holds on its worker (see BuildRequest.jobs)."""
+    crates: tuple[str, str] | None = None
+    """(file name, sha256) of the archive of the node's vendored crates in the remote cache."""
 
     @property
     def label(self) -> str:
@@ -147,6 +149,12 @@ def execute_job(job: BuildJob, scratch: Path) -> CacheEntry:
         store.ensure(
             job.node.name, sdist.filename, sdist.sha256, _RemoteSources(remote, sdist.sha256)
         )
+        if job.crates is not None and job.node.crates is not None:
+            from affineur.pep517 import CrateStore
+
+            filename, sha = job.crates
+            archive = store.ensure(job.node.name, filename, sha, _RemoteSources(remote, sha))
+            CrateStore(store.root / "crates").unpack(archive, job.node.crates.sha256)
         patch_dir = scratch / "patches" / f"{job.key[:16]}-{uuid.uuid4().hex[:8]}"
         patch_dir.mkdir(parents=True)
         patches = []

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gzip
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -202,6 +204,21 @@ class CrateStore:
                 staging.rename(final)
         return g.VendoredCrates(sha, tuple(sorted(crates)))
 
+    def unpack(self, archive: Path, sha256: str) -> Path:
+        """Put the tree :func:`pack_tree` archived in place (:meth:`verified` checks it)."""
+        final = self.tree(sha256)
+        if final.is_dir():
+            return final
+        self.root.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=".unpack-", dir=self.root))
+        try:
+            top = safe_extract(archive, scratch)
+            with contextlib.suppress(OSError):
+                top.rename(final)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return final
+
     def verified(self, name: str, vendored: g.VendoredCrates) -> Path:
         """The tree the lock names, checked byte for byte against its hash (no network)."""
         tree = self.tree(vendored.sha256)
@@ -221,6 +238,35 @@ class CrateStore:
                 hint=f"delete {tree} and run 'doit download' to vendor them again",
             )
         return tree
+
+
+def pack_tree(tree: Path, dest: Path) -> Path:
+    """The tree as one archive for a machine that shares no files with this one.
+
+    Same tree, same bytes (sorted members, no dates, owners or umask), so the
+    remote cache stores it once; the receiving build hashes the unpacked tree again.
+    """
+    archive = dest / f"crates-{tree.name}.tar.gz"
+    if archive.is_file():
+        return archive
+    dest.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for path in sorted(tree.rglob("*")):
+            if path.is_symlink() or not (path.is_file() or path.is_dir()):
+                continue
+            info = tarfile.TarInfo(f"{tree.name}/{path.relative_to(tree).as_posix()}")
+            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+            if path.is_dir():
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tf.addfile(info)
+                continue
+            info.size = path.stat().st_size
+            info.mode = 0o755 if os.access(path, os.X_OK) else 0o644
+            with path.open("rb") as f:
+                tf.addfile(info, f)
+    write_atomic(archive, gzip.compress(buffer.getvalue(), mtime=0))
+    return archive
 
 
 def _cargo_vendor(name: str, manifests: list[Path], out: Path, registry: str | None) -> str:

@@ -569,6 +569,15 @@ class Checkout:
         # What the workers read, they find in the remote cache: upload it first.
         sdist = self.store.ensure(node.name, node.sdist.filename, node.sdist.sha256, None)
         remote.push_sdist(sdist, node.sdist.sha256)
+        crates = None
+        if node.crates is not None:
+            # The workers share no files with this machine: the vendored tree goes too.
+            from affineur.pep517 import CrateStore, pack_tree
+
+            store = CrateStore(self.store.root / "crates")
+            archive = pack_tree(store.verified(node.name, node.crates), store.root / "archives")
+            crates = (archive.name, sha256_file(archive))
+            remote.push_sdist(archive, crates[1])
         env = []
         for dep in node.build_env:
             dep_key, dep_node = lv.keys[dep], lv.graph.nodes[dep]
@@ -598,6 +607,7 @@ class Checkout:
             python_key=self.interpreter(lv.variant).key(),
             interpreter=lv.variant.interpreter,
             jobs=self.jobs(lv.variant, node),
+            crates=crates,
         )
         resources = self.demand(lv.variant, node)
         if not resources.get("exclusive") and "cpu" not in resources:
