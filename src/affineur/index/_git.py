@@ -15,6 +15,7 @@ build, the tar's only on its content.
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import tarfile
 import tempfile
@@ -206,22 +207,23 @@ def _write_archive(tree: Path, files: list[str], top: str, mtime: int, dest: Pat
         for rel in entries:
             path = tree / rel
             entry = info(rel)
-            if rel in dirs or (path.is_dir() and not path.is_symlink()):
+            try:
+                st = path.lstat()
+            except FileNotFoundError:
+                # A tracked path absent from the checkout (sparse, or an LFS pointer
+                # git could not smudge) is left out rather than guessed.
+                continue
+            if rel in dirs or stat.S_ISDIR(st.st_mode):
                 # A submodule that was not checked out is an empty directory.
                 entry.type, entry.mode = tarfile.DIRTYPE, 0o755
                 tar.addfile(entry)
-            elif path.is_symlink():
-                entry.type, entry.mode, entry.linkname = (
-                    tarfile.SYMTYPE,
-                    0o777,
-                    str(path.readlink()),
-                )
+            elif stat.S_ISLNK(st.st_mode):
+                entry.type, entry.mode = tarfile.SYMTYPE, 0o777
+                entry.linkname = str(path.readlink())
                 tar.addfile(entry)
-            elif path.is_file():
-                entry.mode = 0o755 if path.stat().st_mode & 0o111 else 0o644
-                entry.size = path.stat().st_size
+            elif stat.S_ISREG(st.st_mode):
+                entry.mode = 0o755 if st.st_mode & 0o111 else 0o644
+                entry.size = st.st_size
                 with path.open("rb") as f:
                     tar.addfile(entry, f)
-            # A tracked path absent from the checkout (sparse, or an LFS pointer
-            # git could not smudge) is left out rather than guessed.
     tmp.replace(dest)
