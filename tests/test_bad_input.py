@@ -222,7 +222,7 @@ CASES = [
         "sdist-pyproject-nested-past-the-stack",
         {"collections/demo.toml": "COLLECTION:deep-pyproject"},
         ("doit",),
-        "pyproject.toml: nested more than 64 levels deep; refused",
+        "pyproject.toml: deep-pyproject==1.0: nested more than 64 levels deep; refused",
     ),
     Hostile(
         "pass-env-names-a-secret",

@@ -12,6 +12,7 @@ environment so a re-lock does not run a hook twice.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -28,6 +29,7 @@ from packaging.version import Version
 
 from affineur.atomic import write_atomic
 from affineur.config import SandboxSetting, Settings, source_env
+from affineur.errors import AffineurError
 from affineur.pep517 import (
     SOURCE_DATE_EPOCH_FLOOR,
     BuildEnvironment,
@@ -239,7 +241,13 @@ class Discoverer:
     ) -> BuildRequirements:
         """Discover the build requirements of one sdist (cached by hash and environment)."""
         source = self.source_tree(sdist, sha256, settings)
-        build_system = effective_build_system(source, settings.build_requires)
+        try:
+            build_system = effective_build_system(source, settings.build_requires)
+        except AffineurError as exc:
+            # Its file is in an unpacked tree named by hash: say whose it is.
+            raise dataclasses.replace(
+                exc, package=exc.package or name, version=exc.version or str(version)
+            ) from None
         pins = resolve(build_system.requires)
         cache_key = _digest(
             {
