@@ -287,3 +287,29 @@ def test_a_build_without_the_vendored_tree_says_how_to_get_it(tmp_path: Path) ->
         store.verified("rust-adder", g.VendoredCrates("d" * 64, ()))
     assert info.value.stage == "download"
     assert "doit download" in (info.value.hint or "")
+
+
+@needs_rust
+def test_without_a_crates_index_crates_come_as_cargo_is_configured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from affineur.index import sha256_file
+    from affineur.pep517 import CrateStore
+
+    home = tmp_path / "cargo-home"
+    with FakeCrateRegistry() as registry:
+        registry.add(tinyadd())
+        sdist = write_rust_sdist(tmp_path / "published", registry, home)
+        # The user's cargo configuration sends crates-io to a mirror: the fake registry.
+        (home / "config.toml").write_text(
+            '[source.crates-io]\nreplace-with = "mirror"\n\n'
+            f'[source.mirror]\nregistry = "{registry.url}"\n'
+        )
+        monkeypatch.setenv("CARGO_HOME", str(home))
+        store = CrateStore(tmp_path / "crates")
+        got = store.vendor("rust-adder", sdist, sha256_file(sdist), registry=None)
+    assert got is not None
+    assert got.crates == (g.Crate("tinyadd", "1.0.0", tinyadd().sha256),)
+    assert tree_hash(store.tree(got.sha256)) == got.sha256
+    # Asked again (a re-lock), the store answers from what it vendored: no cargo, no registry.
+    assert store.vendor("rust-adder", sdist, sha256_file(sdist), registry=None) == got

@@ -281,15 +281,16 @@ def _cargo_vendor(name: str, manifests: list[Path], out: Path, registry: str | N
             hint="install a Rust toolchain (rustup), or mark the package 'prebuilt: true' "
             f"in overrides/{name}.yaml",
         )
+    # --respect-source-config: the user's cargo configuration (a mirror replacing
+    # crates-io) is where crates come from, as pip's configuration is for sdists.
     argv = [str(toolchain.bin / "cargo"), "vendor", "--locked", "--versioned-dirs"]
-    argv += ["--manifest-path", str(manifests[0])]
+    argv += ["--respect-source-config", "--manifest-path", str(manifests[0])]
     for extra in manifests[1:]:
         argv += ["--sync", str(extra)]
     if registry is not None:
         # Only the source cargo reads crates from changes; Cargo.lock still names
         # crates-io, so the build's source replacement is the same either way.
         argv += [
-            "--respect-source-config",
             "--config",
             'source.crates-io.replace-with="affineur-crates"',
             "--config",
