@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +138,33 @@ def test_relock_with_unchanged_inputs_uses_no_network_and_keeps_bytes(workspace:
     # A forced re-lock goes to the index but, with nothing new there, writes the same bytes.
     ok(workspace.affineur("lock", "--force"))
     assert (workspace.root / "lock/demo/cpu/graph.json").read_bytes() == before
+
+
+def test_relock_after_an_input_change_reads_nothing_again_from_the_sdists(
+    workspace: Workspace,
+) -> None:
+    """A re-lock asks about every package again; what it asks of an sdist is kept by hash."""
+    workspace.collection(["meta-static"])
+    ok(workspace.doit("lock"))
+    before = workspace.nodes()
+    kept = workspace.root / "build" / "discovery" / "pkg-info"
+    sha256 = before["meta-static==1.0"]["sdist"]["sha256"]
+    assert (kept / sha256).read_bytes().startswith(b"Metadata-Version:")
+    hooks = sorted((workspace.root / "build" / "discovery" / "hooks").iterdir())
+    stamps = {p: p.stat().st_mtime_ns for p in [*kept.iterdir(), *hooks]}
+
+    workspace.collection(["meta-static", "meta-dep"])  # already in the lock
+    ok(workspace.doit("lock"))
+    assert set(workspace.nodes()) == set(before)
+    # No hook ran and no PKG-INFO was looked for in an archive again.
+    assert sorted((workspace.root / "build" / "discovery" / "hooks").iterdir()) == hooks
+    assert {p: p.stat().st_mtime_ns for p in [*kept.iterdir(), *hooks]} == stamps
+
+    # What the shortcut gives is what the archives give: a lock without it is the same.
+    graph = (workspace.root / "lock/demo/cpu/graph.json").read_bytes()
+    shutil.rmtree(workspace.root / "build" / "discovery")
+    ok(workspace.affineur("lock", "--force"))
+    assert (workspace.root / "lock/demo/cpu/graph.json").read_bytes() == graph
 
 
 @pytest.mark.slow

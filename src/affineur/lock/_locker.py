@@ -302,6 +302,7 @@ def lock(
             reporter,
             crates=CrateStore(workdir / "sdists" / "crates"),
             crates_registry=crates_registry(variant.crates_index) if variant.crates_index else None,
+            pkg_info=workdir / "discovery" / "pkg-info",
         ),
         hooks=Discoverer(
             workdir / "discovery",

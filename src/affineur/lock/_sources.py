@@ -9,6 +9,7 @@ metadata and graph assembly run with no network and no file system.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -20,6 +21,7 @@ from packaging.utils import NormalizedName
 from packaging.version import Version
 
 from affineur import graph as g
+from affineur.atomic import write_atomic
 from affineur.hooks import FetchRequest, PluginHooks
 from affineur.index import (
     DistFile,
@@ -133,6 +135,7 @@ class NetworkIndex:
         *,
         crates: CrateStore | None = None,
         crates_registry: str | None = None,
+        pkg_info: Path | None = None,
     ) -> None:
         self.client = client
         self.store = store
@@ -140,6 +143,8 @@ class NetworkIndex:
         self.reporter = reporter
         self.crates = crates
         self.crates_registry = crates_registry
+        self.pkg_info = pkg_info
+        """Where each sdist's PKG-INFO is kept by the sdist's sha256, if anywhere."""
 
     def files(self, name: NormalizedName) -> Sequence[DistFile]:
         return self.client.project_files(name)
@@ -238,7 +243,27 @@ class NetworkIndex:
         crates = None
         if self.crates is not None:
             crates = self.crates.vendor(name, path, sha256, registry=self.crates_registry)
-        return LocalSdist(g.FileRef(filename, sha256), path, read_pkg_info(path), crates)
+        return LocalSdist(g.FileRef(filename, sha256), path, self._pkg_info(path, sha256), crates)
+
+    def _pkg_info(self, sdist: Path, sha256: str) -> bytes | None:
+        """The sdist's PKG-INFO, read from the archive once per sdist hash.
+
+        Finding it can mean decompressing the whole archive (many sdists store it
+        last), and every re-lock asks again for every package, changed or not.
+        The sdist was checked against ``sha256``, so the hash names its content.
+        """
+        if self.pkg_info is None:
+            return read_pkg_info(sdist)
+        found, absent = self.pkg_info / sha256, self.pkg_info / f"{sha256}.none"
+        if found.is_file():
+            return found.read_bytes()
+        if absent.is_file():
+            return None
+        data = read_pkg_info(sdist)
+        # Only a shortcut: a cache folder that cannot be written costs time, not the lock.
+        with contextlib.suppress(OSError):
+            write_atomic(absent if data is None else found, data or b"")
+        return data
 
     def _download(self, file: DistFile, shown: str, fetcher: Fetcher) -> Path:
         """Into the sdist store unless already there (its hash is checked by the caller)."""
