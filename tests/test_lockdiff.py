@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from affineur.cli import main
-from affineur.graph import FileRef, NodeKey
+from affineur.graph import FileRef, Graph, NodeKey
 from affineur.lock import (
     BuildEnvChange,
     VersionChange,
@@ -181,3 +181,30 @@ def test_a_changed_target_is_shown_because_every_build_key_changes() -> None:
     assert "  target     python_version: 3.11 -> 3.12\n" in text
     assert "  target     os_name: (none) -> posix\n" in text
     assert "| `python_version` | 3.11 | 3.12 |" in render_markdown([d])
+
+
+def test_vendored_crates_that_move_or_change_checksum_are_shown() -> None:
+    from affineur.graph import Crate, VendoredCrates
+
+    old = web_graph()
+    key = NodeKey("idna==3.7")
+
+    def with_crates(*crates: Crate) -> Graph:
+        nodes = dict(old.nodes)
+        nodes[key] = replace(nodes[key], crates=VendoredCrates("a" * 64, crates))
+        return replace(old, nodes=nodes)
+
+    before = with_crates(Crate("tinyadd", "1.0.0", "b" * 64), Crate("libc", "0.2.1", "c" * 64))
+    after = with_crates(Crate("tinyadd", "1.1.0", "d" * 64), Crate("libc", "0.2.1", "e" * 64))
+    d = diff_graphs(before, after)
+    assert d.changed and d.versions == () and d.hashes == ()
+    (change,) = d.crates
+    assert change.added == ("tinyadd 1.1.0",)
+    assert change.removed == ("tinyadd 1.0.0",)
+    assert change.rehashed == (("libc 0.2.1", "c" * 64, "e" * 64),)
+    text = render_text([d])
+    assert "!! CRATE HASH CHANGED idna==3.7 crate libc 0.2.1" in text
+    assert "crates     idna==3.7: +tinyadd 1.1.0 -tinyadd 1.0.0" in text
+    md = render_markdown([d])
+    assert "[!CAUTION]" in md and "crate libc 0.2.1" in md
+    assert "**vendored crates**" in md

@@ -8,6 +8,7 @@ if TYPE_CHECKING:
     from affineur.lock._check import check_project
     from affineur.lock._diff import (
         BuildEnvChange,
+        CrateChange,
         VersionChange,
         diff_graphs,
         diff_locks,
@@ -46,6 +47,7 @@ __getattr__, __dir__ = lazy_exports(
         "_check": ("check_project",),
         "_diff": (
             "BuildEnvChange",
+            "CrateChange",
             "VersionChange",
             "diff_graphs",
             "diff_locks",
@@ -81,6 +83,7 @@ __getattr__, __dir__ = lazy_exports(
 
 __all__ = [
     "BuildEnvChange",
+    "CrateChange",
     "Duplicate",
     "LockId",
     "LockPaths",

@@ -22,6 +22,7 @@ from affineur.lock._files import LockId
 
 __all__ = [
     "BuildEnvChange",
+    "CrateChange",
     "GraphDiff",
     "HashChange",
     "Scope",
@@ -76,6 +77,21 @@ class HashChange:
 
 
 @dataclass(frozen=True, order=True)
+class CrateChange:
+    """A node kept at the same version whose vendored Rust crates changed.
+
+    Crates are named ``name version``; ``rehashed`` holds (crate, old sha256, new
+    sha256) for a crate whose checksum changed under the same version, which,
+    like a re-uploaded sdist, is never benign.
+    """
+
+    key: NodeKey
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    rehashed: tuple[tuple[str, str | None, str | None], ...] = ()
+
+
+@dataclass(frozen=True, order=True)
 class TargetChange:
     """One marker value of the target: a changed target changes every build key."""
 
@@ -95,11 +111,13 @@ class GraphDiff:
     toplevel_added: tuple[str, ...] = field(default=())
     toplevel_removed: tuple[str, ...] = field(default=())
     target: tuple[TargetChange, ...] = ()
+    crates: tuple[CrateChange, ...] = ()
 
     @property
     def changed(self) -> bool:
         return bool(
             self.status != "changed"
+            or self.crates
             or self.target
             or self.versions
             or self.build_envs
@@ -187,6 +205,22 @@ def _hash_changes(key: NodeKey, old: Node, new: Node) -> list[HashChange]:
     return out
 
 
+def _crate_change(key: NodeKey, old: Node, new: Node) -> CrateChange | None:
+    before = {(c.name, c.version): c.sha256 for c in (old.crates.crates if old.crates else ())}
+    after = {(c.name, c.version): c.sha256 for c in (new.crates.crates if new.crates else ())}
+    change = CrateChange(
+        key,
+        added=tuple(f"{n} {v}" for n, v in sorted(after.keys() - before.keys())),
+        removed=tuple(f"{n} {v}" for n, v in sorted(before.keys() - after.keys())),
+        rehashed=tuple(
+            (f"{n} {v}", before[(n, v)], after[(n, v)])
+            for n, v in sorted(before.keys() & after.keys())
+            if before[(n, v)] != after[(n, v)]
+        ),
+    )
+    return change if change.added or change.removed or change.rehashed else None
+
+
 def diff_graphs(old: Graph | None, new: Graph | None) -> GraphDiff:
     """The changes from ``old`` to ``new`` (None: the lock did not exist on that side)."""
     ref = new or old
@@ -199,11 +233,15 @@ def diff_graphs(old: Graph | None, new: Graph | None) -> GraphDiff:
     ) + _version_changes("build", _by_name(old, old_build), _by_name(new, new_build))
     envs: list[BuildEnvChange] = []
     hashes: list[HashChange] = []
+    crates: list[CrateChange] = []
     old_nodes = old.nodes if old else {}
     new_nodes = new.nodes if new else {}
     for key in sorted(set(old_nodes) & set(new_nodes)):
         before, after = old_nodes[key], new_nodes[key]
         hashes += _hash_changes(key, before, after)
+        crate_change = _crate_change(key, before, after)
+        if crate_change is not None:
+            crates.append(crate_change)
         added = tuple(sorted(set(after.build_env) - set(before.build_env)))
         removed = tuple(sorted(set(before.build_env) - set(after.build_env)))
         if added or removed:
@@ -228,6 +266,7 @@ def diff_graphs(old: Graph | None, new: Graph | None) -> GraphDiff:
         toplevel_added=tuple(sorted(new_top - old_top)),
         toplevel_removed=tuple(sorted(old_top - new_top)),
         target=tuple(target),
+        crates=tuple(crates),
     )
 
 
@@ -269,6 +308,9 @@ def render_text(diffs: Sequence[GraphDiff]) -> str:
         )
         for h in d.hashes:
             lines.append(f"  !! HASH CHANGED {h.key} {h.artifact}: {_ref(h.old)} -> {_ref(h.new)}")
+        for moved in d.crates:
+            for crate, was, now in moved.rehashed:
+                lines.append(f"  !! CRATE HASH CHANGED {moved.key} crate {crate}: {was} -> {now}")
         for t in d.target:
             lines.append(f"  target     {t.marker}: {t.old or '(none)'} -> {t.new or '(none)'}")
         lines += [f"  + requirement {r}" for r in d.toplevel_added]
@@ -281,6 +323,10 @@ def render_text(diffs: Sequence[GraphDiff]) -> str:
         for e in d.build_envs:
             parts = [f"+{k}" for k in e.added] + [f"-{k}" for k in e.removed]
             lines.append(f"  build-env  {e.key}: {' '.join(parts)}")
+        for moved in d.crates:
+            parts = [f"+{k}" for k in moved.added] + [f"-{k}" for k in moved.removed]
+            if parts:
+                lines.append(f"  crates     {moved.key}: {' '.join(parts)}")
     return "\n".join(lines) + ("\n" if lines else "")
 
 
@@ -299,7 +345,8 @@ def render_markdown(diffs: Sequence[GraphDiff]) -> str:
         if d.status != "changed":
             title += f" (lock {d.status})"
         out += [title, ""]
-        if d.hashes:
+        rehashed = [(c.key, *r) for c in d.crates for r in c.rehashed]
+        if d.hashes or rehashed:
             out += [
                 "> [!CAUTION]",
                 "> Same name and version, different artifact. Find out why before merging.",
@@ -311,6 +358,7 @@ def render_markdown(diffs: Sequence[GraphDiff]) -> str:
                 f"| `{h.key}` | {h.artifact} | {_md_cell(_ref(h.old))} | {_md_cell(_ref(h.new))} |"
                 for h in d.hashes
             ]
+            out += [f"| `{k}` | crate {crate} | {was} | {now} |" for k, crate, was, now in rehashed]
             out.append("")
         if d.target:
             out += [
@@ -345,6 +393,15 @@ def render_markdown(diffs: Sequence[GraphDiff]) -> str:
                 f"| `{e.key}` | {', '.join(f'`{k}`' for k in e.added)} "
                 f"| {', '.join(f'`{k}`' for k in e.removed)} |"
                 for e in d.build_envs
+            ]
+            out.append("")
+        moved = [c for c in d.crates if c.added or c.removed]
+        if moved:
+            out += ["**vendored crates**", "", "| package | added | removed |", "|---|---|---|"]
+            out += [
+                f"| `{c.key}` | {', '.join(f'`{k}`' for k in c.added)} "
+                f"| {', '.join(f'`{k}`' for k in c.removed)} |"
+                for c in moved
             ]
             out.append("")
     return "\n".join(out)
