@@ -235,6 +235,7 @@ os.uname = lambda: os.uname_result(
 """
 
 
+@pytest.mark.slow
 def test_a_forced_relock_on_another_kernel_gives_the_same_bytes_and_rebuilds_nothing(
     workspace: Workspace, tmp_path: Path
 ) -> None:
