@@ -268,13 +268,16 @@ def test_rust_source_without_a_toolchain_fails_the_build_with_the_way_out(
     source.mkdir()
     (source / "Cargo.toml").write_text('[package]\nname = "x"\nversion = "0.1.0"\n')
     monkeypatch.setattr(_rust, "rust_toolchain", lambda: None)
+    vendored = g.VendoredCrates("d" * 64, (g.Crate("tinyadd", "1.0.0", "b" * 64),))
     with pytest.raises(AffineurError) as info:
-        _rust.rust_build("x", source, tmp_path, vendored=None, crates=None, path="/usr/bin")
+        _rust.rust_build("x", source, tmp_path, vendored=vendored, crates=None, path="/usr/bin")
     assert info.value.stage == "build-env"
     assert "prebuilt: true" in (info.value.hint or "")
-    # Discovery goes on without one: the build is where it must be there.
+    # Without crates the Rust may be optional (the backend decides), and discovery
+    # goes on without a toolchain: the build is where it must be there.
+    assert _rust.rust_build("x", source, tmp_path, vendored=None, crates=None, path="") is None
     got = _rust.rust_build(
-        "x", source, tmp_path, vendored=None, crates=None, path="/usr/bin", required=False
+        "x", source, tmp_path, vendored=vendored, crates=None, path="/usr/bin", required=False
     )
     assert got is None
 

@@ -455,11 +455,13 @@ def rust_build(
     if vendored is None and not _has_cargo_manifest(source):
         return None
     toolchain = rust_toolchain()
-    if toolchain is None and not required:
+    # Without vendored crates the Rust may be optional (an accelerator with a pure
+    # Python fallback): the backend decides. With them, cargo is certainly needed.
+    if toolchain is None and (not required or vendored is None):
         return None
     if toolchain is None:
         raise AffineurError(
-            "this sdist holds Rust code, and no Rust toolchain is on PATH",
+            "this sdist's Rust crates were vendored, and no Rust toolchain is on PATH",
             package=name,
             stage="build-env",
             hint="install one (rustup, or the distribution's rustc and cargo), "
