@@ -316,3 +316,23 @@ def test_without_a_crates_index_crates_come_as_cargo_is_configured(
     assert tree_hash(store.tree(got.sha256)) == got.sha256
     # Asked again (a re-lock), the store answers from what it vendored: no cargo, no registry.
     assert store.vendor("rust-adder", sdist, sha256_file(sdist), registry=None) == got
+
+
+def test_a_cargo_lock_that_is_not_toml_fails_the_lock_with_the_package_named(
+    tmp_path: Path,
+) -> None:
+    import io
+    import tarfile
+
+    from affineur.pep517 import CrateStore
+
+    sdist = tmp_path / "broken_rust-1.0.tar.gz"
+    with tarfile.open(sdist, "w:gz") as tf:
+        for rel, text in {"Cargo.toml": "[package]\n", "Cargo.lock": "[[package]\nname = "}.items():
+            info = tarfile.TarInfo(f"broken_rust-1.0/{rel}")
+            info.size = len(text)
+            tf.addfile(info, io.BytesIO(text.encode()))
+    with pytest.raises(AffineurError) as info:
+        CrateStore(tmp_path / "crates").vendor("broken-rust", sdist, "0" * 64, registry=None)
+    assert info.value.package == "broken-rust"
+    assert "Cargo.lock cannot be read" in info.value.message

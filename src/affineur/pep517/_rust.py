@@ -88,23 +88,29 @@ def tree_hash(root: Path) -> str:
 
 
 def _members(archive: Path) -> list[str]:
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as zf:
-            return zf.namelist()
-    with tarfile.open(archive) as tf:
-        return tf.getnames()
+    """The archive's member names; none for a damaged one, which unpacking reports later."""
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as zf:
+                return zf.namelist()
+        with tarfile.open(archive) as tf:
+            return tf.getnames()
+    except (OSError, EOFError, tarfile.TarError, zipfile.BadZipFile):
+        return []
 
 
 def _skipped(parts: Iterable[str]) -> bool:
     return any(p in _SKIPPED_DIRS or p.startswith(".") for p in parts)
 
 
-def _sourced_crates(lock: Path) -> list[g.Crate]:
+def _sourced_crates(name: str, lock: Path) -> list[g.Crate]:
     """The crates of one Cargo.lock that come from a registry or git (not the project's own)."""
     try:
         data = tomllib.loads(lock.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise AffineurError(f"{lock.name} cannot be read: {exc}", stage="download") from exc
+        raise AffineurError(
+            f"its {lock.name} cannot be read: {exc}", package=name, stage="download"
+        ) from exc
     crates = []
     for package in data.get("package", ()):
         if isinstance(package, dict) and package.get("source"):
@@ -187,7 +193,7 @@ class CrateStore:
         for lock in sorted(source.rglob("Cargo.lock")):
             if _skipped(lock.relative_to(source).parts[:-1]):
                 continue
-            needed = _sourced_crates(lock)
+            needed = _sourced_crates(name, lock)
             if needed and lock.with_name("Cargo.toml").is_file():
                 manifests.append(lock.with_name("Cargo.toml"))
                 crates.update(needed)
