@@ -139,6 +139,10 @@ def test_one_doit_builds_wheels_for_each_variants_python(
         interpreter = pythons.get(python) or running_interpreter()
         assert record["python"] == interpreter.key()
         assert seen["base_prefix"] in interpreter.prefixes
+        # Its provenance names the Python that built it, not the one that ran doit.
+        statement = json.loads(wheel.with_name(wheel.name + ".provenance.json").read_text())
+        builder = statement["predicate"]["runDetails"]["builder"]["version"]
+        assert builder["python"] == interpreter.describe()
     # The build keys differ by the Python alone: each wheel is its own build.
     keys = {_record(workspace, name, "cext-probe")["build_key"] for name in variants}
     assert len(keys) == len(variants)

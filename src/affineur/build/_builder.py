@@ -509,6 +509,7 @@ class Builder:
                 finished=time.time(),
                 source_attestation=request.source_attestation,
                 host_tools=request.host_tools,
+                python=interpreter.describe(),
             )
             details = {
                 "source_date_epoch": epoch,

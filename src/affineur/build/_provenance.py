@@ -82,6 +82,8 @@ class BuildFacts:
     source_attestation: Mapping[str, Any] | None = None
     host_tools: Mapping[str, str] = field(default_factory=dict)
     """Tool name -> version line, as in the build key."""
+    python: str = ""
+    """The interpreter that built (``CPython 3.12.1``), when it is not the one running."""
 
 
 def _time(seconds: float) -> str:
@@ -172,7 +174,10 @@ def provenance_statement(wheel: str, sha256: str, facts: BuildFacts) -> dict[str
             "runDetails": {
                 "builder": {
                     "id": facts.builder_id or DEFAULT_BUILDER,
-                    "version": host_tools(facts.host_tools),
+                    "version": {
+                        **host_tools(facts.host_tools),
+                        **({"python": facts.python} if facts.python else {}),
+                    },
                 },
                 "metadata": {
                     "invocationId": f"{facts.build_key}@{_time(facts.started)}",

@@ -87,6 +87,11 @@ class Interpreter:
         """What the build key and the build record say about it."""
         return f"{self.implementation} {self.version} {self.abi}"
 
+    def describe(self) -> str:
+        """Its name as people write it, ``CPython 3.12.1``."""
+        names = {"cpython": "CPython", "pypy": "PyPy", "graalpy": "GraalPy"}
+        return f"{names.get(self.implementation, self.implementation)} {self.version}"
+
     @functools.cached_property
     def tags(self) -> tuple[Tag, ...]:
         """Its wheel tags, best first, as pip running on it would rank them."""
