@@ -8,10 +8,12 @@ key records the exact interpreter that built.
 
 Looked for in this order, the first that runs and says it is ``X.Y`` wins:
 the variant's ``interpreter:`` path (which must be that version, or it is an
-error), the interpreter running affineur, ``pythonX.Y`` on PATH, a pyenv
-installation (``$PYENV_ROOT`` or ``~/.pyenv``, newest patch release first), a
-uv-managed one (``$UV_PYTHON_INSTALL_DIR``, else ``$XDG_DATA_HOME/uv/python``).
-None is an error naming what to install.
+error), the interpreter running affineur, ``pythonX.Y`` on PATH (unless it is
+a version manager's shim), a pyenv installation (``$PYENV_ROOT`` or
+``~/.pyenv``, newest patch release first), a uv-managed one
+(``$UV_PYTHON_INSTALL_DIR``, else ``$XDG_DATA_HOME/uv/python``). None is an
+error naming what to install. What each binary said is remembered (see
+:func:`find_interpreter`), so a no-op run starts no interpreter.
 """
 
 from __future__ import annotations
