@@ -456,3 +456,22 @@ def test_hostile_input_gets_its_error_and_changes_nothing(
         assert summary["status"] == "failed" and summary["failures"] >= 1
         md = (root / "build/reports/summary.md").read_text()
         assert md.startswith("### affineur build: failed")
+
+
+def test_a_damaged_discovery_cache_costs_a_hook_run_not_the_lock(
+    cold_workspace: Workspace,
+) -> None:
+    workspace = cold_workspace  # its discovery cache holds only what this lock asked
+    workspace.collection(["lib-c"])
+    ok(workspace.doit("lock"))
+    lock = (workspace.root / "lock/demo/cpu/graph.json").read_bytes()
+    answers = sorted((workspace.root / "build/discovery/hooks").glob("*.json"))
+    assert answers
+    damage = ['{"wheel": [', "[1, 2]", '{"wheel": [1], "sdist": []}', "[" * 100_000]
+    for number, path in enumerate(answers):
+        path.write_text(damage[number % len(damage)])
+    result = ok(workspace.affineur("lock", "--force"))
+    no_traceback(result.stdout, result.stderr)
+    assert (workspace.root / "lock/demo/cpu/graph.json").read_bytes() == lock
+    # Asked again, and remembered properly this time.
+    assert all(json.loads(p.read_text())["wheel"] is not None for p in answers)

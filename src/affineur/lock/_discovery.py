@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from packaging.utils import NormalizedName
 from packaging.version import Version
@@ -77,6 +78,33 @@ class BuildRequirements:
 
 def _digest(data: object) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def _read_hook_answers(path: Path) -> dict[str, Any] | None:
+    """A cached discovery answer, or None when there is none or it is damaged (a
+    damaged cache costs running the hooks again, never a failed lock)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not (
+        isinstance(data, dict)
+        and all(
+            isinstance(data.get(k), list) and all(isinstance(r, str) for r in data[k])
+            for k in ("wheel", "sdist")
+        )
+        and all(
+            isinstance(t, list)
+            and len(t) == 2
+            and isinstance(t[0], str)
+            and (t[1] is None or isinstance(t[1], str))
+            for t in data.get("host_tools", [])
+        )
+    ):
+        return None
+    return data
 
 
 class _KeyedLocks:
@@ -269,7 +297,7 @@ class Discoverer:
         )
         cached = self.workdir / "hooks" / f"{cache_key}.json"
         with self._busy(("hooks", cache_key)):
-            data = json.loads(cached.read_text()) if cached.exists() else None
+            data = _read_hook_answers(cached)
             tools: ToolStates = ()
             if data is not None:
                 tools = tuple((str(p), s) for p, s in data.get("host_tools", ()))
