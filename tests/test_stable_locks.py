@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from affineur import graph as g
-from affineur.pep517 import tool_state
+from affineur.pep517 import host_tool_states, tool_state
 from tests.ecosystem import SELF_HOSTED, FakeIndex, FakeProject
 from tests.workspace import Workspace, make_workspace, ok
 
@@ -254,3 +254,27 @@ def test_a_forced_relock_on_another_kernel_gives_the_same_bytes_and_rebuilds_not
     assert {p.name: p.read_bytes() for p in sorted(lock.iterdir())} == before
     ok(workspace.doit(env=elsewhere))
     assert workspace.executed() == []
+
+
+def test_only_host_build_tools_count_not_the_environment_nor_other_programs(tmp_path: Path) -> None:
+    def program(path: Path, says: str) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"#!/bin/sh\necho '{says}'\n")
+        path.chmod(0o755)
+        return path
+
+    environment = tmp_path / "env"
+    ninja = program(environment / "bin/ninja", "1.11.1")  # a locked wheel's, not the host's
+    cmake = program(tmp_path / "host/cmake", "cmake version 3.31.6")
+    git = program(tmp_path / "host/git", "git version 2.47.0")
+    lookups = {
+        "ninja": str(ninja),
+        "cmake": str(cmake),
+        "git": str(git),  # looked for, but asking for it is no backend's answer
+        "patchelf": None,
+        str(cmake): str(cmake),  # a path, not a program found on PATH
+    }
+    assert host_tool_states(lookups, environment) == (
+        ("cmake", "cmake version 3.31.6"),
+        ("patchelf", None),
+    )

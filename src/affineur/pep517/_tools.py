@@ -46,16 +46,12 @@ HOOK_TOOLS = frozenset(
         "cargo",
         "rustc",
         "swig",
-        "cc",
-        "gcc",
-        "clang",
-        "c++",
-        "g++",
-        "clang++",
     }
 )
 """Programs a backend may look for on PATH and ask for a wheel of (or for a
-toolchain) when it is missing; their names as backends spell them."""
+toolchain) when it is missing; their names as backends spell them. Compilers
+are left out: no backend asks for one as a build requirement, and setup
+scripts that probe them would put every host's compiler version in the lock."""
 
 ToolStates = tuple[tuple[str, str | None], ...]
 """Sorted (program, version line or None when absent)."""
