@@ -18,6 +18,9 @@ import pytest
 from tests.ecosystem import BuiltRelease, FakeIndex, FakeProject
 from tests.workspace import Workspace, make_workspace, ok
 
+# The module's tests share what its module fixtures build: one worker builds it, once.
+pytestmark = pytest.mark.xdist_group("bad-input")
+
 
 def no_traceback(result_stdout: str, result_stderr: str) -> None:
     assert "Traceback" not in result_stdout + result_stderr

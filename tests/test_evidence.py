@@ -34,6 +34,9 @@ from affineur.config import Evidence, validate
 from tests.ecosystem import BuiltRelease, FakeIndex, FakeProject
 from tests.workspace import Workspace, make_workspace, ok
 
+# The module's tests share what its module fixtures build: one worker builds it, once.
+pytestmark = pytest.mark.xdist_group("evidence")
+
 PATCH = """--- /dev/null
 +++ b/lib_c/patched.txt
 @@ -0,0 +1 @@

@@ -17,6 +17,9 @@ from tests.ecosystem import BuiltRelease, FakeIndex
 from tests.storage import SECRET, S3Server, static_server
 from tests.workspace import Workspace, make_workspace, ok
 
+# The module's tests share what its module fixtures build: one worker builds it, once.
+pytestmark = pytest.mark.xdist_group("remote-cache")
+
 TREE = ["lib-c"]
 """lib-c and the build tool it needs (fakebuild-core): a build environment from the cache."""
 BUCKET = "team-cache"
