@@ -143,7 +143,6 @@ def s3() -> Iterator[S3Server]:
 
 # --- Rust (tests/ecosystem/cargo.py) ------------------------------------------------------------
 import subprocess  # noqa: E402
-import sys  # noqa: E402
 
 RUST_BACKEND = ("setuptools", "setuptools-rust", "semantic-version")
 """A real Rust build backend and what it needs, taken as upstream wheels."""
