@@ -47,7 +47,14 @@ def test_a_build_runs_as_many_jobs_as_cpus_it_holds_and_has_a_timeout(
         workspace.write(f"overrides/{name}.yaml", f"resources: {{cpu: {cpus}}}\ntimeout: 1234\n")
     # An env the package (or its variant) sets wins over the count derived from its resources.
     workspace.write("overrides/native-own.yaml", "env: {MAKEFLAGS: -j7}\n")
-    ok(workspace.doit("-n", "2"))
+    # Outside a terminal, a line per running build every half second here (every minute
+    # by default): a long build's CI log shows it is alive and what it is doing.
+    run = ok(workspace.doit("-n", "2", env={"AFFINEUR_HEARTBEAT": "0.5"}))
+    assert re.search(
+        r"still building cpu:native-all-1\.0 \(\d+(\.\d)?s\): "
+        r"fakebackend: native-all 1\.0: building for 1\.0s",
+        run.stdout,
+    ), run.stdout
 
     for package in ("native_all", "native_all_b"):
         assert _seen(workspace, package) == {
@@ -69,6 +76,10 @@ def test_a_build_runs_as_many_jobs_as_cpus_it_holds_and_has_a_timeout(
     # Without a timeout of its own a build gets the default, and says so.
     one = _record(workspace, "native-one")
     assert (one["jobs"], one["timeout"]) == (1, 4 * 3600)
+
+    bad = workspace.doit(env={"AFFINEUR_HEARTBEAT": "soon"})
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert "AFFINEUR_HEARTBEAT='soon' is not a number of seconds" in bad.stdout + bad.stderr
 
 
 @pytest.mark.slow

@@ -10,6 +10,11 @@ substitutions pinned above). Elsewhere it prints one line per finished package::
         error: ...                      (the whole error, then its log's path)
         log: build/logs/cpu/bar-2.0.log
 
+and, every minute (``AFFINEUR_HEARTBEAT`` seconds; 0 turns it off), each build
+still running with how long it has run and its log's last line::
+
+    still building cpu:numpy-2.1.3 (12m0s): [411/597] Compiling C object ...
+
 Lock, download and publish tasks print only when they fail. When the run
 completes it writes ``build/reports/summary.md``, ``summary.json``,
 ``report.json`` and the build durations the next run's estimate uses, and prints
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import threading
 import time
 from collections.abc import Mapping
@@ -43,7 +49,7 @@ from affineur.atomic import write_atomic
 from affineur.config import validate
 from affineur.errors import AffineurError
 from affineur.run._doit import ActionFailed, BaseFail, RunContext, UnmetDependency
-from affineur.run._live import Durations
+from affineur.run._live import Durations, last_line
 from affineur.run._reports import (
     Failure,
     Outcome,
@@ -70,6 +76,25 @@ __all__ = [
 # The stage a failure gets when its error names none, by task group.
 _DEFAULT_STAGE = {"lock": "resolve", "download": "download", "build": "build"}
 DURATIONS = "durations.json"
+HEARTBEAT_ENV = "AFFINEUR_HEARTBEAT"
+# A CI log that says nothing for twenty minutes looks like a hung build (and some CI
+# systems kill a job that prints nothing for ten): a line a minute says otherwise.
+DEFAULT_HEARTBEAT = 60.0
+
+
+def heartbeat_interval(environ: Mapping[str, str]) -> float:
+    """Seconds between "still building" lines outside a terminal (0: none)."""
+    raw = environ.get(HEARTBEAT_ENV, "")
+    try:
+        value = float(raw) if raw else DEFAULT_HEARTBEAT
+    except ValueError:
+        raise AffineurError(
+            f"{HEARTBEAT_ENV}={raw!r} is not a number of seconds",
+            hint=f"unset it, or give seconds between progress lines (0 turns them off): "
+            f"{HEARTBEAT_ENV}=60",
+            stage="config",
+        ) from None
+    return max(value, 0.0)
 
 
 def write_reports(summary: RunSummary, folder: Path) -> list[Path]:
@@ -142,6 +167,7 @@ class ProgressReporter:
     desc = "affineur progress and build reports"
     context: ClassVar[RunContext] = RunContext()
     reports_dir: ClassVar[Path | None] = None
+    heartbeat: ClassVar[float] = DEFAULT_HEARTBEAT
 
     def __init__(self, outstream: TextIO, options: Mapping[str, Any]) -> None:
         # doit's reporter interface, implemented here rather than inherited from its
@@ -165,6 +191,7 @@ class ProgressReporter:
         self.finished_packages = 0
         self.durations = Durations(self.reports_dir / DURATIONS if self.reports_dir else None)
         self.view: LiveView | None = None
+        self._stopped = threading.Event()
 
     # --- doit's reporter interface -----------------------------------------------------
 
@@ -195,6 +222,25 @@ class ProgressReporter:
                 )
                 self.view.waiting = {n: _duration_key(i) for n, i in self.packages.items()}
                 self.view.start()
+            elif self.packages and self.heartbeat > 0:
+                threading.Thread(
+                    target=self._heartbeat, args=(self.heartbeat,), name="heartbeat", daemon=True
+                ).start()
+
+    def _heartbeat(self, interval: float) -> None:
+        """Outside a terminal: every ``interval`` seconds, the builds running that long."""
+        while not self._stopped.wait(interval):
+            with self._lock:
+                now = time.monotonic()
+                lines = []
+                for name, began in sorted(self.running.items()):
+                    if name not in self.packages or now - began < interval:
+                        continue
+                    last = last_line(self._running_log(name))
+                    line = f"still building {_label(name)} ({duration(now - began)})"
+                    lines.append(f"{line}: {last}" if last else line)
+                if lines and not self._stopped.is_set():
+                    self._emit(lines)
 
     def execute_task(self, task: Any) -> None:
         with self._lock:
@@ -304,6 +350,7 @@ class ProgressReporter:
         self.outstream.write(text)
 
     def complete_run(self) -> None:
+        self._stopped.set()
         with self._lock:
             if self.view is not None:
                 self.view.stop()
@@ -496,4 +543,6 @@ def progress_reporter(context: RunContext, *, reports_dir: Path | None) -> type[
 
     Bound.context = context
     Bound.reports_dir = reports_dir
+    # Read while the tasks load, where a bad value is one clear error, not a traceback.
+    Bound.heartbeat = heartbeat_interval(os.environ)
     return Bound

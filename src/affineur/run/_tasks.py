@@ -102,7 +102,12 @@ class DoitTasks:
         if self.context.running:
             # The run holds the checkout now: what killed runs left can go.
             self.checkout.sweep()
-        config["reporter"] = progress_reporter(self.context, reports_dir=self.checkout.reports_dir)
+        try:
+            config["reporter"] = progress_reporter(
+                self.context, reports_dir=self.checkout.reports_dir
+            )
+        except AffineurError as exc:
+            raise load_error(exc) from None
         if self.context.keep_going:
             config["continue"] = True
         return config
