@@ -132,6 +132,8 @@ class RunContext:
     """What the run holds until it ends (the checkout mutex)."""
     workers: int = 1
     """Tasks run at once (``-n``): the progress display divides the remaining work by it."""
+    selected: tuple[str, ...] = ()
+    """What the command line names (tasks, patterns, ``name=value`` variables)."""
 
     request_rebuild: Callable[[Iterable[str]], None] | None = None
     """Set by the dodo's tasks: build these keys again rather than reuse them."""
@@ -360,7 +362,9 @@ class ResourceRun(Run):  # type: ignore[misc]
 
     def execute(self, params: Any, args: Any) -> Any:
         # Read before the dodo loads: the checkout it makes needs it.
-        context = RunContext(running=True, executor=params.get("executor") or None)
+        context = RunContext(
+            running=True, executor=params.get("executor") or None, selected=tuple(args)
+        )
         _CURRENT.append(context)
         try:
             with context.held, _builds_end_with_the_run():
