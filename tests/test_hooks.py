@@ -440,3 +440,34 @@ def test_a_timeout_in_a_session_kills_the_whole_process_group(
     while _alive(child) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive(child)
+
+
+@pytest.mark.parametrize(
+    ("garbage", "error"),
+    [
+        ("b'[' * 100_000 + b'\\n'", "not a hook's answer"),
+        ("b'x' * (17 << 20)", "over 16 MB"),
+    ],
+)
+def test_a_backend_writing_to_the_answer_pipe_gets_one_clear_error(
+    tmp_path: Path, venv: BuildEnvironment, garbage: str, error: str
+) -> None:
+    project = tmp_path / "p"
+    (project / "be").mkdir(parents=True)
+    (project / "pyproject.toml").write_text(
+        '[build-system]\nrequires = []\nbuild-backend = "evil"\nbackend-path = ["be"]\n'
+    )
+    # The hook process runs the backend's code, which can find the answer pipe's fd.
+    (project / "be" / "evil.py").write_text(
+        "import os, sys\n\n"
+        "def get_requires_for_build_wheel(config_settings=None):\n"
+        f"    os.write(int(sys.argv[2]), {garbage})\n"
+        "    return []\n"
+    )
+    hooks = caller(project, venv)
+    with hooks.session(), pytest.raises(AffineurError) as err:
+        hooks.get_requires_for_build_wheel()
+    assert err.value.message == (
+        f"the hook process's answer is {error}: something in the build wrote to its answer pipe"
+    )
+    assert err.value.stage == "hook"

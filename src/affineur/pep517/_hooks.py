@@ -325,14 +325,14 @@ class _HookServer:
                     raise HookProcessFailed(self._exit_status())
                 self._pending += chunk
                 if len(self._pending) > _MAX_ANSWER:
-                    raise _bad_answer(f"more than {_MAX_ANSWER >> 20} MB")
+                    raise _bad_answer(f"over {_MAX_ANSWER >> 20} MB")
             line, _, self._pending = self._pending.partition(b"\n")
             try:
                 answer = json.loads(line)
                 if too_deep(answer) or not isinstance(answer, dict):
                     raise ValueError(TOO_DEEP)
             except (ValueError, RecursionError):
-                raise _bad_answer("not the answer of a hook") from None
+                raise _bad_answer("not a hook's answer") from None
         except BaseException:
             if self.process.poll() is None:
                 _kill_group(self.process)
@@ -359,7 +359,7 @@ _MAX_ANSWER = 16 << 20
 
 def _bad_answer(what: str) -> AffineurError:
     return AffineurError(
-        f"the hook process answered {what}; something in the build wrote to its answer pipe",
+        f"the hook process's answer is {what}: something in the build wrote to its answer pipe",
         stage="hook",
     )
 
