@@ -212,6 +212,9 @@ def test_git_and_download_source_together_is_a_config_error(tmp_path: Path) -> N
     ws.collection(["gitpkg==1.0"])
     report = check_project(ws.root)
     assert any("'git' and 'download_source' both say where" in p for p in report.problems())
+    ws.write("overrides/gitpkg.yaml", "git: {url: ../gitpkg, ref: v1}\n")
+    report = check_project(ws.root)
+    assert any("git url '../gitpkg' is a relative path" in p for p in report.problems())
 
 
 @pytest.mark.parametrize(

@@ -783,6 +783,16 @@ def _settings_problems(
     for index, name in enumerate(settings.get("pass_env", [])):
         problems += _pass_env_problems(doc, name, (*at, "pass_env", index))
     if "git" in settings:
+        url = settings["git"]["url"]
+        if "://" not in url and ":" not in url.split("/", 1)[0] and not url.startswith("/"):
+            problems.append(
+                doc.problem(
+                    f"git url {url!r} is a relative path",
+                    (*at, "git", "url"),
+                    "write an absolute path or a file:// URL (git would resolve it "
+                    "against its own working directory, not this file)",
+                )
+            )
         for other in ("download_source", "prebuilt"):
             if settings.get(other):
                 problems.append(
