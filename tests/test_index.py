@@ -632,3 +632,14 @@ def test_an_endless_download_or_page_is_cut_off(
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(AffineurError, match="the page is larger than 2097152 bytes; refused"):
         c.project_files("demo")
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000, b'{"a": ' * 100 + b"1" + b"}" * 100])
+def test_a_page_nested_past_any_need_is_refused(server: Server, body: bytes) -> None:
+    server.routes["/simple/demo/"] = (200, {"Content-Type": JSON}, body)
+    c, _ = client(server.url + "/simple")
+    with pytest.raises(AffineurError) as err:
+        c.project_files("demo")
+    assert err.value.message.endswith(
+        "/simple/demo/ sent JSON nested more than 64 levels deep; refused"
+    )

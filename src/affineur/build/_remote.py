@@ -369,7 +369,7 @@ def _parse_entry(raw: bytes, *, where: str) -> dict[str, Any]:
     try:
         data = json.loads(raw)
         if too_deep(data):
-            raise ValueError(TOO_DEEP)
+            raise RecursionError
     except RecursionError:
         raise RemoteEntryRejected(f"entry.json is {TOO_DEEP}") from None
     except ValueError as exc:

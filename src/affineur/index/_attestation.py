@@ -66,7 +66,7 @@ def parse_provenance(
     try:
         data = json.loads(raw)
         if too_deep(data):
-            raise ValueError(TOO_DEEP)
+            raise RecursionError
     except RecursionError:
         raise fail(f"the provenance is {TOO_DEEP}") from None
     except ValueError as exc:

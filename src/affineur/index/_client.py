@@ -591,7 +591,7 @@ def _parse_page(page: _Page, name: str) -> list[DistFile]:
         try:
             data = json.loads(page.body)
             if too_deep(data):
-                raise ValueError(TOO_DEEP)
+                raise RecursionError
         except RecursionError:
             raise AffineurError(
                 f"{redact_url(page.url)} sent JSON {TOO_DEEP}",
