@@ -208,3 +208,28 @@ def test_vendored_crates_that_move_or_change_checksum_are_shown() -> None:
     md = render_markdown([d])
     assert "[!CAUTION]" in md and "crate libc 0.2.1" in md
     assert "**vendored crates**" in md
+
+
+def test_a_host_tool_the_hooks_found_otherwise_is_shown_beside_the_moved_build_env() -> None:
+    from affineur.lock._diff import HostToolChange
+
+    old = web_graph()
+    key = NodeKey("urllib3==2.2.1")
+    before = replace(old.nodes[key], host_tools=(("patchelf", "patchelf 0.17.2"),))
+    after = replace(
+        before,
+        host_tools=(("patchelf", None),),
+        build_env=(*before.build_env, NodeKey("setuptools==70.0.0")),
+    )
+    d = diff_graphs(
+        replace(old, nodes={**old.nodes, key: before}),
+        replace(old, nodes={**old.nodes, key: after}),
+    )
+    assert d.host_tools == (HostToolChange(key, "patchelf", "patchelf 0.17.2", None),)
+    text = render_text([d])
+    assert "  build-env  urllib3==2.2.1: +setuptools==70.0.0\n" in text
+    assert (
+        "  host-tool  urllib3==2.2.1: patchelf 'patchelf 0.17.2' -> absent "
+        "(on the host that locked)"
+    ) in text
+    assert "| `urllib3==2.2.1` | patchelf | 'patchelf 0.17.2' | absent |" in render_markdown([d])

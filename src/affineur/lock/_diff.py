@@ -25,6 +25,7 @@ __all__ = [
     "CrateChange",
     "GraphDiff",
     "HashChange",
+    "HostToolChange",
     "Scope",
     "TargetChange",
     "VersionChange",
@@ -92,6 +93,18 @@ class CrateChange:
 
 
 @dataclass(frozen=True, order=True)
+class HostToolChange:
+    """A host build tool a node's hooks looked for, found otherwise on the host
+    that made the new lock (its version line; None: absent): why its build
+    requirements may have moved without any change to the config."""
+
+    key: NodeKey
+    program: str
+    old: str | None
+    new: str | None
+
+
+@dataclass(frozen=True, order=True)
 class TargetChange:
     """One marker value of the target: a changed target changes every build key."""
 
@@ -112,12 +125,14 @@ class GraphDiff:
     toplevel_removed: tuple[str, ...] = field(default=())
     target: tuple[TargetChange, ...] = ()
     crates: tuple[CrateChange, ...] = ()
+    host_tools: tuple[HostToolChange, ...] = ()
 
     @property
     def changed(self) -> bool:
         return bool(
             self.status != "changed"
             or self.crates
+            or self.host_tools
             or self.target
             or self.versions
             or self.build_envs
@@ -234,6 +249,7 @@ def diff_graphs(old: Graph | None, new: Graph | None) -> GraphDiff:
     envs: list[BuildEnvChange] = []
     hashes: list[HashChange] = []
     crates: list[CrateChange] = []
+    tools: list[HostToolChange] = []
     old_nodes = old.nodes if old else {}
     new_nodes = new.nodes if new else {}
     for key in sorted(set(old_nodes) & set(new_nodes)):
@@ -246,6 +262,12 @@ def diff_graphs(old: Graph | None, new: Graph | None) -> GraphDiff:
         removed = tuple(sorted(set(before.build_env) - set(after.build_env)))
         if added or removed:
             envs.append(BuildEnvChange(key, added, removed))
+        was, now = dict(before.host_tools), dict(after.host_tools)
+        tools += [
+            HostToolChange(key, program, was[program], now[program])
+            for program in sorted(set(was) & set(now))
+            if was[program] != now[program]
+        ]
     target: list[TargetChange] = []
     if old is not None and new is not None:
         for marker in sorted(set(old.target) | set(new.target)):
@@ -267,6 +289,7 @@ def diff_graphs(old: Graph | None, new: Graph | None) -> GraphDiff:
         toplevel_removed=tuple(sorted(old_top - new_top)),
         target=tuple(target),
         crates=tuple(crates),
+        host_tools=tuple(tools),
     )
 
 
@@ -327,7 +350,16 @@ def render_text(diffs: Sequence[GraphDiff]) -> str:
             parts = [f"+{k}" for k in moved.added] + [f"-{k}" for k in moved.removed]
             if parts:
                 lines.append(f"  crates     {moved.key}: {' '.join(parts)}")
+        for tool in d.host_tools:
+            lines.append(
+                f"  host-tool  {tool.key}: {tool.program} {_tool(tool.old)} -> "
+                f"{_tool(tool.new)} (on the host that locked)"
+            )
     return "\n".join(lines) + ("\n" if lines else "")
+
+
+def _tool(state: str | None) -> str:
+    return "absent" if state is None else repr(state)
 
 
 def _md_cell(text: str) -> str:
@@ -393,6 +425,18 @@ def render_markdown(diffs: Sequence[GraphDiff]) -> str:
                 f"| `{e.key}` | {', '.join(f'`{k}`' for k in e.added)} "
                 f"| {', '.join(f'`{k}`' for k in e.removed)} |"
                 for e in d.build_envs
+            ]
+            out.append("")
+        if d.host_tools:
+            out += [
+                "**host tools the hooks looked for** (on the host that locked)",
+                "",
+                "| package | tool | old | new |",
+                "|---|---|---|---|",
+            ]
+            out += [
+                f"| `{h.key}` | {h.program} | {_md_cell(_tool(h.old))} | {_md_cell(_tool(h.new))} |"
+                for h in d.host_tools
             ]
             out.append("")
         moved = [c for c in d.crates if c.added or c.removed]
