@@ -16,6 +16,7 @@ environment is a locked wheel, the same everywhere.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -83,7 +84,21 @@ def probe_version(binary: Path) -> str:
 def tool_state(program: str, path: str | None) -> str | None:
     """What ``program`` is on ``path`` (a PATH value): its version line, or None."""
     found = shutil.which(program, path=path if path is not None else os.defpath)
-    return probe_version(Path(found)) if found else None
+    if not found:
+        return None
+    binary = Path(found).resolve()
+    try:
+        info = binary.stat()
+    except OSError:
+        return None
+    return _probe_once(binary, info.st_mtime_ns, info.st_size)
+
+
+@functools.lru_cache(maxsize=256)
+def _probe_once(binary: Path, mtime_ns: int, size: int) -> str:
+    # A check or a re-lock compares the same few tools for many packages: one
+    # process per tool binary, asked again only when the binary changed.
+    return probe_version(binary)
 
 
 def host_tool_states(
