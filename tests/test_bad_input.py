@@ -228,6 +228,31 @@ CASES = [
         "pyproject.toml: deep-pyproject==1.0: nested more than 64 levels deep; refused",
     ),
     Hostile(
+        "a-nan-limit-would-switch-the-bomb-check-off",
+        {"overrides/lib-fast.yaml": "max_compression_ratio: .nan\n"},
+        ("check",),
+        "overrides/lib-fast.yaml:1: max_compression_ratio: expected a finite number, got nan",
+    ),
+    Hostile(
+        "an-infinite-timeout",
+        {"variants/cpu.yaml": "VARIANT\ntimeout: .inf\n"},
+        ("check",),
+        "variants/cpu.yaml:3: timeout: expected a finite number, got inf",
+    ),
+    Hostile(
+        "env-name-no-process-can-take",
+        {"overrides/lib-fast.yaml": "env: {'A=B': x}\n"},
+        ("check",),
+        "overrides/lib-fast.yaml:1: env: expected a string matching ^[A-Za-z_][A-Za-z0-9_]*$, "
+        "got the string 'A=B'",
+    ),
+    Hostile(
+        "env-value-with-a-nul",
+        {"overrides/lib-fast.yaml": 'env: {A: "a\\0b"}\n'},
+        ("doit",),
+        "env.A: expected a string matching",
+    ),
+    Hostile(
         "pass-env-names-a-secret",
         {"variants/cpu.yaml": "VARIANT\npass_env: [GITHUB_TOKEN]\n"},
         ("check",),

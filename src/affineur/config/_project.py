@@ -15,6 +15,7 @@ The third pass only looks at files that passed the second, so it may trust types
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
@@ -363,9 +364,36 @@ def _parse(path: Path) -> tuple[object, Lines, list[AffineurError]]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         return None, {}, [AffineurError(f"cannot read: {exc}", file=str(path), stage="config")]
-    if path.suffix == ".toml":
-        return _parse_toml(text, str(path))
-    return _parse_yaml(text, str(path))
+    parse = _parse_toml if path.suffix == ".toml" else _parse_yaml
+    data, lines, problems = parse(text, str(path))
+    if data is not None:
+        problems += _non_finite(data, lines, str(path))
+    return data, lines, problems
+
+
+def _non_finite(data: object, lines: Lines, file: str) -> list[AffineurError]:
+    """Infinite and NaN numbers (YAML's ``.inf``, TOML's ``nan``): every comparison
+    with NaN is false, so a ``max_compression_ratio: .nan`` would pass the schema and
+    switch the limit off. No setting means either."""
+    problems = []
+    stack: list[tuple[object, KeyPath]] = [(data, ())]
+    while stack:
+        value, at = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            problems.append(
+                AffineurError(
+                    f"expected a finite number, got {value}",
+                    file=file,
+                    line=lines.get(at),
+                    key_path=at,
+                    stage="config",
+                )
+            )
+        elif isinstance(value, dict):
+            stack += [(v, (*at, str(k))) for k, v in value.items()]
+        elif isinstance(value, list):
+            stack += [(v, (*at, i)) for i, v in enumerate(value)]
+    return sorted(problems, key=lambda p: [str(k) for k in p.key_path])
 
 
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column \d+\)$")
