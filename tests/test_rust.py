@@ -133,6 +133,9 @@ def test_rust_extension_vendored_at_lock_built_offline_and_imported(
         } in resolved
 
         ok(ws.affineur("check"))
+        # Built again elsewhere, differently, offline: the same bytes.
+        verified = ok(ws.affineur("verify", "rust-adder", env=env))
+        assert "1 of 1 reproducible" in verified.stdout
         # A checkout without the tree (a fresh clone) vendors it again, to the same bytes.
         shutil.rmtree(tree)
         shutil.rmtree(ws.root / "build/cache")
