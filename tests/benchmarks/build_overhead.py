@@ -43,7 +43,7 @@ from typing import Any
 from affineur import graph as g
 from affineur import pep517
 from affineur.build import BuildCache, Builder, BuildKey, BuildRequest
-from affineur.config import Settings
+from affineur.config import SandboxSetting, Settings
 from affineur.index import SdistStore
 
 NAME, VERSION = "overhead-probe", "1.0"
@@ -184,6 +184,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-isolation", action="store_true", help="build without network isolation"
     )
+    parser.add_argument(
+        "--sandbox",
+        choices=("unshare", "bubblewrap", "none"),
+        default="unshare",
+        help="the hooks' sandbox (default unshare: bubblewrap's pid namespace reaps the "
+        "hook processes itself, so their CPU time would not be counted)",
+    )
     parser.add_argument("--dir", type=Path, help="work directory (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     opts = parser.parse_args(argv)
@@ -235,10 +242,12 @@ def _bench(work: Path, opts: argparse.Namespace, isolation: bool) -> int:
             patches=(),
             env_wheels=[wheel],
             network_isolation=isolation,
+            sandbox=SandboxSetting(kind=opts.sandbox),
         )
 
     print(f"building {NAME} {VERSION} with {wheel.name}, {opts.runs} times "
-          f"(network isolation {'on' if isolation else 'off'}; load {_load()})")  # fmt: skip
+          f"(network isolation {'on' if isolation else 'off'}; sandbox {opts.sandbox}; "
+          f"load {_load()})")  # fmt: skip
     walls: list[float] = []
     cpus: list[float] = []
     splits: list[dict[str, tuple[float, float]]] = []
