@@ -168,12 +168,18 @@ def source_env(settings: Settings, name: str, version: str) -> dict[str, str]:
 
     An archive made from git has no ``.git``: setuptools-scm (and hatch-vcs,
     which uses it) could not find the version it would have read from the tag,
-    so it is told the version the lock gives the package.
+    so it is told the version the lock gives the package. The generic names
+    too: hatch-vcs does not tell setuptools-scm the distribution's name, so the
+    per-distribution one alone is not seen; the hooks build only this package.
     """
     if not settings.git:
         return {}
     dist = re.sub(r"[-_.]+", "_", name).upper()
-    return {f"SETUPTOOLS_SCM_PRETEND_VERSION_FOR_{dist}": version}
+    return {
+        f"SETUPTOOLS_SCM_PRETEND_VERSION_FOR_{dist}": version,
+        "SETUPTOOLS_SCM_PRETEND_VERSION": version,
+        "VCS_VERSIONING_PRETEND_VERSION": version,
+    }
 
 
 def lock_meaning(raw: Mapping[str, Any], variant: str | None = None) -> dict[str, Any]:
