@@ -90,6 +90,10 @@ NEW_MEANING = {
     "the target": ("variants/cpu.yaml", ("x86_64", "aarch64")),
     "the python": ("variants/cpu.yaml", ('"3.11"', '"3.12"')),
     "the discovery mode": ("variants/cpu.yaml", ("python:", "discovery: source\npython:")),
+    "the crates index": (
+        "variants/cpu.yaml",
+        ("python:", 'crates_index: "sparse+http://127.0.0.1:9/crates/"\npython:'),
+    ),
 }
 
 
