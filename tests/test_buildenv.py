@@ -187,6 +187,19 @@ def test_stored_files_are_read_only_links_with_their_bytecode_compiled(
     assert int.from_bytes(pyc.read_bytes()[4:8], "little") == 0b01
 
 
+def test_bytecode_stays_in_the_store_when_a_pycache_prefix_is_set(
+    tmp_path: Path, wheels: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Hooks run without PYTHONPYCACHEPREFIX: bytecode put under the prefix is lost to them.
+    prefix = tmp_path / "prefix"
+    monkeypatch.setattr(sys, "pycache_prefix", str(prefix))
+    monkeypatch.setenv("PYTHONPYCACHEPREFIX", str(prefix))
+    env = EnvironmentStore(tmp_path / "store").environment(_tool_wheels(wheels))
+    module = env.purelib / "Demo_Tool" / "cli.py"
+    assert list((module.parent / "__pycache__").glob("cli.*.pyc"))
+    assert not list(prefix.rglob("*.pyc"))
+
+
 def test_one_environment_per_set_of_wheels_and_one_unpacking_per_wheel(
     tmp_path: Path, wheels: Path
 ) -> None:

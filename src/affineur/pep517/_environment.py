@@ -13,7 +13,6 @@ wheels and then shared, read-only, by every build that needs that set.
 
 from __future__ import annotations
 
-import compileall
 import contextlib
 import fcntl
 import hashlib
@@ -227,6 +226,24 @@ class BuildEnvironment:
             ) from exc
 
 
+def _compile_beside(site: Path) -> None:
+    """Unchecked-hash bytecode for every module under ``site``, in its ``__pycache__``.
+
+    Not compileall: it follows ``sys.pycache_prefix``, which would put the
+    bytecode outside the environment.
+    """
+    tag = sys.implementation.cache_tag
+    for source in sorted(site.rglob("*.py")):
+        cfile = source.parent / "__pycache__" / f"{source.stem}.{tag}.pyc"
+        with contextlib.suppress(py_compile.PyCompileError, OSError, ValueError):
+            py_compile.compile(
+                str(source),
+                cfile=str(cfile),
+                doraise=True,
+                invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+            )
+
+
 def _is_running_interpreter(python: str) -> bool:
     return Path(python).resolve() == Path(sys.executable).resolve()
 
@@ -407,19 +424,21 @@ class EnvironmentStore:
     def _compile(self, target: Path, env: BuildEnvironment, python: str) -> None:
         # A module that does not compile (a Python 2 leftover in a wheel) is no
         # reason to fail: it fails only if something imports it, as it would anyway.
+        # The bytecode goes beside the sources whatever PYTHONPYCACHEPREFIX says:
+        # hooks run without that variable, so that is where they look for it.
         layout = env.scheme("-", target)
         for site in sorted({Path(layout["purelib"]), Path(layout["platlib"])}):
             if not site.is_dir():
                 continue
             if _is_running_interpreter(python):
-                compileall.compile_dir(
-                    site, quiet=2, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH
-                )
+                _compile_beside(site)
             else:
+                environ = {k: v for k, v in os.environ.items() if k != "PYTHONPYCACHEPREFIX"}
                 subprocess.run(
                     [str(env.python), "-m", "compileall", "-q", "-q",
                      "--invalidation-mode", "unchecked-hash", str(site)],
                     capture_output=True,
+                    env=environ,
                     check=False,
                 )  # fmt: skip
 
