@@ -142,6 +142,7 @@ def test_doit_list_and_info_show_every_package(workspace: Workspace) -> None:
     assert "build:cpu:chain-backend-1.0" in info.stdout
 
 
+@pytest.mark.slow
 def test_rebuild_gives_identical_wheels(workspace: Workspace) -> None:
     workspace.collection(["lib-a"])
     ok(workspace.doit())

@@ -141,6 +141,7 @@ def test_constraints_in_an_override_apply_to_the_whole_lock(workspace: Workspace
     assert "shared==1.0" in workspace.nodes()
 
 
+@pytest.mark.slow
 def test_changelog_sets_the_build_number(workspace: Workspace) -> None:
     workspace.collection(["lib-fast"])
     ok(workspace.doit())

@@ -171,6 +171,7 @@ def test_a_bad_test_mode_value_is_a_clean_error(workspace: Workspace) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_timeout_from_an_override_is_reported_as_its_stage(workspace: Workspace) -> None:
     workspace.index.add(
         FakeProject(
