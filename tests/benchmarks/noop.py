@@ -590,10 +590,7 @@ def _bench(root: Path, opts: argparse.Namespace) -> int:
     print(f"  tasks executed in no-op runs: {len(signs)}")
     for sign in sorted(set(signs)):
         print(f"    {sign}")
-    print(
-        f"  no-op runs that rewrote doit's state files: {rewrites} of {2 * opts.runs}"
-        " (same content; doit saves its group tasks every run)"
-    )
+    print(f"  no-op runs that rewrote doit's state files: {rewrites} of {2 * opts.runs}")
     bytecode = "cached in build/pycache" if pyc else "as this environment says (--no-pyc)"
     print(f"  bytecode: {bytecode}")
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())

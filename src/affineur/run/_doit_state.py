@@ -149,12 +149,17 @@ class DurableDB:
     def set(self, task_id: str, dependency: str, value: Any) -> None:
         with self._lock:
             entry = self._db.setdefault(task_id, {})
-            if dependency in entry and entry[dependency] == value:
+            if dependency in entry and entry[dependency] in (value, self._stored(value)):
                 # doit re-saves unchanged values (group tasks, every run); writing
                 # them would make a no-op run rewrite the whole state.
                 return
             entry[dependency] = value
             self._append(["s", task_id, dependency, value])
+
+    def _stored(self, value: Any) -> Any:
+        """``value`` as it reads back: doit saves a group task's deps as (), which
+        comes back as [] and would otherwise look changed on every run."""
+        return self.codec.decode(self.codec.encode(value))
 
     def remove(self, task_id: str) -> None:
         with self._lock:
