@@ -191,6 +191,7 @@ def test_a_malicious_sdist_is_refused(workspace: Workspace) -> None:
     assert not (workspace.root.parent / "outside.txt").exists()
 
 
+@pytest.mark.slow
 def test_exclusive_and_counted_resources_hold_in_a_parallel_run(workspace: Workspace) -> None:
     # One run, both rules: lib-a is exclusive, meta-static takes both cpus, every
     # other build takes one; four workers would overlap them all if allowed.

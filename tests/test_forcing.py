@@ -149,6 +149,7 @@ def test_rebuild_refuses_an_unknown_package(workspace: Workspace) -> None:
     assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_doit_forget_then_doit_builds_again_instead_of_reusing(workspace: Workspace) -> None:
     flagged(workspace)
     ok(workspace.doit(env={"CFLAGS": "-O1"}))

@@ -33,6 +33,7 @@ def _record(ws: Workspace, name: str) -> dict[str, Any]:
     raise AssertionError(f"no record of {name}")
 
 
+@pytest.mark.slow
 def test_a_build_runs_as_many_jobs_as_cpus_it_holds_and_has_a_timeout(
     workspace: Workspace,
 ) -> None:
