@@ -303,7 +303,7 @@ def pep740_provenance(filename: str, sha256: str, publisher: dict[str, str]) -> 
     statement = {
         "_type": "https://in-toto.io/Statement/v1",
         "subject": [{"name": filename, "digest": {"sha256": sha256}}],
-        "predicateType": "https://docs.pypi.org/attestations/publish/v1",
+        "predicateType": "urn:affineur:test:publish-attestation:v1",
         "predicate": None,
     }
     attestation = {

@@ -609,12 +609,7 @@ class Checkout:
             jobs=self.jobs(lv.variant, node),
             crates=crates,
         )
-        resources = self.demand(lv.variant, node)
-        if not resources.get("exclusive") and "cpu" not in resources:
-            # Every build occupies a worker thread: counting it as a cpu is what keeps
-            # a gpu build off a worker an exclusive build holds whole.
-            resources = {"cpu": 1, **resources}
-        task = SimpleNamespace(name=node.name, meta={"resources": resources})
+        task = SimpleNamespace(name=node.name, meta={"resources": self.demand(lv.variant, node)})
         self.reporter.report(
             BuildStarted(node.name, node.version, lv.variant.name, key, where=cluster.address)
         )

@@ -59,8 +59,13 @@ def dask_resources(demand: Demand, workers: Mapping[str, Mapping[str, float]]) -
     for resources in workers.values():
         for name, amount in resources.items():
             advertised[name] = max(advertised.get(name, 0.0), float(amount))
+    amounts = dict(demand.amounts)
+    if not demand.exclusive and "cpu" not in amounts:
+        # Every build occupies a worker thread: counting it as a cpu is what keeps
+        # a gpu build off a worker an exclusive build holds whole.
+        amounts["cpu"] = 1
     out: dict[str, float] = {}
-    for name, amount in sorted(demand.amounts.items()):
+    for name, amount in sorted(amounts.items()):
         if amount <= 0:
             continue
         if name == "cpu" and "cpu" not in advertised:
