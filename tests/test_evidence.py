@@ -123,6 +123,13 @@ def _sbom(wheel: Path) -> tuple[dict[str, Any], str, str]:
     return json.loads(text), text, record
 
 
+def test_the_publish_line_counts_wheels_not_their_statements(built: Built) -> None:
+    wheels = len(list(built.files.glob("*.whl")))
+    assert len(list(built.files.glob("*.provenance.json"))) == wheels
+    output = built.first_run.stdout + built.first_run.stderr
+    assert f"published {wheels} wheels to " in output
+
+
 def test_each_built_wheel_carries_a_valid_sbom_of_what_it_was_built_from(built: Built) -> None:
     wheel = built.wheel("lib_c")
     sbom, text, record = _sbom(wheel)

@@ -720,7 +720,8 @@ class Checkout:
         entries = {k: self.entry_of(lv.keys[k]) for k in lv.graph.nodes}
         dest = self.dist_dir(lv.collection.name, lv.variant.name)
         simple = publish_index(entries, dest, sign_with=self.signing_key)
-        count = sum(1 for _ in (dest / "files").iterdir())
+        # Provenance statements lie beside the wheels: count the wheels only.
+        count = sum(1 for _ in (dest / "files").glob("*.whl"))
         self.reporter.report(Published(lv.collection.name, lv.variant.name, simple, count))
         refuse_substitutes([self.cache.entry(lv.keys[k]) for k in lv.graph.nodes], str(simple))
         return simple
