@@ -190,3 +190,26 @@ def test_a_hidden_folder_outside_every_mount_needs_no_cover(tmp_path: Path) -> N
     plan = Plan.of(Confinement("unshare", writable=(work,), hidden=(tmp_path / "checkout",)))
     assert ("tmpfs", "", str(tmp_path / "checkout")) not in plan.entries
     assert ("rw", str(work), str(work)) in plan.entries
+
+
+def test_the_unshare_helper_reads_back_the_spec_it_is_given(tmp_path: Path) -> None:
+    from affineur.pep517 import _sandbox_helper
+    from affineur.pep517._sandbox import helper_argv
+
+    work = tmp_path / "a work dir"
+    work.mkdir()
+    plan = Plan.of(Confinement("unshare", writable=(work,), network=True))
+    command = ["/usr/bin/env", "python3", "-c", "print('a b')", ""]
+    argv = helper_argv(plan, command, work, tmp_path / "root")
+    # The helper is imported from its folder by a bare interpreter (-I -S), not run
+    # as a script, and its arguments follow the code that starts it.
+    assert argv[1:4] == ["-I", "-S", "-c"]
+    spec = _sandbox_helper.parse_spec(argv[5:])
+    assert spec == {
+        "parent": os.getpid(),
+        "network": True,
+        "root": str(tmp_path / "root"),
+        "cwd": str(work),
+        "plan": [list(entry) for entry in plan.entries],
+        "argv": command,
+    }

@@ -10,6 +10,7 @@ and against itself (every RECORD hash). All problems are reported at once.
 
 from __future__ import annotations
 
+import functools
 import platform
 import sys
 from collections.abc import Iterable, Mapping
@@ -38,6 +39,13 @@ def target_tags(target: Mapping[str, str]) -> tuple[frozenset[Tag], bool]:
     this machine's platform they are this interpreter's platform tags; for
     another platform only the Python and ABI parts can be checked here.
     """
+    # Thousands of tags, the same for every build of a variant: made once.
+    return _target_tags(tuple(sorted(target.items())))
+
+
+@functools.lru_cache(maxsize=16)
+def _target_tags(items: tuple[tuple[str, str], ...]) -> tuple[frozenset[Tag], bool]:
+    target = dict(items)
     running = f"{sys.version_info.major}.{sys.version_info.minor}"
     version = target.get("python_version", running)
     try:

@@ -113,7 +113,14 @@ def _allowed(name: str, value: str, extra: Sequence[str] = ()) -> bool:
     if name in _PROXIES:
         # ``no_proxy`` lists hosts; the others are URLs that may carry userinfo.
         return name.lower() == "no_proxy" or "@" not in urlsplit(value).netloc
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in (*_ALLOWED, *extra))
+    return _allow_pattern(tuple(extra)).match(name) is not None
+
+
+@functools.lru_cache(maxsize=64)
+def _allow_pattern(extra: tuple[str, ...]) -> re.Pattern[str]:
+    # One expression for every pattern: the environment is filtered for each hook
+    # call, and matching every variable against each pattern in turn showed up.
+    return re.compile("|".join(fnmatch.translate(p) for p in (*_ALLOWED, *extra)))
 
 
 def passed_variables(base: Mapping[str, str], pass_env: Sequence[str] = ()) -> dict[str, str]:

@@ -196,18 +196,31 @@ def _bwrap_argv(bwrap: str, plan: Plan, argv: Sequence[str], cwd: Path) -> list[
     return args
 
 
-def _unshare_argv(plan: Plan, argv: Sequence[str], cwd: Path, root: Path) -> list[str]:
-    import json
+# The helper is imported, not run as a script: Python compiles a script on every
+# start but loads an imported module's bytecode. Its folder goes last on the
+# path, so it cannot shadow the standard library.
+_HELPER_START = (
+    "import sys; sys.path.append({folder!r}); import _sandbox_helper; _sandbox_helper.main()"
+)
 
-    spec = {
-        "parent": os.getpid(),
-        "network": plan.network,
-        "root": str(root),
-        "plan": [list(entry) for entry in plan.entries],
-        "cwd": str(cwd),
-        "argv": list(argv),
-    }
-    return [_host_python(), "-I", "-S", str(_HELPER), json.dumps(spec)]
+
+def helper_argv(plan: Plan, argv: Sequence[str], cwd: Path, root: Path) -> list[str]:
+    """The unshare helper's command line; its arguments are read by its ``parse_spec``."""
+    flat = [part for entry in plan.entries for part in entry]
+    return [
+        _host_python(),
+        "-I",
+        "-S",
+        "-c",
+        _HELPER_START.format(folder=str(_HELPER.parent)),
+        str(os.getpid()),
+        "1" if plan.network else "0",
+        str(root),
+        str(cwd),
+        str(len(plan.entries)),
+        *flat,
+        *argv,
+    ]
 
 
 def _host_python() -> str:
@@ -229,7 +242,7 @@ def sandbox_command(
             raise _unavailable("bubblewrap")
         return _bwrap_argv(bwrap, plan, argv, cwd)
     if confinement.kind == "unshare":
-        return _unshare_argv(plan, argv, cwd, scratch)
+        return helper_argv(plan, argv, cwd, scratch)
     return list(argv)
 
 

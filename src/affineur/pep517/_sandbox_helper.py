@@ -2,9 +2,13 @@
 
 The fallback for machines without bubblewrap: it gives the same guarantees as
 the bubblewrap command line :mod:`affineur.pep517._sandbox` writes, from the
-same plan. It runs as its own script (``python -I -S _sandbox_helper.py SPEC``),
-standard library only, because it must start before any import could read the
-checkout, and it is the process that becomes the sandbox.
+same plan. It runs in its own interpreter (``python -I -S``, its folder last on
+the path, so nothing of the checkout or of site-packages is importable), standard
+library only, and it is the process that becomes the sandbox. Every hook process
+starts through it, so it imports as little as it can (no json, pathlib or
+platform: its spec comes as plain arguments, see :func:`spec_argv`) and is
+imported rather than run as a script, which lets Python load its compiled
+bytecode instead of compiling it each time.
 
 Steps, each needed for a guarantee:
 
@@ -23,15 +27,22 @@ Steps, each needed for a guarantee:
    setuid programs from regaining privilege.
 """
 
+# os and os.path, not pathlib: importing pathlib would cost every hook process
+# several milliseconds.
+# ruff: noqa: PTH103, PTH110, PTH112, PTH120, PTH123, PTH211
+
 from __future__ import annotations
 
 import ctypes
-import json
 import os
-import platform
 import signal
 import sys
-from pathlib import Path
+
+# Annotations only: importing typing would cost every hook process a few milliseconds.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
 
 PR_SET_PDEATHSIG = 1
 PR_SET_NO_NEW_PRIVS = 38
@@ -95,7 +106,8 @@ def _mount(
 
 
 def _write(path: str, text: str) -> None:
-    Path(path).write_text(text)
+    with open(path, "w") as out:
+        out.write(text)
 
 
 def _map_ids(inner_uid: int, outer_uid: int, inner_gid: int, outer_gid: int) -> None:
@@ -112,7 +124,9 @@ def _kept_flags(path: str) -> int:
 def _mountpoints_below(path: str) -> list[str]:
     """Mount points strictly below ``path`` (the submounts a recursive bind brought)."""
     found: list[str] = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+    with open("/proc/self/mountinfo") as mountinfo:
+        lines = mountinfo.read().splitlines()
+    for line in lines:
         point = line.split()[4].replace("\\040", " ")
         if point.startswith(path.rstrip("/") + "/"):
             found.append(point)
@@ -129,13 +143,12 @@ def _remount_readonly(target: str) -> None:
 
 
 def _make_target(target: str, is_dir: bool) -> None:
-    path = Path(target)
     if is_dir:
-        path.mkdir(parents=True, exist_ok=True)
+        os.makedirs(target, exist_ok=True)
     else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.is_symlink() and not path.exists():
-            path.touch()
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if not os.path.lexists(target):
+            os.close(os.open(target, os.O_WRONLY | os.O_CREAT, 0o644))
 
 
 def _setup_root(root: str, plan: list[list[str]]) -> None:
@@ -144,7 +157,7 @@ def _setup_root(root: str, plan: list[list[str]]) -> None:
     for kind, source, dest in plan:
         target = root + dest
         if kind in ("ro", "rw"):
-            _make_target(target, Path(source).is_dir())
+            _make_target(target, os.path.isdir(source))
             _mount(source, target, None, MS_BIND | MS_REC)
             if kind == "ro":
                 _remount_readonly(target)
@@ -153,13 +166,13 @@ def _setup_root(root: str, plan: list[list[str]]) -> None:
             mode = "1777" if dest == "/tmp" else "0755"
             _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, f"mode={mode}")
         elif kind == "symlink":
-            Path(target).parent.mkdir(parents=True, exist_ok=True)
-            Path(target).symlink_to(source)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.symlink(source, target)
         elif kind == "dev":
             _make_target(target, True)
             _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755")
             for name in _DEVICES:
-                if Path(f"/dev/{name}").exists():
+                if os.path.exists(f"/dev/{name}"):
                     _make_target(f"{target}/{name}", False)
                     _mount(f"/dev/{name}", f"{target}/{name}", None, MS_BIND)
             for name, link in (
@@ -168,7 +181,7 @@ def _setup_root(root: str, plan: list[list[str]]) -> None:
                 ("stdout", "/proc/self/fd/1"),
                 ("stderr", "/proc/self/fd/2"),
             ):
-                Path(f"{target}/{name}").symlink_to(link)
+                os.symlink(link, f"{target}/{name}")
             _make_target(f"{target}/shm", True)
             _mount("tmpfs", f"{target}/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
         elif kind == "proc":
@@ -181,9 +194,10 @@ def _setup_root(root: str, plan: list[list[str]]) -> None:
         if kind == "tmpfs" and dest != "/tmp":
             _mount(None, root + dest, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
     _mount(None, root, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, "mode=0755")
-    number = _PIVOT_ROOT.get(platform.machine())
+    machine = os.uname().machine
+    number = _PIVOT_ROOT.get(machine)
     if number is None:
-        raise SandboxError(f"pivot_root is not known on {platform.machine()}")
+        raise SandboxError(f"pivot_root is not known on {machine}")
     os.chdir(root)
     _check(libc.syscall(number, b".", b"."), "pivot_root")
     _check(libc.umount2(b".", MNT_DETACH), "unmount the host's root")
@@ -212,8 +226,25 @@ def _reap(worker: int) -> int:
             return _exit_code(status)
 
 
-def main() -> None:
-    spec = json.loads(sys.argv[1])
+def parse_spec(args: Sequence[str]) -> dict[str, Any]:
+    """The spec :func:`affineur.pep517._sandbox.helper_argv` wrote as arguments:
+    parent pid, network (0 or 1), new root, working directory, the number of plan
+    entries, each entry's kind, source and destination, then the command."""
+    parent, network, root, cwd, count = args[:5]
+    end = 5 + 3 * int(count)
+    flat = args[5:end]
+    return {
+        "parent": int(parent),
+        "network": network == "1",
+        "root": root,
+        "cwd": cwd,
+        "plan": [list(flat[i : i + 3]) for i in range(0, len(flat), 3)],
+        "argv": list(args[end:]),
+    }
+
+
+def main(args: Sequence[str] | None = None) -> None:
+    spec = parse_spec(sys.argv[1:] if args is None else args)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != spec["parent"]:
         os._exit(1)  # the run died before the line above took effect
