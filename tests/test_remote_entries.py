@@ -164,8 +164,8 @@ def test_a_missing_extra_is_one_clear_error(
     import importlib.util
 
     from affineur.config import Variant
-    from affineur.run._checkout import RemoteCaches
     from affineur.run._dask import Executors
+    from affineur.run._open import RemoteCaches
 
     real = importlib.util.find_spec
     monkeypatch.setattr(

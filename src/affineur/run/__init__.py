@@ -12,8 +12,9 @@ import open_checkout`` (the ``affineur`` command) never loads doit.
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from affineur.run._checkout import Checkout, IndexClients, LockedVariant, open_checkout
+from affineur.run._checkout import Checkout, LockedVariant
 from affineur.run._mutex import TIMEOUT_ENV, hold_checkout, mutex_path
+from affineur.run._open import IndexClients, open_checkout
 from affineur.run._reports import (
     MARKDOWN_LIMIT,
     BuildOutcome,

@@ -6,24 +6,22 @@ so one action runs the same way everywhere.
 
 A checkout does no I/O of its own making: the sdist store, the build cache, the
 builder, the index clients, the reporter and the record of build attempts are
-passed in. :func:`open_checkout` is the one place that makes the usual ones for
-a checkout folder.
+passed in. :func:`~affineur.run._open.open_checkout` is the one place that makes
+the usual ones for a checkout folder. The longer actions live beside it:
+fetching sources and prebuilt wheels (:mod:`affineur.run._fetch`) and building
+on a cluster (:mod:`affineur.run._cluster`).
 """
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import os
 import shutil
 import tempfile
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property, partial
 from pathlib import Path
-from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from packaging.utils import canonicalize_name
 
@@ -32,15 +30,12 @@ from affineur.build import (
     BuildCache,
     BuildInputs,
     BuildKey,
-    HostTools,
     build_keys,
     sbom_key_input,
     sweep_dead_folders,
     sweep_stale_publishes,
 )
 from affineur.config import (
-    default_index_url,
-    effective_remote_cache,
     effective_settings,
     find_patches,
     load_project,
@@ -52,38 +47,24 @@ from affineur.lock import LockPaths, lock_is_fresh, read_lock
 from affineur.pep517 import Interpreter, interpreter_of
 from affineur.progress import (
     BuildStarted,
-    CacheEntryDiscarded,
     LockStale,
-    Notice,
     Published,
     Rebuilt,
     Reporter,
-    StreamReporter,
 )
-from affineur.run._scheduler import Demand, demand_of
 from affineur.run._substitution import Attempts, refuse_substitutes
 
 # A no-op run reads the config and the locks, computes build keys and asks the
 # cache; it never builds, locks, fetches or publishes. What only those actions use
 # (the builder with pep517 and installer, the locker with resolvelib, the index
-# client, the remote cache) is imported where it is used, not here.
+# client, the remote cache, the cluster) is imported where it is used, not here.
 if TYPE_CHECKING:
-    from affineur.build import Builder, BuildJob, BuildRequest, CacheEntry, RemoteCache
+    from affineur.build import Builder, BuildRequest, CacheEntry, RemoteCache
     from affineur.config import Collection, Project, Settings, Variant
-    from affineur.index import Fetcher, IndexClient
+    from affineur.index import IndexClient
+    from affineur.run._cluster import Cluster
 
-__all__ = [
-    "SIGNING_KEY_ENV",
-    "Checkout",
-    "Cluster",
-    "IndexClients",
-    "LockedVariant",
-    "RemoteCaches",
-    "open_checkout",
-]
-
-# A path, never the key itself: the key stays in a file the user controls.
-SIGNING_KEY_ENV = "AFFINEUR_SIGNING_KEY"
+__all__ = ["Checkout", "LockedVariant"]
 
 
 def _attestation(node: g.Node) -> dict[str, Any] | None:
@@ -103,78 +84,8 @@ class LockedVariant:
     keys: Mapping[g.NodeKey, BuildKey]
 
 
-class IndexClients:
-    """One index client per list of index URLs, made on first use.
-
-    Variants that name the same indexes share a client (and its page cache);
-    making none at all keeps a no-op run free of ``requests``.
-    """
-
-    def __init__(self, make: Callable[[tuple[str, ...]], IndexClient] | None = None) -> None:
-        self._make = make
-        self._clients: dict[tuple[str, ...], IndexClient] = {}
-
-    def __call__(self, variant: Variant) -> IndexClient:
-        urls = tuple(variant.indexes) or (default_index_url(),)
-        if urls not in self._clients:
-            if self._make is None:
-                from affineur.index import IndexClient
-
-                self._make = IndexClient
-            self._clients[urls] = self._make(urls)
-        return self._clients[urls]
-
-
-class RemoteCaches:
-    """Each variant's remote cache in this environment (None without one), one per setting.
-
-    Variants that name the same storage share a client, and so its connections
-    and its "unreachable" verdict.
-    """
-
-    def __init__(
-        self, root: Path, reporter: Reporter, environ: Mapping[str, str] | None = None
-    ) -> None:
-        self._root = root
-        self._reporter = reporter
-        self._environ = os.environ if environ is None else environ
-        self._caches: dict[str, RemoteCache] = {}
-        self._lock = threading.Lock()
-
-    def __call__(self, variant: Variant) -> RemoteCache | None:
-        try:
-            origin = variant.file.relative_to(self._root).as_posix()
-        except ValueError:
-            origin = str(variant.file)
-        setting = effective_remote_cache(variant.remote_cache, self._environ, origin=origin)
-        if setting is None:
-            return None
-        if importlib.util.find_spec("fsspec") is None:
-            # Said while the tasks load, not once per failed build.
-            raise AffineurError(
-                f"{setting.origin} names a remote cache, which needs affineur's 'remote' extra",
-                hint="pip install 'affineur[remote]'",
-                stage="config",
-            )
-        from affineur.build import RemoteCache
-
-        ident = json.dumps([setting.url, setting.mode, setting.options], default=dict)
-        with self._lock:
-            if ident not in self._caches:
-                self._caches[ident] = RemoteCache(setting, reporter=self._reporter)
-            return self._caches[ident]
-
-
 def no_remote_cache(variant: Variant) -> RemoteCache | None:
     return None
-
-
-class Cluster(Protocol):
-    """Where a build runs when not on this machine (see affineur.run._dask)."""
-
-    address: str
-
-    def build(self, job: BuildJob, demand: Demand, log: Path) -> Mapping[str, Any]: ...
 
 
 def no_host_tools() -> Mapping[str, str]:
@@ -507,7 +418,11 @@ class Checkout:
                 attempt.reused_remote()
                 return
             if node.prebuilt:
-                entry = self._take_prebuilt(lv, node, key)
+                from affineur.run._fetch import take_prebuilt
+
+                entry = take_prebuilt(
+                    self.store, self.cache, self.clients(lv.variant), node, lv.graph.target, key
+                )
                 attempt.outcome, attempt.wheel = "prebuilt", entry.wheel.name
                 if remote is not None:
                     remote.push(entry)
@@ -553,159 +468,42 @@ class Checkout:
         key: BuildKey,
         log: Path,
     ) -> tuple[str, str]:
-        """Build on a cluster, through the remote cache both ways; the wheel lands here.
+        """Build on a cluster (see :mod:`affineur.run._cluster`): the wheel's name, the worker."""
+        from affineur.run._cluster import build_on
 
-        Returns the wheel's name and the worker that built it."""
-        from affineur.build import BuildJob, job_graph, patch_name
-
-        if remote is None or not remote.writable:
-            raise AffineurError(
-                f"variant {lv.variant.name} builds on {cluster.address}, which needs a "
-                "remote cache the workers can write",
-                hint="name a read-write remote_cache in the variant, or set AFFINEUR_REMOTE_CACHE",
-                stage="config",
-            )
-        assert node.sdist is not None
-        # What the workers read, they find in the remote cache: upload it first.
-        sdist = self.store.ensure(node.name, node.sdist.filename, node.sdist.sha256, None)
-        remote.push_sdist(sdist, node.sdist.sha256)
-        crates = None
-        if node.crates is not None:
-            # The workers share no files with this machine: the vendored tree goes too.
-            from affineur.pep517 import CrateStore, pack_tree
-
-            store = CrateStore(self.store.root / "crates")
-            archive = pack_tree(store.verified(node.name, node.crates), store.root / "archives")
-            crates = (archive.name, sha256_file(archive))
-            remote.push_sdist(archive, crates[1])
-        env = []
-        for dep in node.build_env:
-            dep_key, dep_node = lv.keys[dep], lv.graph.nodes[dep]
-            entry = self.cache.get(dep_key)
-            if entry is not None and not remote.push(entry):
-                raise AffineurError(
-                    f"cannot upload {dep_node.name}=={dep_node.version} for the workers",
-                    stage="build-env",
-                    hint="check this machine's access to the remote cache",
-                )
-            env.append((dep_key, dep_node.name, dep_node.version))
-        job = BuildJob(
-            run="",
-            key=key,
-            variant=lv.variant.name,
+        return build_on(
+            cluster,
+            remote,
+            variant=lv.variant,
+            graph=lv.graph,
+            keys=lv.keys,
             node=node,
-            graph=job_graph(lv.graph, node),
+            key=key,
+            log=log,
+            store=self.store,
+            cache=self.cache,
             settings=self.settings(lv.variant, node),
-            patches=tuple((patch_name(p), p.read_bytes()) for p in self.patches(lv.variant, node)),
-            env=tuple(env),
-            network_isolation=lv.variant.network_isolation,
-            remote=remote.setting,
-            sandbox=lv.variant.sandbox,
-            evidence=lv.variant.evidence,
-            source_attestation=_attestation(node),
-            python=lv.variant.python,
+            patches=self.patches(lv.variant, node),
             python_key=self.interpreter(lv.variant).key(),
-            interpreter=lv.variant.interpreter,
             jobs=self.jobs(lv.variant, node),
-            crates=crates,
+            resources=self.demand(lv.variant, node),
+            source_attestation=_attestation(node),
+            reporter=self.reporter,
         )
-        task = SimpleNamespace(name=node.name, meta={"resources": self.demand(lv.variant, node)})
-        self.reporter.report(
-            BuildStarted(node.name, node.version, lv.variant.name, key, where=cluster.address)
-        )
-        result = cluster.build(job, demand_of(task), log)
-        entry = remote.fetch(key, self.cache, name=node.name, version=node.version)
-        if entry is None:
-            raise AffineurError(
-                f"{node.name}=={node.version} was built on {result.get('worker')}, "
-                "but its entry in the remote cache is missing or was refused",
-                stage="build",
-            )
-        log.unlink(missing_ok=True)  # the entry holds the log now, as a local build's does
-        return entry.wheel.name, str(result.get("worker"))
-
-    def _take_prebuilt(self, lv: LockedVariant, node: g.Node, key: BuildKey) -> CacheEntry:
-        from affineur.build import wheel_problems
-
-        assert node.wheel is not None
-        path = self.store.ensure(
-            node.name, node.wheel.filename, node.wheel.sha256, self.clients(lv.variant)
-        )
-        problems = wheel_problems(path, node, lv.graph.target)
-        if problems:
-            raise AffineurError(
-                f"the locked wheel {path.name} is not what the lock says",
-                stage="verify",
-                causes=tuple(problems),
-            )
-        with self.cache.staging(key) as staging:
-            shutil.copyfile(path, staging / node.wheel.filename)
-            return self.cache.commit(
-                key,
-                staging,
-                {
-                    "name": node.name,
-                    "version": node.version,
-                    "build_key": key,
-                    "prebuilt": True,
-                    "wheel": node.wheel.filename,
-                    "sha256": node.wheel.sha256,
-                },
-            )
 
     def download(self, lv: LockedVariant, node: g.Node, ref: g.FileRef) -> None:
         """Fetch the node's sdist (or prebuilt wheel) into the store, checked against the lock."""
-        from affineur.index import GitSource, UrlSource, check_attestation, source_url
-        from affineur.lock import git_location
+        from affineur.run._fetch import download
 
-        settings = self.settings(lv.variant, node)
-        template = None if node.prebuilt else settings.download_source
-        client = self.clients(lv.variant)
-        fetcher: Fetcher = client
-        if template:
-            fetcher = UrlSource(client, source_url(template, node.name, node.version), node.name)
-        elif node.git is not None and not node.prebuilt:
-            # The lock's commit, archived again here; the store holds it to the lock's hash.
-            # The override's URL, not the lock's: the lock never records credentials.
-            url = git_location(settings.git, node.name, node.version)[0] if settings.git else ""
-            fetcher = GitSource(
-                canonicalize_name(node.name), node.version, url or node.git.url,
-                node.git.ref, node.git.commit,
-            )  # fmt: skip
-        if settings.plugin and not node.prebuilt:
-            from affineur.hooks import load_hooks
-            from affineur.index import PluginFetcher
-
-            hooks = load_hooks(settings.plugin)
-            fetcher = PluginFetcher(hooks, canonicalize_name(node.name), node.version, fetcher)
-        path = self.store.ensure(node.name, ref.filename, ref.sha256, fetcher)
-        if node.crates is not None and not node.prebuilt:
-            self._vendor(lv.variant, node, path)
-        if ref.attested_by and not template:
-            warning = check_attestation(client, node.name, ref)
-            if warning:
-                self.reporter.report(Notice(warning, warning=True))
-
-    def _vendor(self, variant: Variant, node: g.Node, sdist: Path) -> None:
-        """Vendor the node's crates again where this machine lacks them (a fresh clone)."""
-        from affineur.pep517 import CrateStore, crates_registry
-
-        assert node.crates is not None and node.sdist is not None
-        crates = CrateStore(self.store.root / "crates")
-        if crates.tree(node.crates.sha256).is_dir():
-            return
-        index = crates_registry(variant.crates_index) if variant.crates_index else None
-        got = crates.vendor(node.name, sdist, node.sdist.sha256, registry=index)
-        if got is None or got.sha256 != node.crates.sha256:
-            raise AffineurError(
-                "the crates vendored now differ from the lock's",
-                package=node.name,
-                version=node.version,
-                stage="hash",
-                causes=(f"the lock: {node.crates.sha256}", f"now: {got.sha256 if got else None}"),
-                hint="the crates registry serves other bytes than when the lock was made; "
-                "re-lock ('affineur lock --force') to accept them",
-            )
+        download(
+            self.store,
+            self.settings(lv.variant, node),
+            self.clients(lv.variant),
+            lv.variant,
+            node,
+            ref,
+            self.reporter,
+        )
 
     def signing_key_id(self) -> str:
         """The DSSE key id published provenance is signed with ('' when unsigned)."""
@@ -807,53 +605,3 @@ class Checkout:
             for name, amount in variant.resources.items():
                 out[name] = max(out.get(name, 0), float(amount))
         return out
-
-
-def open_checkout(
-    root: Path,
-    *,
-    reporter: Reporter | None = None,
-    keep_going: bool = False,
-    clients: Callable[[Variant], IndexClient] | None = None,
-    clusters: Callable[[Variant], Cluster | None] | None = None,
-) -> Checkout:
-    """The checkout at ``root`` with its usual collaborators under ``root/build``.
-
-    ``keep_going`` replaces a failed build by the upstream wheel of the same
-    version (see :mod:`affineur.run._substitution`); ``reporter`` gets every
-    progress event, one :class:`~affineur.progress.BuildFinished` per build.
-    """
-    root = Path(root)
-    build_dir = root / "build"
-    signing_key = os.environ.get(SIGNING_KEY_ENV)
-    store = SdistStore(build_dir / "sdists")
-    shown = reporter or StreamReporter()
-
-    def discarded(key: BuildKey, reason: str) -> None:
-        shown.report(CacheEntryDiscarded(key, reason))
-
-    cache = BuildCache(build_dir / "cache", on_discard=discarded)
-
-    def builder() -> Builder:
-        from affineur.build import Builder
-
-        return Builder(cache=cache, store=store, workdir=build_dir, hidden=[root])
-
-    return Checkout(
-        root=root,
-        store=store,
-        cache=cache,
-        builders=builder,
-        clients=clients or IndexClients(),
-        attempts=Attempts(
-            cache=cache,
-            reporter=shown,
-            downloads=build_dir / "substitutes",
-            keep_going=keep_going,
-        ),
-        reporter=shown,
-        remotes=RemoteCaches(root, shown),
-        clusters=clusters or this_machine,
-        host_tools=HostTools(build_dir / "host-tools.json").fingerprint,
-        signing_key=Path(signing_key) if signing_key else None,
-    )

@@ -32,7 +32,7 @@ from affineur import graph as g
 from affineur.build import BuildKey
 from affineur.errors import AffineurError
 from affineur.progress import FanOut, StreamReporter
-from affineur.run._checkout import Checkout, LockedVariant, open_checkout
+from affineur.run._checkout import Checkout, LockedVariant
 from affineur.run._dask import Executors
 from affineur.run._doit import (
     RunContext,
@@ -44,6 +44,7 @@ from affineur.run._doit import (
     load_error,
 )
 from affineur.run._doit_reporter import progress_reporter, write_load_failure
+from affineur.run._open import open_checkout
 from affineur.run._substitution import trusted
 
 __all__ = ["DoitTasks", "TaskDict", "build_task_names", "doit_tasks"]
