@@ -7,9 +7,7 @@ from affineur._lazy import lazy_exports
 if TYPE_CHECKING:
     from affineur.config._edit import add_requirement, remove_requirement
     from affineur.config._fromager import collection_text, import_fromager, parse_fromager
-    from affineur.config._patches import find_patches, patch_hashes
-    from affineur.config._pipconfig import config_files, default_index_url, index_url_from_files
-    from affineur.config._project import (
+    from affineur.config._models import (
         TARGET_MARKERS,
         Collection,
         Evidence,
@@ -18,9 +16,11 @@ if TYPE_CHECKING:
         SandboxChoice,
         SandboxSetting,
         Variant,
-        load_project,
         target_environment,
     )
+    from affineur.config._patches import find_patches, patch_hashes
+    from affineur.config._pipconfig import config_files, default_index_url, index_url_from_files
+    from affineur.config._project import load_project
     from affineur.config._remote import (
         CACHE_ENV,
         CACHE_MODE_ENV,
@@ -53,7 +53,7 @@ __getattr__, __dir__ = lazy_exports(
         "_fromager": ("collection_text", "import_fromager", "parse_fromager"),
         "_patches": ("find_patches", "patch_hashes"),
         "_pipconfig": ("config_files", "default_index_url", "index_url_from_files"),
-        "_project": (
+        "_models": (
             "TARGET_MARKERS",
             "Collection",
             "Evidence",
@@ -62,9 +62,9 @@ __getattr__, __dir__ = lazy_exports(
             "SandboxChoice",
             "SandboxSetting",
             "Variant",
-            "load_project",
             "target_environment",
         ),
+        "_project": ("load_project",),
         "_remote": (
             "CACHE_ENV",
             "CACHE_MODE_ENV",

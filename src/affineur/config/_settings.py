@@ -23,7 +23,7 @@ from typing import Any
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from affineur.config._project import PackageOverride, Variant
+from affineur.config._models import PackageOverride, Variant
 from affineur.config._schema import did_you_mean
 from affineur.errors import AffineurError
 
