@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from affineur.cli._select import Names, open_names, unknown
+from affineur.cli._select import Names, context, unknown
 from affineur.errors import AffineurError, error_text
 
 if TYPE_CHECKING:
     from affineur.config import Project, Variant
 
-__all__ = ["build_parser", "context", "main"]
+__all__ = ["build_parser", "main"]
 
 EXIT_ERROR = 2
 
@@ -47,11 +47,6 @@ a typical day:
 
 Every command finds the repository from the current folder upward (or --root).
 'affineur COMMAND --help' tells more."""
-
-
-def context(args: argparse.Namespace) -> tuple[Path, Names]:
-    """The checkout's root and the names it offers, for the command being run."""
-    return open_names(getattr(args, "root", None))
 
 
 def _version() -> str:
@@ -297,13 +292,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(func=cmd_settings)
 
-    from affineur.cli._evidence import register as register_evidence
-    from affineur.cli._upkeep import register as register_upkeep
-    from affineur.cli._workflow import register
+    from affineur.cli import (
+        _check,
+        _collections,
+        _commands,
+        _evidence,
+        _export,
+        _fromager,
+        _review,
+        _upkeep,
+    )
 
-    register(add)
-    register_upkeep(add)
-    register_evidence(add)
+    # One module per command group, added in the order 'affineur --help' lists them.
+    for group in (_collections, _review, _export, _check, _commands, _fromager, _upkeep, _evidence):
+        group.register(add)
     return parser
 
 

@@ -14,6 +14,7 @@ the current one upward, that holds ``collections/`` next to ``variants/`` or a
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -29,6 +30,7 @@ __all__ = [
     "LockId",
     "Names",
     "by_closeness",
+    "context",
     "find_root",
     "open_names",
     "package_in",
@@ -96,6 +98,11 @@ def open_names(explicit: str | None) -> tuple[Path, Names]:
     """The checkout's root (``--root`` or found upward) and the names it offers."""
     root = find_root(explicit)
     return root, Names.at(root)
+
+
+def context(args: argparse.Namespace) -> tuple[Path, Names]:
+    """The checkout's root and the names it offers, for the command being run."""
+    return open_names(getattr(args, "root", None))
 
 
 def _collection_variants(path: Path) -> tuple[str, ...]:

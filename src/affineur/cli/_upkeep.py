@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Any
 
-from affineur.cli._main import context
+from affineur.cli._select import context
 
 __all__ = ["register"]
 
