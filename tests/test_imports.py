@@ -71,6 +71,8 @@ def test_a_no_op_run_loads_neither_the_builder_nor_the_locker(tmp_path: Path) ->
     noop.fill_cache(root)
     noop.run(root, "-m", "doit").check()  # publishes the index: the one thing left to do
 
+    # The long way first: without the no-op stamp, the tasks load and are checked.
+    (root / ".affineur" / "noop.json").unlink(missing_ok=True)
     before = noop.Snapshot.take(root)
     result = noop.run(root, "-X", "importtime", "-m", "doit").check()
     assert noop.executed_tasks(root, result, before) == []
@@ -78,3 +80,10 @@ def test_a_no_op_run_loads_neither_the_builder_nor_the_locker(tmp_path: Path) ->
     assert "affineur.run._checkout" in loaded  # the report is read right
     heavy = sorted(m for m in loaded if any(m == h or m.startswith(h + ".") for h in HEAVY))
     assert heavy == []
+
+    # Then the stamp that run wrote answers: not even the config or the locks are read.
+    result = noop.run(root, "-X", "importtime", "-m", "doit").check()
+    loaded = set(re.findall(r"^import time:.*\| +([\w.]+)$", result.stderr, re.M))
+    assert "affineur.run._noop" in loaded
+    light = ("affineur.run._checkout", "affineur.graph", "affineur.config._project", "yaml")
+    assert sorted(loaded & {*HEAVY, *light}) == []

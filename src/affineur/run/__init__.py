@@ -9,38 +9,12 @@ The names that need doit are imported on first use, so ``from affineur.run
 import open_checkout`` (the ``affineur`` command) never loads doit.
 """
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from affineur.run._checkout import Checkout, LockedVariant
-from affineur.run._mutex import TIMEOUT_ENV, hold_checkout, mutex_path
-from affineur.run._open import IndexClients, open_checkout
-from affineur.run._reports import (
-    MARKDOWN_LIMIT,
-    BuildOutcome,
-    Failure,
-    PackageResult,
-    RunRecorder,
-    RunSummary,
-    Substitute,
-    counts,
-    counts_line,
-    critical_path,
-    duration,
-    report_json,
-    summary_json,
-    summary_markdown,
-)
-from affineur.run._scheduler import (
-    Demand,
-    ResourcePool,
-    WaitQueue,
-    check_capacities,
-    demand_of,
-)
-from affineur.run._substitution import keep_going_requested
+from affineur._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from affineur.run._checkout import Checkout, LockedVariant
     from affineur.run._doit import (
         DOIT_VERSIONS,
         ActionFailed,
@@ -52,29 +26,75 @@ if TYPE_CHECKING:
     )
     from affineur.run._doit_reporter import progress_reporter
     from affineur.run._doit_state import DurableDB
+    from affineur.run._mutex import TIMEOUT_ENV, hold_checkout, mutex_path
+    from affineur.run._open import IndexClients, open_checkout
+    from affineur.run._reports import (
+        MARKDOWN_LIMIT,
+        BuildOutcome,
+        Failure,
+        PackageResult,
+        RunRecorder,
+        RunSummary,
+        Substitute,
+        counts,
+        counts_line,
+        critical_path,
+        duration,
+        report_json,
+        summary_json,
+        summary_markdown,
+    )
+    from affineur.run._scheduler import (
+        Demand,
+        ResourcePool,
+        WaitQueue,
+        check_capacities,
+        demand_of,
+    )
+    from affineur.run._substitution import keep_going_requested
     from affineur.run._tasks import DoitTasks, doit_tasks
 
-_DOIT_NAMES = {
-    "DOIT_VERSIONS": "_doit",
-    "ActionFailed": "_doit",
-    "CleanOutputs": "_doit",
-    "ForgetBuilds": "_doit",
-    "ResourceRun": "_doit",
-    "RunContext": "_doit",
-    "doit_config": "_doit",
-    "progress_reporter": "_doit_reporter",
-    "DurableDB": "_doit_state",
-    "DoitTasks": "_tasks",
-    "doit_tasks": "_tasks",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _DOIT_NAMES.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{module}"), name)
-
+# Each name loads its module on first use (see affineur._lazy): doit loads this
+# package for its plugins before every run, and a run answered from the no-op
+# stamp (affineur.run._noop) needs neither the checkout nor the tasks.
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "_checkout": ("Checkout", "LockedVariant"),
+        "_doit": (
+            "DOIT_VERSIONS",
+            "ActionFailed",
+            "CleanOutputs",
+            "ForgetBuilds",
+            "ResourceRun",
+            "RunContext",
+            "doit_config",
+        ),
+        "_doit_reporter": ("progress_reporter",),
+        "_doit_state": ("DurableDB",),
+        "_mutex": ("TIMEOUT_ENV", "hold_checkout", "mutex_path"),
+        "_open": ("IndexClients", "open_checkout"),
+        "_reports": (
+            "MARKDOWN_LIMIT",
+            "BuildOutcome",
+            "Failure",
+            "PackageResult",
+            "RunRecorder",
+            "RunSummary",
+            "Substitute",
+            "counts",
+            "counts_line",
+            "critical_path",
+            "duration",
+            "report_json",
+            "summary_json",
+            "summary_markdown",
+        ),
+        "_scheduler": ("Demand", "ResourcePool", "WaitQueue", "check_capacities", "demand_of"),
+        "_substitution": ("keep_going_requested",),
+        "_tasks": ("DoitTasks", "doit_tasks"),
+    },
+)
 
 __all__ = [
     "DOIT_VERSIONS",

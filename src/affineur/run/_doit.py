@@ -49,12 +49,13 @@ import queue
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from doit import cmd_run, get_var, loader
+from doit import cmd_run, doit_cmd, get_var, loader
 from doit.cmd_clean import Clean
 from doit.cmd_forget import Forget
 from doit.cmd_run import Run
@@ -66,7 +67,8 @@ from doit.tools import config_changed
 
 from affineur.errors import AffineurError, error_text
 from affineur.run._mutex import hold_checkout
-from affineur.run._reports import RunRecorder
+from affineur.run._noop import Stat, environment_key, input_stats, noop_summary, remove_stamp
+from affineur.run._reports import RunRecorder, RunSummary, counts_line
 from affineur.run._scheduler import (
     Demand,
     ResourcePool,
@@ -75,7 +77,6 @@ from affineur.run._scheduler import (
     checked_capacities,
     demand_of,
 )
-from affineur.run._substitution import keep_going_requested
 
 __all__ = [
     "BACKEND_NAME",
@@ -137,6 +138,12 @@ class RunContext:
 
     request_rebuild: Callable[[Iterable[str]], None] | None = None
     """Set by the dodo's tasks: build these keys again rather than reuse them."""
+    root: Path | None = None
+    """Set by the dodo's tasks: the checkout's folder."""
+    write_stamp: Callable[[str, RunSummary, Mapping[str, Stat]], Path | None] | None = None
+    """Set by the dodo's tasks: record that nothing is left to do (see affineur.run._noop)."""
+    summary: RunSummary | None = None
+    """Set by the reporter when the run completes: what every package's task did."""
 
 
 _CURRENT: list[RunContext] = []
@@ -149,6 +156,8 @@ def current_run() -> RunContext:
 
 def keep_going_from_doit() -> bool:
     """``doit test_mode=1`` or ``AFFINEUR_TEST_MODE=1``, read while the dodo loads."""
+    from affineur.run._substitution import keep_going_requested
+
     try:
         return keep_going_requested(get_var("test_mode"), os.environ)
     except AffineurError as exc:
@@ -361,6 +370,11 @@ class ResourceRun(Run):  # type: ignore[misc]
     cmd_options = (*Run.cmd_options, opt_resources, opt_executor)
 
     def execute(self, params: Any, args: Any) -> Any:
+        started, where = time.monotonic(), Path.cwd()
+        key = _stamp_key(params, args)
+        if key is not None and self._noop(where, key, started):
+            return 0
+        before = input_stats(where) if key is not None else {}
         # Read before the dodo loads: the checkout it makes needs it.
         context = RunContext(
             running=True, executor=params.get("executor") or None, selected=tuple(args)
@@ -369,10 +383,30 @@ class ResourceRun(Run):  # type: ignore[misc]
         try:
             with context.held, _builds_end_with_the_run():
                 result = super().execute(params, args)
+                if key is not None and result == 0 and not context.failed:
+                    _stamp(context, where, key, before)
         finally:
             _CURRENT.remove(context)
         # doit's code 1 means "a task failed"; keep doit's own non-zero codes.
         return 1 if result == 0 and context.failed else result
+
+    def _noop(self, where: Path, key: str, started: float) -> bool:
+        """Answer a plain run from the no-op stamp, when it holds (see affineur.run._noop)."""
+        from affineur.run._doit_reporter import write_reports
+
+        try:
+            # A run in progress removed the stamp: no use waiting for it here.
+            with hold_checkout(where, timeout=0):
+                summary = noop_summary(where, key, started=started)
+                if summary is None:
+                    return False
+                paths = write_reports(summary, where / "build" / "reports")
+        except (AffineurError, OSError):
+            return False  # the long way says what is wrong, if anything is
+        sys.stdout.write(f"{counts_line(summary)}\n")
+        sys.stdout.write(f"reports: {', '.join(str(p) for p in paths)}\n")
+        sys.stdout.flush()
+        return True
 
     def _execute(
         self,
@@ -430,6 +464,30 @@ class ResourceRun(Run):  # type: ignore[misc]
             cmd_run.MThreadRunner = original
 
 
+# Options that change nothing in a run with nothing to do: a no-op stamp written by
+# ``doit -n 2`` serves ``doit`` too.
+_NOT_IN_STAMP = frozenset({"num_process", "verbosity", "failure_verbosity", "pdb"})
+
+
+def _stamp_key(params: Any, args: Any) -> str | None:
+    """The no-op stamp's key of a plain run (default tasks, no ``-a``, on stdout); else None."""
+    if args or params.get("always") or params.get("outfile", sys.stdout) is not sys.stdout:
+        return None
+    options = {k: v for k, v in params.items() if k not in _NOT_IN_STAMP and k != "outfile"}
+    return environment_key(dict(doit_cmd._CMDLINE_VARS or {}), options)
+
+
+def _stamp(context: RunContext, where: Path, key: str, before: Mapping[str, Stat]) -> None:
+    """Write the no-op stamp after a plain run that left nothing to do."""
+    if context.write_stamp is None or context.summary is None or context.root is None:
+        return
+    if context.root.resolve() != where.resolve():
+        return  # the stamp is looked for where doit starts
+    # Only a shortcut: a stamp that cannot be written leaves the next run the long way.
+    with contextlib.suppress(AffineurError, OSError):
+        context.write_stamp(key, context.summary, before)
+
+
 class ForgetBuilds(Forget):  # type: ignore[misc]
     """doit's ``forget``; a forgotten build is then built again, not taken from the cache.
 
@@ -442,6 +500,7 @@ class ForgetBuilds(Forget):  # type: ignore[misc]
     name = "forget"
 
     def execute(self, params: Any, args: Any) -> Any:
+        remove_stamp(Path.cwd())
         context = RunContext()
         _CURRENT.append(context)
         try:
@@ -485,6 +544,7 @@ class CleanOutputs(Clean):  # type: ignore[misc]
 
     def execute(self, params: Any, args: Any) -> Any:
         with hold_checkout(Path.cwd()):
+            remove_stamp(Path.cwd())
             return super().execute(params, args)
 
 
@@ -551,6 +611,9 @@ def doit_config(
             context.held.enter_context(hold_checkout(where))
         except AffineurError as exc:
             raise load_error(exc) from None
+        # This run may change what the no-op stamp vouches for: it writes a new one
+        # at its end if it can.
+        remove_stamp(where)
     return {
         "backend": BACKEND_NAME,
         "dep_file": str(where / STATE_DIR),

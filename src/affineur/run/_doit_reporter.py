@@ -49,7 +49,6 @@ from affineur.atomic import write_atomic
 from affineur.config import validate
 from affineur.errors import AffineurError
 from affineur.run._doit import ActionFailed, BaseFail, RunContext, UnmetDependency
-from affineur.run._live import Durations, last_line
 from affineur.run._reports import (
     Failure,
     Outcome,
@@ -61,10 +60,9 @@ from affineur.run._reports import (
     summary_json,
     summary_markdown,
 )
-from affineur.run._substitution import SubstitutesPublished
 
 if TYPE_CHECKING:
-    from affineur.run._live import LiveView
+    from affineur.run._live import Durations, LiveView
 
 __all__ = [
     "ProgressReporter",
@@ -189,7 +187,13 @@ class ProgressReporter:
         self.packages: dict[str, Mapping[str, str]] = {}
         """The package tasks of the run: the progress counts these, not doit's tasks."""
         self.finished_packages = 0
-        self.durations = Durations(self.reports_dir / DURATIONS if self.reports_dir else None)
+        # Loaded with the reporter, not with this module: a run answered by the no-op
+        # stamp writes its reports through write_reports alone.
+        from affineur.run._live import Durations
+
+        self.durations: Durations = Durations(
+            self.reports_dir / DURATIONS if self.reports_dir else None
+        )
         self.view: LiveView | None = None
         self._stopped = threading.Event()
 
@@ -229,6 +233,8 @@ class ProgressReporter:
 
     def _heartbeat(self, interval: float) -> None:
         """Outside a terminal: every ``interval`` seconds, the builds running that long."""
+        from affineur.run._live import last_line
+
         while not self._stopped.wait(interval):
             with self._lock:
                 now = time.monotonic()
@@ -356,7 +362,7 @@ class ProgressReporter:
                 self.view.stop()
                 self.view = None
             self._captured_output()
-            summary = self.summary()
+            summary = self.context.summary = self.summary()
             self.durations.save(
                 {
                     _duration_key(self.packages[r.task]): r.seconds
@@ -418,6 +424,8 @@ class ProgressReporter:
             if known is not None and known.failure is not None:
                 return replace(known.failure, task=task.name)
         if isinstance(fail, ActionFailed):
+            from affineur.run._substitution import SubstitutesPublished
+
             if isinstance(fail.error, SubstitutesPublished):
                 return None  # each substitute is already reported as the failure it replaced
             failure = Failure.from_error(

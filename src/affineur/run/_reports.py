@@ -13,10 +13,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from affineur.errors import AffineurError
-from affineur.progress import BuildFinished, Event
+
+if TYPE_CHECKING:
+    from affineur.progress import Event
 
 __all__ = [
     "MARKDOWN_LIMIT",
@@ -144,6 +146,10 @@ class RunRecorder:
         self._builds: dict[str, BuildOutcome] = {}
 
     def report(self, event: Event) -> None:
+        # Imported here: a run answered by the no-op stamp writes reports, and
+        # never needs the events (whose module is a good part of its imports).
+        from affineur.progress import BuildFinished
+
         if not isinstance(event, BuildFinished):
             return
         failure = None

@@ -44,6 +44,7 @@ from affineur.run._doit import (
     load_error,
 )
 from affineur.run._doit_reporter import progress_reporter, write_load_failure
+from affineur.run._noop import write_stamp
 from affineur.run._open import open_checkout
 from affineur.run._substitution import trusted
 
@@ -351,6 +352,10 @@ def doit_tasks(root: Path) -> DoitTasks:
     )
     clusters.reporter = checkout.reporter
     context.request_rebuild = checkout.request_rebuild
+    context.root = checkout.root
+    context.write_stamp = lambda key, summary, before: write_stamp(
+        checkout, key, summary, before=before
+    )
     # Ending the run, Ctrl-C included, cancels what it left running on a cluster.
     context.held.callback(clusters.close)
     return DoitTasks(checkout, context)
