@@ -94,6 +94,7 @@ def test_a_plain_no_op_is_answered_from_the_stamp_as_the_long_way_answers_it(
     assert doit(ws, env=env)[0]
 
 
+@pytest.mark.slow
 def test_each_input_of_the_up_to_date_answer_defeats_the_stamp(
     built: tuple[Workspace, dict[str, str]], tmp_path: Path
 ) -> None:
