@@ -187,6 +187,35 @@ def test_stored_files_are_read_only_links_with_their_bytecode_compiled(
     assert int.from_bytes(pyc.read_bytes()[4:8], "little") == 0b01
 
 
+def test_a_release_rebuilt_from_source_is_linked_to_the_files_and_bytecode_of_its_upstream_wheel(
+    tmp_path: Path, wheels: Path
+) -> None:
+    # Discovery unpacks the upstream wheel, a build later the wheel built from the
+    # same release: other wheels (other RECORD, other extra files), the same sources.
+    code = {"tool/core.py": b"def answer():\n    return 42\n"}
+    (wheels / "upstream").mkdir()
+    (wheels / "own").mkdir()
+    upstream = make_wheel(wheels / "upstream", "tool", "1.0", files=code)
+    own = make_wheel(wheels / "own", "tool", "1.0", files={**code, "tool/built.txt": b"ours"})
+    shared = tmp_path / "files"
+    first = EnvironmentStore(tmp_path / "discovery", files=shared).environment([upstream])
+    second = EnvironmentStore(tmp_path / "build", files=shared).environment([own])
+    for rel in ("core.py", f"__pycache__/core.{sys.implementation.cache_tag}.pyc"):
+        was, now = (env.purelib / "tool" / rel for env in (first, second))
+        assert now.stat().st_ino == was.stat().st_ino, rel
+        assert now.stat().st_mode & 0o222 == 0
+    # The only file of the second wheel not in the first was written anew.
+    assert (second.purelib / "tool" / "built.txt").read_bytes() == b"ours"
+    shown = subprocess.run(
+        [str(second.python), "-c", "import tool.core as c; print(c.answer(), c.__file__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    # Linked bytecode names the file it was imported from, not the one compiled first.
+    assert shown.stdout.split() == ["42", str(second.purelib / "tool" / "core.py")]
+
+
 def test_bytecode_stays_in_the_store_when_a_pycache_prefix_is_set(
     tmp_path: Path, wheels: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

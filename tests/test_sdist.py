@@ -88,6 +88,47 @@ def test_tar_with_dot_slash_prefix_unpacks(tmp_path: Path) -> None:
     assert (top / "setup.py").read_text() == "pass\n"
 
 
+def test_unpacked_files_get_the_modes_and_owners_of_tarfiles_data_filter(tmp_path: Path) -> None:
+    from affineur.pep517._unpack import _data_filter
+
+    entries = []
+    for mode in (0o644, 0o755, 0o4755, 0o777, 0o600, 0o444, 0o070, 0o7777, 0o001):
+        for kind in (tarfile.REGTYPE, tarfile.DIRTYPE):
+            info, _ = tar_entry(f"demo-1.0/m{mode:o}", kind=kind, mode=mode)
+            info.uid, info.gid, info.uname, info.gname = 1234, 5678, "someone", "staff"
+            entries.append(info)
+    for info in entries:
+        ours, theirs = _data_filter(info, str(tmp_path)), tarfile.data_filter(info, str(tmp_path))
+        assert ours.get_info() == theirs.get_info(), (info.name, info.type)
+        assert (ours.mode, ours.uid, ours.uname) == (theirs.mode, theirs.uid, theirs.uname)
+    # Links and special files still meet the filter itself.
+    with pytest.raises(tarfile.FilterError):
+        _data_filter(tar_entry("demo-1.0/l", kind=tarfile.SYMTYPE, link="/etc")[0], str(tmp_path))
+    with pytest.raises(tarfile.FilterError):
+        _data_filter(tar_entry("demo-1.0/fifo", kind=tarfile.FIFOTYPE)[0], str(tmp_path))
+
+
+@pytest.mark.parametrize("name", ["demo-1.0.tar.gz", "demo-1.0.tar.bz2", "demo-1.0.zip"])
+def test_unpacking_tells_the_newest_member_time_that_builds_take(tmp_path: Path, name: str) -> None:
+    from affineur.build._builder import source_date_epoch
+    from affineur.pep517 import unpack_sdist
+
+    archive = tmp_path / name
+    if name.endswith(".zip"):
+        make_zip(archive, {"demo-1.0/a.py": (b"a", 0o644), "demo-1.0/b.py": (b"b", 0o644)})
+        with zipfile.ZipFile(archive, "a") as zf:
+            zf.writestr(zipfile.ZipInfo("demo-1.0/new.py", (2021, 5, 6, 7, 8, 10)), b"new")
+    else:
+        entries = good_entries()
+        for i, (info, _) in enumerate(entries):
+            info.mtime = 1_600_000_000 + 1000 * i
+        make_tar(archive, entries)
+    unpacked = unpack_sdist(archive, tmp_path / "out")
+    assert unpacked.root == tmp_path / "out" / "demo-1.0"
+    assert unpacked.newest > 1_500_000_000
+    assert max(unpacked.newest, 315532800) == source_date_epoch(archive)
+
+
 def make_zip(path: Path, entries: dict[str, tuple[bytes, int]]) -> Path:
     with zipfile.ZipFile(path, "w") as zf:
         for name, (data, mode) in entries.items():

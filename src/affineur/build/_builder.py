@@ -67,8 +67,8 @@ from affineur.pep517 import (
     is_empty,
     running_interpreter,
     rust_build,
-    safe_extract,
     unpack_limits,
+    unpack_sdist,
     write_build_system,
 )
 
@@ -340,7 +340,8 @@ class Builder:
             )
         )
         try:
-            source_root = safe_extract(sdist, work / "src", unpack_limits(request.settings))
+            unpacked = unpack_sdist(sdist, work / "src", unpack_limits(request.settings))
+            source_root = unpacked.root
             self._apply_patches(request.patches, source_root, log)
             hooks = load_hooks(request.settings.plugin) if request.settings.plugin else None
             if hooks is not None:
@@ -364,7 +365,8 @@ class Builder:
                 raise AffineurError(
                     f"cannot install the build environment: {exc}", stage="build-env"
                 ) from exc
-            epoch = source_date_epoch(sdist)
+            # What source_date_epoch(sdist) gives, from the members read while unpacking.
+            epoch = max(unpacked.newest, SOURCE_DATE_EPOCH_FLOOR)
             home = work / "home"
             home.mkdir()
             tmp = work / "tmp"

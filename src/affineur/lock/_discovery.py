@@ -138,11 +138,13 @@ class Discoverer:
         network: bool = False,
         hidden: Sequence[Path] = (),
         interpreter: Interpreter | None = None,
+        files: Path | None = None,
     ) -> None:
         """Hooks run in the variant's ``sandbox`` (bubblewrap or unshare by default),
         without the network unless ``network``; ``hidden`` (the checkout, the build
         folder) stays out of their sight. Their environments are made from
-        ``interpreter`` (default: the running one)."""
+        ``interpreter`` (default: the running one); ``files`` is where their files
+        and bytecode are kept by content (the builds' store shares it)."""
         self.workdir = workdir
         self.logs = logs
         self.base_env = dict(os.environ if base_env is None else base_env)
@@ -151,7 +153,9 @@ class Discoverer:
         self.network = network
         self.hidden = (*hidden, workdir)
         self.interpreter = interpreter or running_interpreter()
-        self.environments = EnvironmentStore(workdir, python=self.interpreter.executable)
+        self.environments = EnvironmentStore(
+            workdir, python=self.interpreter.executable, files=files
+        )
         # Discovery may run in several threads (the locker looks ahead): the same
         # sdist is unpacked, and the same hooks run, once; a second asker waits.
         self._busy = _KeyedLocks()

@@ -312,6 +312,9 @@ def lock(
             network=not variant.network_isolation,
             hidden=(project.root, workdir),
             interpreter=interpreter,
+            # The builds' environment store keeps its files there too (build/files):
+            # a release's upstream wheel and the wheel built from it share their sources.
+            files=workdir / "files",
         ),
         settings_for=settings_function(project, variant),
         previous=previous,

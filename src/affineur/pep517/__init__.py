@@ -60,7 +60,14 @@ if TYPE_CHECKING:
         probe_version,
         tool_state,
     )
-    from affineur.pep517._unpack import UnpackLimits, read_pkg_info, safe_extract, unpack_limits
+    from affineur.pep517._unpack import (
+        Unpacked,
+        UnpackLimits,
+        read_pkg_info,
+        safe_extract,
+        unpack_limits,
+        unpack_sdist,
+    )
 
 # Each name loads its module on first use (see affineur._lazy).
 __getattr__, __dir__ = lazy_exports(
@@ -119,7 +126,14 @@ __getattr__, __dir__ = lazy_exports(
             "probe_version",
             "tool_state",
         ),
-        "_unpack": ("UnpackLimits", "read_pkg_info", "safe_extract", "unpack_limits"),
+        "_unpack": (
+            "UnpackLimits",
+            "Unpacked",
+            "read_pkg_info",
+            "safe_extract",
+            "unpack_limits",
+            "unpack_sdist",
+        ),
     },
 )
 
@@ -140,6 +154,7 @@ __all__ = [
     "SandboxKind",
     "ToolStates",
     "UnpackLimits",
+    "Unpacked",
     "available_sandboxes",
     "build_environment_variables",
     "cargo_home",
@@ -171,5 +186,6 @@ __all__ = [
     "tool_state",
     "tree_hash",
     "unpack_limits",
+    "unpack_sdist",
     "write_build_system",
 ]

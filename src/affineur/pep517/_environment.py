@@ -8,11 +8,15 @@ install anything else into it.
 :class:`EnvironmentStore` makes them cheaply: each wheel is unpacked (and its
 bytecode compiled) once, into a store keyed by its hash; an environment is a
 venv whose files are hard links into that store, made once per distinct set of
-wheels and then shared, read-only, by every build that needs that set.
+wheels and then shared, read-only, by every build that needs that set. Files and
+compiled bytecode are also kept by content: an upstream wheel unpacked to discover
+build requirements and the wheel built from the same release later hold the same
+sources, which are then written and compiled once, and linked the second time.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import hashlib
@@ -33,7 +37,7 @@ from typing import BinaryIO
 
 from installer import install
 from installer.destinations import SchemeDictionaryDestination
-from installer.records import RecordEntry
+from installer.records import Hash, RecordEntry, parse_record_file
 from installer.scripts import Script
 from installer.sources import WheelFile
 from installer.utils import Scheme, fix_shebang, get_launcher_kind
@@ -226,15 +230,24 @@ class BuildEnvironment:
             ) from exc
 
 
-def _compile_beside(site: Path) -> None:
+def _compile_beside(site: Path, files: _Files | None = None) -> None:
     """Unchecked-hash bytecode for every module under ``site``, in its ``__pycache__``.
 
     Not compileall: it follows ``sys.pycache_prefix``, which would put the
-    bytecode outside the environment.
+    bytecode outside the environment. With ``files``, a module whose source was
+    compiled before (in another wheel) gets a link to that bytecode: an
+    unchecked-hash pyc depends only on the source, and Python fixes the file name
+    its code objects carry when it loads them.
     """
     tag = sys.implementation.cache_tag
     for source in sorted(site.rglob("*.py")):
         cfile = source.parent / "__pycache__" / f"{source.stem}.{tag}.pyc"
+        kept = None
+        if files is not None:
+            with contextlib.suppress(OSError):
+                kept = files.bytecode(source.read_bytes(), tag)
+                if files.link(kept, cfile):
+                    continue
         with contextlib.suppress(py_compile.PyCompileError, OSError, ValueError):
             py_compile.compile(
                 str(source),
@@ -242,6 +255,8 @@ def _compile_beside(site: Path) -> None:
                 doraise=True,
                 invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
             )
+            if files is not None and kept is not None:
+                files.keep(cfile, kept)
 
 
 def _is_running_interpreter(python: str) -> bool:
@@ -274,6 +289,48 @@ _WHEEL_INFO = ".affineur-wheel.json"
 STORE_FORMAT = 1
 
 
+class _Files:
+    """Files by content under ``root``, so that equal files are made once and linked.
+
+    ``content/<sha256>[x]`` holds a file of a wheel (``x``: executable), keyed by the
+    hash its RECORD gives (checked before a byte is unpacked); ``bytecode/<tag>/
+    <sha256>.pyc`` the bytecode of a source with that hash. Each is a hard link to
+    the first file written with that content, so it is read-only like every file
+    of the store. Creating a file costs far more than linking one on the file
+    systems builds run on, and compiling costs more still.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def content(self, digest: str, executable: bool) -> Path:
+        return self.root / "content" / digest[:2] / (digest + ("x" if executable else ""))
+
+    def bytecode(self, source: bytes, tag: str) -> Path:
+        digest = hashlib.sha256(source).hexdigest()
+        return self.root / "bytecode" / tag / digest[:2] / f"{digest}.pyc"
+
+    @staticmethod
+    def link(kept: Path, target: Path) -> bool:
+        """Link ``target`` to ``kept``; False when nothing is kept, or it cannot be linked
+        (another file system, or too many links). An existing ``target`` is an error."""
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(kept, target)
+        except FileExistsError:
+            raise
+        except OSError:
+            return False
+        return True
+
+    @staticmethod
+    def keep(made: Path, kept: Path) -> None:
+        """Remember ``made`` as ``kept`` (another thread may have kept it first)."""
+        with contextlib.suppress(OSError):
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            os.link(made, kept)
+
+
 @dataclass
 class _UnpackDestination(SchemeDictionaryDestination):
     """Unpacks a wheel as into a venv, except what depends on the venv's own path.
@@ -284,6 +341,11 @@ class _UnpackDestination(SchemeDictionaryDestination):
 
     entry_points: list[tuple[str, str, str, str]] = field(default_factory=list)
     scripts: list[str] = field(default_factory=list)
+    files: _Files | None = None
+    # The hex sha256 of each file of the wheel's root (purelib or platlib) by
+    # its path there, from the RECORD that was validated before unpacking.
+    digests: dict[str, str] = field(default_factory=dict)
+    root_scheme: str = "purelib"
 
     def write_script(self, name: str, module: str, attr: str, section: str) -> RecordEntry:
         self.entry_points.append((name, module, attr, section))
@@ -295,7 +357,18 @@ class _UnpackDestination(SchemeDictionaryDestination):
         if scheme == "scripts":
             self.scripts.append(os.fspath(path))
             return self.write_to_fs(scheme, os.fspath(path), stream, is_executable)
-        return super().write_file(scheme, path, stream, is_executable)
+        digest = self.digests.get(os.fspath(path)) if scheme == self.root_scheme else None
+        if self.files is None or digest is None:
+            return super().write_file(scheme, path, stream, is_executable)
+        kept = self.files.content(digest, is_executable)
+        target = self._path_with_destdir(scheme, os.fspath(path))
+        if self.files.link(kept, target):
+            size = kept.stat().st_size
+            encoded = base64.urlsafe_b64encode(bytes.fromhex(digest)).decode().rstrip("=")
+            return RecordEntry(os.fspath(path), Hash(self.hash_algorithm, encoded), size)
+        entry = super().write_file(scheme, path, stream, is_executable)
+        self.files.keep(target, kept)
+        return entry
 
 
 @contextlib.contextmanager
@@ -326,9 +399,14 @@ class EnvironmentStore:
     read-only too, since a hard link shares them with every environment.
     """
 
-    def __init__(self, root: Path, *, python: str = sys.executable) -> None:
+    def __init__(
+        self, root: Path, *, python: str = sys.executable, files: Path | None = None
+    ) -> None:
+        """``files`` (default ``root/files``) keeps files and bytecode by content; stores
+        that share it (discovery's and the builds') share that work too."""
         self.root = root
         self.python = python
+        self.files = _Files(files or root / "files")
         self._digests: dict[tuple[str, int, int], str] = {}
         self._digests_lock = threading.Lock()
 
@@ -397,12 +475,15 @@ class EnvironmentStore:
                 env.scheme(name, target),
                 interpreter="python",
                 script_kind=get_launcher_kind(),
+                files=self.files,
             )
             try:
                 with WheelFile.open(wheel) as source:
                     # Our own wheels come from the cache; a truncated or edited one
                     # must fail here, not as a mysterious import error in a backend.
                     source.validate_record()
+                    destination.digests = _record_digests(source)
+                    destination.root_scheme = _root_scheme(source)
                     install(source, destination, additional_metadata={"INSTALLER": b"affineur\n"})
             except AffineurError:
                 raise
@@ -431,7 +512,7 @@ class EnvironmentStore:
             if not site.is_dir():
                 continue
             if _is_running_interpreter(python):
-                _compile_beside(site)
+                _compile_beside(site, self.files)
             else:
                 environ = {k: v for k, v in os.environ.items() if k != "PYTHONPYCACHEPREFIX"}
                 subprocess.run(
@@ -483,6 +564,28 @@ class EnvironmentStore:
                     file=str(wheel),
                 ) from None
             target.chmod(0o755)
+
+
+def _record_digests(source: WheelFile) -> dict[str, str]:
+    """Path -> hex sha256 of every file the RECORD of ``source`` hashes with sha256.
+
+    Only called after ``validate_record``, so each hash is the file's own.
+    """
+    found: dict[str, str] = {}
+    for path, hashed, _size in parse_record_file(source.read_dist_info("RECORD").splitlines()):
+        algorithm, _, encoded = hashed.partition("=")
+        if algorithm == "sha256" and encoded:
+            with contextlib.suppress(ValueError):
+                raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+                if len(raw) == hashlib.sha256().digest_size:
+                    found[path] = raw.hex()
+    return found
+
+
+def _root_scheme(source: WheelFile) -> str:
+    """Where the files at the top of the wheel go (its WHEEL file says)."""
+    wheel = BytesParser().parsebytes(source.read_dist_info("WHEEL").encode(), headersonly=True)
+    return "purelib" if wheel.get("Root-Is-Purelib", "").strip() == "true" else "platlib"
 
 
 def _distinct_names(wheels: Sequence[Path]) -> list[str]:

@@ -15,6 +15,7 @@ import posixpath
 import shutil
 import tarfile
 import tempfile
+import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +26,14 @@ from affineur.config import Settings
 from affineur.errors import AffineurError
 from affineur.index import SDIST_SUFFIXES
 
-__all__ = ["UnpackLimits", "read_pkg_info", "safe_extract", "unpack_limits"]
+__all__ = [
+    "UnpackLimits",
+    "Unpacked",
+    "read_pkg_info",
+    "safe_extract",
+    "unpack_limits",
+    "unpack_sdist",
+]
 
 _MAX_PKG_INFO = 16 << 20
 _CHUNK = 1 << 20
@@ -147,13 +155,24 @@ class _Bounded(io.RawIOBase):
         super().close()
 
 
+# A decompressed archive up to this size is held in memory, a bigger one in a file.
+_SPOOL_IN_MEMORY = 64 * _MB
+
+
 @contextlib.contextmanager
-def _open_tar(archive: Path, limit: int) -> Iterator[tarfile.TarFile]:
-    """``archive`` as a tar whose decompressed stream stops at ``limit`` bytes."""
+def _open_tar(archive: Path, limit: int, *, whole: bool = False) -> Iterator[tarfile.TarFile]:
+    """``archive`` as a tar whose decompressed stream stops at ``limit`` bytes.
+
+    ``whole``: the caller reads every member (to unpack them). The archive is then
+    decompressed once, in large blocks, into a spooled file: tarfile reads a
+    compressed stream in small pieces through Python code, and unpacking after
+    listing seeks back to the start, which decompresses it all a second time.
+    """
     with archive.open("rb") as probe:
         magic = probe.read(6)
     with contextlib.ExitStack() as stack:
         inner: Any
+        compressed = True
         if magic.startswith(b"\x1f\x8b"):
             inner = stack.enter_context(gzip.open(archive, "rb"))
         elif magic.startswith(b"BZh"):
@@ -162,9 +181,15 @@ def _open_tar(archive: Path, limit: int) -> Iterator[tarfile.TarFile]:
             inner = stack.enter_context(lzma.open(archive, "rb"))
         else:
             inner = stack.enter_context(archive.open("rb"))
+            compressed = False
         # The tar headers themselves (512 bytes each) and the end-of-archive
         # padding come on top of the file contents the limit is about.
-        bounded = _Bounded(inner, limit + 64 * _MB)
+        bounded: IO[bytes] = _Bounded(inner, limit + 64 * _MB)  # type: ignore[assignment]
+        if whole and compressed:
+            spool = stack.enter_context(tempfile.SpooledTemporaryFile(_SPOOL_IN_MEMORY))
+            shutil.copyfileobj(bounded, spool, _CHUNK)
+            spool.seek(0)
+            bounded = spool
         yield stack.enter_context(tarfile.open(fileobj=bounded, mode="r:"))
 
 
@@ -280,6 +305,15 @@ def _check_members(archive: Path, members: list[_Member]) -> str:
     return top
 
 
+@dataclass(frozen=True)
+class Unpacked:
+    """An unpacked sdist: its top-level directory, and the time of its newest member
+    (seconds since the epoch, 0 for none), which builds take as SOURCE_DATE_EPOCH."""
+
+    root: Path
+    newest: int
+
+
 def safe_extract(archive: Path, dest: Path, limits: UnpackLimits | None = None) -> Path:
     """Unpack ``archive`` into ``dest`` and return its single top-level directory.
 
@@ -287,6 +321,12 @@ def safe_extract(archive: Path, dest: Path, limits: UnpackLimits | None = None) 
     into place at the end, so a failure leaves nothing half-written. Sizes are
     checked against ``limits`` before a byte is written.
     """
+    return unpack_sdist(archive, dest, limits).root
+
+
+def unpack_sdist(archive: Path, dest: Path, limits: UnpackLimits | None = None) -> Unpacked:
+    """:func:`safe_extract`, also telling the newest member time it read on the way
+    (reading the archive again for it costs a second decompression)."""
     kind = _archive_kind(archive)
     limits = limits or UnpackLimits()
     dest.mkdir(parents=True, exist_ok=True)
@@ -294,9 +334,9 @@ def safe_extract(archive: Path, dest: Path, limits: UnpackLimits | None = None) 
     try:
         try:
             if kind == "tar":
-                top = _extract_tar(archive, tmp, limits)
+                top, newest = _extract_tar(archive, tmp, limits)
             else:
-                top = _extract_zip(archive, tmp, limits)
+                top, newest = _extract_zip(archive, tmp, limits)
         except _TooBig:
             raise limits.problem(archive) from None
         except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, lzma.LZMAError) as exc:
@@ -314,7 +354,7 @@ def safe_extract(archive: Path, dest: Path, limits: UnpackLimits | None = None) 
                 stage="unpack",
             )
         (tmp / top).rename(target)
-        return target
+        return Unpacked(target, newest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -330,9 +370,10 @@ def _check_sizes(archive: Path, sizes: list[int], limits: UnpackLimits) -> None:
         raise limits.problem(archive)
 
 
-def _extract_tar(archive: Path, tmp: Path, limits: UnpackLimits) -> str:
-    with _open_tar(archive, limits.allowed(archive.stat().st_size)) as tar:
+def _extract_tar(archive: Path, tmp: Path, limits: UnpackLimits) -> tuple[str, int]:
+    with _open_tar(archive, limits.allowed(archive.stat().st_size), whole=True) as tar:
         pairs = list(_tar_members(archive, tar))
+        newest = max((int(info.mtime) for _, info in pairs), default=0)
         _check_sizes(archive, [info.size if info.isfile() else 0 for _, info in pairs], limits)
         top = _check_members(archive, [m for m, _ in pairs])
         # The "data" filter is a second line of defence, not the only one: it is
@@ -341,14 +382,37 @@ def _extract_tar(archive: Path, tmp: Path, limits: UnpackLimits) -> str:
         # run before a single byte is written and name the offending member.
         if hasattr(tarfile, "data_filter"):
             try:
-                tar.extractall(tmp, filter="data")
+                tar.extractall(tmp, filter=_data_filter)
             except tarfile.FilterError as exc:
                 member = getattr(getattr(exc, "tarinfo", None), "name", "?")
                 raise _unsafe(archive, member, f"was refused: {exc}") from exc
         else:  # pragma: no cover - only on old interpreters
             tar.extractall(tmp)  # members were checked above
     _check_links_resolved(archive, tmp, top)
-    return top
+    return top, newest
+
+
+def _data_filter(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
+    """tarfile's "data" filter, without its name checks for plain files and folders.
+
+    Those checks resolve the real path of every member, a system call per path
+    component, which made them a good part of the cost of unpacking an sdist of
+    many small files; and ``_check_members`` already refused what they look for
+    (an absolute name, '..', a member written through a link) before anything
+    was unpacked into the new, empty directory. Links and anything else still go
+    through the filter itself, and its rules for modes and owners are kept whole.
+    """
+    if not (member.isreg() or member.isdir()):
+        return tarfile.data_filter(member, dest)
+    mode: int | None = member.mode & 0o755
+    if member.isreg():
+        assert mode is not None
+        if not mode & 0o100:
+            mode &= ~0o111
+        mode |= 0o600
+    else:
+        mode = None
+    return member.replace(mode=mode, uid=None, gid=None, uname=None, gname=None, deep=False)  # type: ignore[arg-type]
 
 
 def _check_links_resolved(archive: Path, tmp: Path, top: str) -> None:
@@ -363,9 +427,13 @@ def _check_links_resolved(archive: Path, tmp: Path, top: str) -> None:
                     raise _unsafe(archive, str(path.relative_to(tmp)), "resolves outside the tree")
 
 
-def _extract_zip(archive: Path, tmp: Path, limits: UnpackLimits) -> str:
+def _extract_zip(archive: Path, tmp: Path, limits: UnpackLimits) -> tuple[str, int]:
     with zipfile.ZipFile(archive) as zf:
         pairs = list(_zip_members(archive, zf))
+        # Zip times are local times without a zone, read as the machine's local time.
+        newest = max(
+            (int(time.mktime((*info.date_time, 0, 0, -1))) for _, info in pairs), default=0
+        )
         # zipfile never inflates a member past its declared size, so the sum of
         # declared sizes is a real bound.
         _check_sizes(archive, [info.file_size for _, info in pairs], limits)
@@ -384,7 +452,7 @@ def _extract_zip(archive: Path, tmp: Path, limits: UnpackLimits) -> str:
             # helpers) need their executable bit back. Nothing else is kept.
             mode = info.external_attr >> 16
             out.chmod(0o755 if mode & 0o111 else 0o644)
-    return top
+    return top, newest
 
 
 def read_pkg_info(archive: Path) -> bytes | None:
