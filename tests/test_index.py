@@ -30,7 +30,8 @@ from affineur.index import (
     redact_url,
     usable_files,
 )
-from affineur.index import _client as client_module
+from affineur.index import _download as download_module
+from affineur.index import _http as http_module
 
 JSON = "application/vnd.pypi.simple.v1+json"
 
@@ -611,8 +612,8 @@ def test_a_download_stops_at_the_size_the_index_declared(server: Server, tmp_pat
 def test_an_endless_download_or_page_is_cut_off(
     server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(client_module, "_MAX_DOWNLOAD_BYTES", 2 << 20)
-    monkeypatch.setattr(client_module, "_MAX_PAGE_BYTES", 2 << 20)
+    monkeypatch.setattr(download_module, "_MAX_DOWNLOAD_BYTES", 2 << 20)
+    monkeypatch.setattr(http_module, "_MAX_PAGE_BYTES", 2 << 20)
 
     def endless(handler: BaseHTTPRequestHandler) -> None:
         handler.send_response(200)

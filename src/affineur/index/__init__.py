@@ -14,21 +14,16 @@ if TYPE_CHECKING:
         check_attestation,
         parse_provenance,
     )
-    from affineur.index._client import (
-        ACCEPT,
-        DistFile,
-        IndexClient,
-        make_file,
-        parse_html_page,
-        parse_json_page,
-        redact_url,
-    )
+    from affineur.index._client import ACCEPT, IndexClient
+    from affineur.index._distfile import DistFile, make_file
     from affineur.index._files import SDIST_SUFFIXES, check_filename, sha256_file
     from affineur.index._git import GitSource, git_archive_name, is_local_repository
+    from affineur.index._pages import parse_html_page, parse_json_page
     from affineur.index._plugin import PluginFetcher, check_plugin_archive, plugin_archive_name
     from affineur.index._sources import UrlSource, source_url
     from affineur.index._store import Fetcher, SdistStore
     from affineur.index._upstream import UpstreamWheels
+    from affineur.index._urls import redact_url
     from affineur.index._usable import best_wheel, python_allows, usable_files
     from affineur.index._wheelmeta import (
         dist_info_dir,
@@ -48,21 +43,16 @@ __getattr__, __dir__ = lazy_exports(
             "check_attestation",
             "parse_provenance",
         ),
-        "_client": (
-            "ACCEPT",
-            "DistFile",
-            "IndexClient",
-            "make_file",
-            "parse_html_page",
-            "parse_json_page",
-            "redact_url",
-        ),
+        "_client": ("ACCEPT", "IndexClient"),
+        "_distfile": ("DistFile", "make_file"),
         "_files": ("SDIST_SUFFIXES", "check_filename", "sha256_file"),
         "_git": ("GitSource", "git_archive_name", "is_local_repository"),
+        "_pages": ("parse_html_page", "parse_json_page"),
         "_plugin": ("PluginFetcher", "check_plugin_archive", "plugin_archive_name"),
         "_sources": ("UrlSource", "source_url"),
         "_store": ("Fetcher", "SdistStore"),
         "_upstream": ("UpstreamWheels",),
+        "_urls": ("redact_url",),
         "_usable": ("best_wheel", "python_allows", "usable_files"),
         "_wheelmeta": (
             "dist_info_dir",

@@ -26,7 +26,7 @@ from affineur.graph import FileRef, Publisher
 from affineur.limits import TOO_DEEP, too_deep
 
 if TYPE_CHECKING:
-    from affineur.index._client import DistFile
+    from affineur.index._distfile import DistFile
 
 __all__ = ["AttestationSource", "attested_by", "check_attestation", "parse_provenance"]
 
@@ -95,7 +95,7 @@ def attested_by(source: AttestationSource, file: DistFile, sha256: str) -> tuple
     raw = source.provenance(file)
     if raw is None:
         return ()
-    from affineur.index._client import redact_url
+    from affineur.index._urls import redact_url
 
     return parse_provenance(
         raw,

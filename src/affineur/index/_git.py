@@ -26,7 +26,8 @@ from urllib.parse import urlsplit
 from packaging.utils import NormalizedName, canonicalize_name
 
 from affineur.errors import AffineurError
-from affineur.index._client import DistFile, redact_url
+from affineur.index._distfile import DistFile
+from affineur.index._urls import redact_url
 
 __all__ = ["GitSource", "git_archive_name", "is_local_repository"]
 

@@ -17,7 +17,7 @@ from packaging.utils import NormalizedName
 
 from affineur.errors import AffineurError
 from affineur.hooks import FetchRequest, PluginHooks
-from affineur.index._client import DistFile, make_file
+from affineur.index._distfile import DistFile, make_file
 from affineur.index._files import SDIST_SUFFIXES
 from affineur.index._store import Fetcher
 

@@ -15,7 +15,8 @@ from packaging.utils import NormalizedName, canonicalize_name
 
 from affineur.config import expand_template
 from affineur.errors import AffineurError
-from affineur.index._client import DistFile, IndexClient, make_file
+from affineur.index._client import IndexClient
+from affineur.index._distfile import DistFile, make_file
 
 __all__ = ["UrlSource", "source_url"]
 

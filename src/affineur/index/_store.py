@@ -16,7 +16,7 @@ from affineur.errors import AffineurError
 from affineur.index._files import check_filename, sha256_file
 
 if TYPE_CHECKING:
-    from affineur.index._client import DistFile
+    from affineur.index._distfile import DistFile
 
 __all__ = ["Fetcher", "SdistStore"]
 

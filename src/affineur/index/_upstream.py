@@ -20,7 +20,8 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from affineur.errors import AffineurError
-from affineur.index._client import DistFile, IndexClient
+from affineur.index._client import IndexClient
+from affineur.index._distfile import DistFile
 from affineur.index._files import sha256_file
 from affineur.index._usable import best_wheel
 

@@ -4,7 +4,7 @@ The resolver's candidate source, ``affineur outdated``, upstream wheels for
 discovery and prebuilt packages, and test-mode substitutes all choose among an
 index's files; they all ask here, so a rule (PEP 592 for yanked files, a
 Requires-Python we cannot read) is decided once. Pure: lists of
-:class:`~affineur.index._client.DistFile` in, a choice out.
+:class:`~affineur.index._distfile.DistFile` in, a choice out.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.tags import Tag
 from packaging.version import Version
 
-from affineur.index._client import DistFile
+from affineur.index._distfile import DistFile
 
 __all__ = ["best_wheel", "python_allows", "usable_files"]
 
