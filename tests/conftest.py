@@ -85,7 +85,10 @@ def _shared_dir(factory: pytest.TempPathFactory) -> Path:
 def catalog_checkout(
     tmp_path_factory: pytest.TempPathFactory, fake_catalog_releases: list[BuiltRelease]
 ) -> Path:
-    """A checkout that locked the whole standard catalog, cold, through ``doit lock``.
+    """A checkout that locked the whole standard catalog through ``doit lock``.
+
+    Cold but for the wheels of sdist-only build tools, which pip would build: every
+    hook runs.
 
     Made once per run, whatever the number of xdist workers: the first worker to
     get here locks, the others wait on the same file lock and then read it.
@@ -100,7 +103,7 @@ def catalog_checkout(
                 shutil.rmtree(root)
             with FakeIndex() as index:
                 index.add(*fake_catalog_releases)
-                lock_catalog(root / "checkout", index)
+                lock_catalog(root / "checkout", index, fake_catalog_releases)
             (root / "complete").touch()
     return root / "checkout"
 

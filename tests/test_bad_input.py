@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.ecosystem import BuiltRelease, FakeIndex, FakeProject
-from tests.workspace import Workspace, make_workspace, ok
+from tests.workspace import Workspace, copy_discovery_caches, make_workspace, ok
 
 # The module's tests share what its module fixtures build: one worker builds it, once.
 pytestmark = pytest.mark.xdist_group("bad-input")
@@ -424,9 +424,12 @@ def hostile_index(fake_catalog_releases: list[BuiltRelease]) -> Iterator[FakeInd
 
 
 @pytest.fixture(scope="module")
-def built_checkout(tmp_path_factory: pytest.TempPathFactory, hostile_index: FakeIndex) -> Path:
+def built_checkout(
+    tmp_path_factory: pytest.TempPathFactory, hostile_index: FakeIndex, catalog_checkout: Path
+) -> Path:
     """A checkout that locked, built and published lib-fast: the state hostile input must keep."""
     ws = make_workspace(tmp_path_factory.mktemp("hostile") / "checkout", hostile_index)
+    copy_discovery_caches(catalog_checkout, ws.root)
     ws.collection(["lib-fast", "lib-c", "meta-dep"])
     ok(ws.doit())
     assert _snapshot(ws.root), "nothing was built"
@@ -492,6 +495,9 @@ def test_a_damaged_discovery_cache_costs_a_hook_run_not_the_lock(
     workspace = cold_workspace  # its discovery cache holds only what this lock asked
     workspace.collection(["lib-c"])
     ok(workspace.doit("lock"))
+    # lib-c's build tool has no wheel on the index: pip built one for discovery (the
+    # session's catalog lock is given these wheels, so this is where pip's turn is tested).
+    assert list((workspace.root / "build/upstream-wheels/built").glob("*/fakebuild-core-1.0/*.whl"))
     lock = (workspace.root / "lock/demo/cpu/graph.json").read_bytes()
     answers = sorted((workspace.root / "build/discovery/hooks").glob("*.json"))
     assert answers

@@ -32,7 +32,7 @@ from cyclonedx.validation.json import JsonStrictValidator
 from affineur.build import BuiltFrom, EnvWheel, sbom_document, sbom_key_input
 from affineur.config import Evidence, validate
 from tests.ecosystem import BuiltRelease, FakeIndex, FakeProject
-from tests.workspace import Workspace, make_workspace, ok
+from tests.workspace import Workspace, copy_discovery_caches, make_workspace, ok
 
 # The module's tests share what its module fixtures build: one worker builds it, once.
 pytestmark = pytest.mark.xdist_group("evidence")
@@ -88,7 +88,9 @@ def _write_key(directory: Path) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def built(
-    tmp_path_factory: pytest.TempPathFactory, fake_catalog_releases: list[BuiltRelease]
+    tmp_path_factory: pytest.TempPathFactory,
+    fake_catalog_releases: list[BuiltRelease],
+    catalog_checkout: Path,
 ) -> Iterator[Built]:
     tmp = tmp_path_factory.mktemp("evidence")
     with FakeIndex() as index:
@@ -102,6 +104,7 @@ def built(
             )
         )
         ws = make_workspace(tmp / "checkout", index)
+        copy_discovery_caches(catalog_checkout, ws.root)
         ws.variant("cpu", EVIDENCE)
         ws.collection(["lib-c", "leaky"])
         ws.write("overrides/patches/lib-c/0001-add-file.patch", PATCH)

@@ -20,13 +20,15 @@ import shutil
 import subprocess
 import sys
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import tomlkit
+from packaging.tags import sys_tags
 
-from tests.ecosystem import FakeIndex
+from tests.ecosystem import BuiltRelease, FakeIndex, write_wheel
 from tests.paths import REPO
 
 
@@ -150,9 +152,36 @@ def copy_discovery_caches(source: Path, dest: Path) -> None:
             shutil.copytree(source / "build" / part, dest / "build" / part, dirs_exist_ok=True)
 
 
-def lock_catalog(root: Path, index: FakeIndex) -> Path:
-    """Lock :data:`CATALOG_REQUIREMENTS` cold in a new checkout at ``root``, through doit."""
+def seed_discovery_wheels(root: Path, releases: Iterable[BuiltRelease]) -> None:
+    """Give checkout ``root`` the wheels pip would build for discovery from sdist-only releases.
+
+    Where the index has no wheel of a build tool, discovery has pip build one from
+    the sdist: seconds of CPU each, most of a cold lock of the catalog. The fake
+    backend writes the same wheel in-process in milliseconds, into the cache where
+    discovery keeps what pip built. Tests of a ``cold_workspace`` still have pip
+    build them (``test_bad_input`` checks that it did).
+    """
+    tag = next(iter(sys_tags()))
+    built = root / "build" / "upstream-wheels" / "built" / f"{tag.interpreter}-{tag.abi}"
+    for release in releases:
+        project = release.project
+        if release.sdist is not None and release.wheel is None and project.fail is None:
+            folder = built / f"{project.canonical_name}-{project.version}"
+            folder.mkdir(parents=True, exist_ok=True)
+            write_wheel(project, folder, origin="built")
+
+
+def lock_catalog(
+    root: Path, index: FakeIndex, releases: Iterable[BuiltRelease] | None = None
+) -> Path:
+    """Lock :data:`CATALOG_REQUIREMENTS` cold in a new checkout at ``root``, through doit.
+
+    Given the catalog's ``releases``, discovery finds the wheels of its sdist-only
+    build tools already built (:func:`seed_discovery_wheels`); every hook still runs.
+    """
     ws = make_workspace(root, index)
+    if releases is not None:
+        seed_discovery_wheels(root, releases)
     ws.collection(CATALOG_REQUIREMENTS, name=CATALOG_COLLECTION)
     result = ws.doit("lock")
     if result.returncode != 0:

@@ -38,17 +38,20 @@ def write_sdist(project: FakeProject, out_dir: Path, *, epoch: int = FIXED_EPOCH
     return out_dir / filename
 
 
-def write_wheel(project: FakeProject, out_dir: Path, *, epoch: int = FIXED_EPOCH) -> Path:
+def write_wheel(
+    project: FakeProject, out_dir: Path, *, epoch: int = FIXED_EPOCH, origin: str = "upstream"
+) -> Path:
     """Write the project's "upstream" wheel into ``out_dir`` and return its path.
 
     ``fail`` is ignored: a package whose build fails may still have an upstream wheel,
-    which is what test mode substitutes for it. The wheel records ``origin: upstream``.
+    which is what test mode substitutes for it. The wheel records ``origin`` (``built``
+    stands for a wheel its own backend built from the sdist, as pip would).
     """
     with tempfile.TemporaryDirectory(prefix="fake-src-") as tmp:
         source = project.write_source_tree(Path(tmp))
         environ = {"SOURCE_DATE_EPOCH": str(epoch)}
         filename = fakebackend._build_wheel(
-            source, out_dir, None, environ, honour_fail=False, origin="upstream"
+            source, out_dir, None, environ, honour_fail=False, origin=origin
         )
     return out_dir / filename
 

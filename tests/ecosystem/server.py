@@ -427,6 +427,9 @@ def _html(title: str, body: str) -> bytes:
 def _handler_for(index: FakeIndex) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in two writes: with Nagle on, a keep-alive client
+        # waits for its delayed ACK (40 ms) before the body of every answer.
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: object) -> None:
             """Silence stderr; requests are logged as data on the index instead."""
