@@ -20,9 +20,10 @@ What the stamp covers, and why that is everything a no-op's answer reads:
   and the other ``*.py`` files beside it, ``pyproject.toml``, ``doit.cfg``;
 - what the tasks' up-to-date checks read: each sdist (doit's file dependency),
   each cache entry (its folder, record and wheel: ``BuildCache.get`` verifies
-  the wheel by the same stat), each published index (every file under
-  ``dist/<collection>/<variant>/``), doit's state (``state.json``, ``journal``:
-  ``doit forget`` and ``doit clean`` change them), the signing key;
+  the wheel by the same stat), each published index (its ``index.html``, and
+  the folders that list its wheels and project pages), doit's state
+  (``state.json``, ``journal``: ``doit forget`` and ``doit clean`` change them),
+  the signing key;
 - what the build keys and the lock's staleness read outside the checkout: the
   host tools a build can use (found again on PATH, then their stat), the
   interpreter of each variant that does not build with this one, pip's config
@@ -186,11 +187,15 @@ def _outputs(checkout: Checkout) -> list[Path] | None:
             entry = checkout.cache.get(key)
             if entry is None or not trusted(checkout.cache, key):
                 return None
-            out += _walk(entry.path)
+            # The folder's mtime covers the verification memo, replaced beside them.
+            out += [entry.path, entry.record_path, entry.wheel]
         dist = checkout.dist_dir(lv.collection.name, lv.variant.name)
-        if not (dist / "simple" / "index.html").is_file():
+        index = dist / "simple" / "index.html"
+        if not index.is_file():
             return None
-        out += _walk(dist)
+        # What publish's up-to-date check reads is the index page; the folders show a
+        # wheel or a project page removed (the long way does not look inside files).
+        out += [dist, dist / "files", dist / "simple", index]
     return out
 
 
@@ -241,6 +246,9 @@ def write_stamp(
         files[str(path)] = _stat(path)
     for folder in _distribution_folders():
         files[folder] = _stat(folder)
+    # Paths in the checkout are kept relative to it: a smaller stamp reads faster.
+    here = f"{checkout.root}{os.sep}"
+    files = {p.removeprefix(here): stat for p, stat in files.items()}
     stamp = {
         "format": FORMAT,
         "key": key,
@@ -290,9 +298,10 @@ class Stamp:
         except (KeyError, TypeError, ValueError, AttributeError):
             return False
 
-    @staticmethod
-    def _files_hold(files: Mapping[str, Stat]) -> bool:
-        return all(_stat(path) == stat for path, stat in files.items())
+    def _files_hold(self, files: Mapping[str, Stat]) -> bool:
+        root = str(self.root)
+        # os.path.join keeps an absolute path as it is: paths outside the checkout.
+        return all(_stat(os.path.join(root, path)) == stat for path, stat in files.items())  # noqa: PTH118
 
     def _tools_hold(self, tools: Mapping[str, list[Any] | None]) -> bool:
         return dict(tools) == _tools(self.root)
