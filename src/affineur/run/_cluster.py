@@ -19,7 +19,6 @@ from affineur import graph as g
 from affineur.build import BuildCache, BuildJob, BuildKey, job_graph, patch_name
 from affineur.errors import AffineurError
 from affineur.index import SdistStore, sha256_file
-from affineur.pep517 import CrateStore, pack_tree
 from affineur.progress import BuildStarted, Reporter
 from affineur.run._scheduler import Demand, demand_of
 
@@ -75,6 +74,8 @@ def build_on(
     crates = None
     if node.crates is not None:
         # The workers share no files with this machine: the vendored tree goes too.
+        from affineur.pep517 import CrateStore, pack_tree
+
         crate_store = CrateStore(store.root / "crates")
         archive = pack_tree(
             crate_store.verified(node.name, node.crates), crate_store.root / "archives"

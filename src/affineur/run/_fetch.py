@@ -3,7 +3,8 @@
 Every file is checked against the lock as it lands, so whatever fetched it (the
 index, a URL template, a git archive, a site plugin) cannot slip other bytes into
 a build. A no-op run fetches nothing: this module loads only when a download or
-a prebuilt wheel is due.
+a prebuilt wheel is due, and what only crates, site plugins or prebuilt wheels
+need loads only for them.
 """
 
 from __future__ import annotations
@@ -16,19 +17,16 @@ from typing import TYPE_CHECKING
 from packaging.utils import canonicalize_name
 
 from affineur import graph as g
-from affineur.build import BuildCache, BuildKey, wheel_problems
+from affineur.build import BuildCache, BuildKey
 from affineur.errors import AffineurError
-from affineur.hooks import load_hooks
 from affineur.index import (
     GitSource,
-    PluginFetcher,
     SdistStore,
     UrlSource,
     check_attestation,
     source_url,
 )
 from affineur.lock import git_location
-from affineur.pep517 import CrateStore, crates_registry
 from affineur.progress import Notice, Reporter
 
 if TYPE_CHECKING:
@@ -62,6 +60,9 @@ def download(
             node.git.ref, node.git.commit,
         )  # fmt: skip
     if settings.plugin and not node.prebuilt:
+        from affineur.hooks import load_hooks
+        from affineur.index import PluginFetcher
+
         hooks = load_hooks(settings.plugin)
         fetcher = PluginFetcher(hooks, canonicalize_name(node.name), node.version, fetcher)
     path = store.ensure(node.name, ref.filename, ref.sha256, fetcher)
@@ -75,6 +76,8 @@ def download(
 
 def _vendor(store: SdistStore, variant: Variant, node: g.Node, sdist: Path) -> None:
     """Vendor the node's crates again where this machine lacks them (a fresh clone)."""
+    from affineur.pep517 import CrateStore, crates_registry
+
     assert node.crates is not None and node.sdist is not None
     crates = CrateStore(store.root / "crates")
     if crates.tree(node.crates.sha256).is_dir():
@@ -102,6 +105,8 @@ def take_prebuilt(
     key: BuildKey,
 ) -> CacheEntry:
     """Put the node's upstream wheel into the cache under ``key``, checked against the lock."""
+    from affineur.build import wheel_problems
+
     assert node.wheel is not None
     path = store.ensure(node.name, node.wheel.filename, node.wheel.sha256, client)
     problems = wheel_problems(path, node, target)
