@@ -471,3 +471,37 @@ def test_a_backend_writing_to_the_answer_pipe_gets_one_clear_error(
         f"the hook process's answer is {error}: something in the build wrote to its answer pipe"
     )
     assert err.value.stage == "hook"
+
+
+def test_a_session_ends_only_when_nothing_the_build_started_still_runs(
+    tmp_path: Path, venv: BuildEnvironment
+) -> None:
+    from affineur.pep517 import available_sandboxes
+
+    if "unshare" not in available_sandboxes():
+        pytest.skip("the unshare sandbox does not work here")
+    project = tmp_path / "p"
+    (project / "be").mkdir(parents=True)
+    (project / "pyproject.toml").write_text(
+        '[build-system]\nrequires = []\nbuild-backend = "lingers"\nbackend-path = ["be"]\n'
+    )
+    # A daemon of its own session, holding none of the hook's descriptors, that would
+    # go on writing into the source tree after the hook answered.
+    (project / "be" / "lingers.py").write_text(
+        "import os, subprocess, sys, time\n\n"
+        "def get_requires_for_build_wheel(config_settings=None):\n"
+        '    code = \'import time\\nwhile True:\\n    open("ticks", "a").write("x")\\n'
+        "    time.sleep(0.01)\\n'\n"
+        "    subprocess.Popen([sys.executable, '-c', code], start_new_session=True,\n"
+        "                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+        "    while not os.path.exists('ticks'):\n"
+        "        time.sleep(0.01)\n"
+        "    return []\n"
+    )
+    confinement = Confinement("unshare", writable=(project,), read_only=(venv.path,))
+    hooks = caller(project, venv, network=False, confinement=confinement)
+    with hooks.session():
+        assert hooks.get_requires_for_build_wheel() == []
+    written = (project / "ticks").stat().st_size
+    time.sleep(0.5)
+    assert (project / "ticks").stat().st_size == written

@@ -118,7 +118,8 @@ class Phases:
         original = getattr(owner, attribute, None)
         if original is None:
             return
-        self.labels.append(label)
+        if label not in self.labels:
+            self.labels.append(label)
         is_classmethod = isinstance(owner.__dict__.get(attribute), classmethod)
         function = original.__func__ if is_classmethod else original
 
@@ -151,7 +152,10 @@ def instrument(phases: Phases) -> None:
     # step existed (A/B runs against an older checkout): missing steps are skipped.
     store = getattr(pep517, "EnvironmentStore", None)
 
+    from affineur.pep517 import _hooks
+
     phases.wrap(_builder, "safe_extract", "unpack the sdist")
+    phases.wrap(_builder, "unpack_sdist", "unpack the sdist")
     phases.wrap(store, "environment", "get the environment (stored or made)")
     phases.wrap(pep517.BuildEnvironment, "create", "create a venv")
     phases.wrap(pep517.BuildEnvironment, "install", "install the build tools")
@@ -159,7 +163,15 @@ def instrument(phases: Phases) -> None:
         pep517.HookCaller, "get_requires_for_build_wheel", "hook get_requires_for_build_wheel"
     )
     phases.wrap(pep517.HookCaller, "build_wheel", "hook build_wheel")
+    phases.wrap(getattr(_hooks, "_HookServer", None), "close", "end the hook process")
     phases.wrap(_builder, "add_build_record", "stamp the build record")
+    # What every build pays after its hooks: checks, evidence, the wheel's rewrite, the cache.
+    phases.wrap(_builder, "verify_wheel", "check the wheel against the lock")
+    phases.wrap(_builder, "sbom_document", "write the SBOM")
+    phases.wrap(_builder, "finish_wheel", "rewrite the wheel (record, SBOM)")
+    phases.wrap(_builder, "check_wheel_record", "check the rewritten RECORD")
+    phases.wrap(_builder, "provenance_statement", "write the provenance statement")
+    phases.wrap(BuildCache, "commit", "store the result in the cache")
 
 
 # --- main -----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ and errors that say which stage failed and show the end of the log.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import importlib.resources
@@ -225,6 +226,44 @@ def _wait(process: subprocess.Popen[bytes], timeout: float | None) -> int:
     return process.wait()
 
 
+# The threads waiting for sandboxes whose builds are over (see _HookServer.close).
+_reapers: list[threading.Thread] = []
+
+
+def _reap_later(process: subprocess.Popen[bytes], scratch: Path | None) -> None:
+    """Collect ``process`` (and remove its scratch folder) once it ends, in a thread.
+
+    It stays among the running hooks until then, so a run told to stop kills it.
+    """
+
+    def reap() -> None:
+        try:
+            _wait(process, 60)
+        except subprocess.TimeoutExpired:
+            _kill_group(process)
+        finally:
+            _forget(process, scratch)
+
+    thread = threading.Thread(target=reap, name="affineur-reaper", daemon=True)
+    thread.start()
+    with _running_lock:
+        _reapers[:] = [t for t in _reapers if t.is_alive()]
+        _reapers.append(thread)
+
+
+@atexit.register
+def wait_for_reapers(timeout: float = 30.0) -> None:
+    """Wait until every sandbox left to end in the background has ended.
+
+    At exit too: its processes are this run's, and so is their CPU time.
+    """
+    deadline = time.monotonic() + timeout
+    with _running_lock:
+        threads = list(_reapers)
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+
+
 def _sandbox_failure(returncode: int, confinement: Confinement | None, log: Path) -> None:
     if returncode == SANDBOX_FAILED and confinement is not None:
         raise AffineurError(
@@ -366,13 +405,33 @@ class _HookServer:
         """Let the process end (its request pipe closes), and make sure it did."""
         with contextlib.suppress(OSError):
             self._requests.close()
-        os.close(self._answers)
         try:
-            _wait(self.process, 10)
-        except subprocess.TimeoutExpired:
-            _kill_group(self.process)
-        finally:
+            # The unshare helper closes its end of the answer pipe only once nothing
+            # of the build runs in the sandbox any more (see _sandbox_helper._reap);
+            # the kernel's teardown of its namespaces, which can take longer than a
+            # small build, is waited for aside.
+            unshare = self._confinement is not None and self._confinement.kind == "unshare"
+            if unshare and self._answers_end(timeout=10):
+                _reap_later(self.process, self._scratch)
+                return
+            try:
+                _wait(self.process, 10)
+            except subprocess.TimeoutExpired:
+                _kill_group(self.process)
             _forget(self.process, self._scratch)
+        finally:
+            os.close(self._answers)
+
+    def _answers_end(self, timeout: float) -> bool:
+        """Whether the answer pipe reached its end within ``timeout`` (what follows the
+        last answer is discarded: nothing may come after it)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self._answers], [], [], left)[0]:
+                return False
+            if not os.read(self._answers, 65536):
+                return True
 
 
 # A hook's answer is a file name or a list of requirements; the process runs the

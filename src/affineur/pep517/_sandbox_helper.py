@@ -210,20 +210,40 @@ def _exit_code(status: int) -> int:
 
 
 def _reap(worker: int) -> int:
-    """pid 1's loop: collect every orphan, end with the command's status."""
+    """pid 1's loop: collect every orphan, end with the command's status.
+
+    When the command ends, everything else it left running in the sandbox is
+    killed and collected here, and only then are the descriptors the command was
+    given (the hook server's pipes) closed: the run reads their end as "nothing of
+    this build runs any more", and goes on while the kernel is still tearing the
+    namespaces down, which takes longer than a small build.
+    """
 
     def stop(signum: int, frame: object) -> None:
         os.kill(-1, signal.SIGKILL)
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, stop)
+    code = 1
     while True:
         try:
             pid, status = os.wait()
         except ChildProcessError:
-            return 1
+            break
         if pid == worker:
-            return _exit_code(status)
+            code = _exit_code(status)
+            # pid 1 of the namespace: this reaches every other process in it.
+            try:  # noqa: SIM105 - not contextlib: one more import for every hook process
+                os.kill(-1, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    _close_passed()
+    return code
+
+
+def _close_passed() -> None:
+    """Close every descriptor but the standard three."""
+    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
 
 
 def parse_spec(args: Sequence[str]) -> dict[str, Any]:
@@ -261,6 +281,8 @@ def main(args: Sequence[str] | None = None) -> None:
     child = os.fork()
     if child:
         # Outside the new pid namespace: pass the run's signals on, end like the sandbox.
+        # The descriptors passed on for the command are pid 1's to close (see _reap).
+        _close_passed()
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, lambda s, f: os.kill(child, signal.SIGKILL))
         os._exit(_exit_code(os.waitpid(child, 0)[1]))
