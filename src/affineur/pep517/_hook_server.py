@@ -28,6 +28,7 @@ evaluated), since the build environment's interpreter may be older than ours.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -109,6 +110,11 @@ def main() -> None:
         sys.stderr.flush()
         responses.write(json.dumps(answer) + "\n")
         responses.flush()
+    # The build waits for this process to end. Exiting normally still runs atexit
+    # handlers and closes what is open, but its garbage collections over every
+    # object the backend made cost a third of a small build; the objects left are
+    # freed anyway, by their counts, as the interpreter clears its modules.
+    gc.freeze()
 
 
 if __name__ == "__main__":
