@@ -45,6 +45,7 @@ import os
 import pstats
 import random
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -313,6 +314,8 @@ class Run:
     returncode: int
     stdout: str
     stderr: str
+    cpu: float = 0.0
+    """User plus system CPU seconds of the process and its children."""
 
     def check(self) -> Run:
         if self.returncode != 0:
@@ -340,6 +343,7 @@ def environment(root: Path, *, pyc: bool) -> dict[str, str]:
 
 def run(root: Path, *args: str, pyc: bool = True, timeout: float = 900) -> Run:
     argv = (sys.executable, *args)
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(
         argv,
@@ -351,7 +355,9 @@ def run(root: Path, *args: str, pyc: bool = True, timeout: float = 900) -> Run:
         check=False,
     )
     seconds = time.perf_counter() - started
-    return Run(argv, seconds, done.returncode, done.stdout, done.stderr)
+    now = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = now.ru_utime - used.ru_utime + now.ru_stime - used.ru_stime
+    return Run(argv, seconds, done.returncode, done.stdout, done.stderr, cpu)
 
 
 def watched_files(root: Path) -> dict[str, int]:
@@ -452,6 +458,7 @@ def executed_tasks(root: Path, result: Run, before: Snapshot) -> list[str]:
 @dataclass
 class Timings:
     seconds: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
     signs: list[str] = field(default_factory=list)
     state_rewrites: int = 0
 
@@ -468,11 +475,12 @@ def timed_noops(
         before = Snapshot.take(root)
         result = run(root, "-m", "doit", *args, pyc=pyc).check()
         out.seconds.append(result.seconds)
+        out.cpu.append(result.cpu)
         found = executed_tasks(root, result, before)
         out.signs += found
         out.state_rewrites += state_mtimes(root) != before.state_mtimes
         note = f"  EXECUTED: {'; '.join(found)}" if found else ""
-        print(f"  {label:<22} run {i + 1}: {result.seconds:6.3f} s{note}")
+        print(f"  {label:<22} run {i + 1}: {result.seconds:6.3f} s ({result.cpu:.3f} s CPU){note}")
     return out
 
 
@@ -594,14 +602,11 @@ def _bench(root: Path, opts: argparse.Namespace) -> int:
     loading = best_of(root, ("-m", "doit", "list"), repeat, pyc=pyc)
 
     print("\nresults:")
-    for label, times in (
-        ("doit", serial.seconds),
-        ("doit -n 2", parallel.seconds),
-        ("doit, long way", long_way.seconds),
-    ):
+    for label, timed in (("doit", serial), ("doit -n 2", parallel), ("doit, long way", long_way)):
+        times = timed.seconds
         print(
             f"  {label:<14} min {min(times):.3f} s   median {statistics.median(times):.3f} s"
-            f"   max {max(times):.3f} s"
+            f"   max {max(times):.3f} s   CPU median {statistics.median(timed.cpu):.3f} s"
         )
     print(f"  tasks ('doit list --all'): {tasks}")
     print(f"  tasks executed in no-op runs: {len(signs)}")
