@@ -67,12 +67,12 @@ def test_attestations_are_locked_checked_at_download_and_reported(workspace: Wor
     assert index is not None
     index.attest("lib-fast", "1.0", PUBLISHER)
     workspace.collection(["lib-fast", "multi"])
-    ok(workspace.affineur("lock"))
+    ok(workspace.cli("lock"))
     nodes = workspace.nodes()
     assert nodes["lib-fast==1.0"]["sdist"]["attested_by"] == [PUBLISHER]
     assert "attested_by" not in nodes["multi==1.0"]["sdist"]
 
-    check = ok(workspace.affineur("check")).stdout
+    check = ok(workspace.cli("check")).stdout
     assert "2 installed, 1 of 2 sources with publisher attestations" in check
     assert "attested  demo/cpu: lib_fast-1.0.tar.gz (GitHub example/lib-fast release.yml)" in check
 
@@ -100,7 +100,7 @@ def test_an_attestation_for_other_bytes_stops_the_lock(workspace: Workspace) -> 
     assert workspace.index is not None
     workspace.index.attest("lib-fast", "1.0", PUBLISHER, sha256="cd" * 32)
     workspace.collection(["lib-fast"])
-    result = workspace.affineur("lock")
+    result = workspace.cli("lock")
     assert result.returncode == 2
     assert "lib_fast-1.0.tar.gz: an attestation names lib_fast-1.0.tar.gz sha256 cdcd" in (
         result.stderr

@@ -62,7 +62,7 @@ def test_a_failed_relock_keeps_the_previous_lock(workspace: Workspace) -> None:
     ok(workspace.doit("lock"))
     before = (workspace.root / "lock/demo/cpu/graph.json").read_bytes()
     workspace.collection(["conflict-x", "conflict-y"])
-    result = workspace.affineur("lock")
+    result = workspace.cli("lock")
     assert result.returncode == 2
     no_traceback(result.stdout, result.stderr)
     assert (workspace.root / "lock/demo/cpu/graph.json").read_bytes() == before
@@ -504,7 +504,7 @@ def test_a_damaged_discovery_cache_costs_a_hook_run_not_the_lock(
     damage = ['{"wheel": [', "[1, 2]", '{"wheel": [1], "sdist": []}', "[" * 100_000]
     for number, path in enumerate(answers):
         path.write_text(damage[number % len(damage)])
-    result = ok(workspace.affineur("lock", "--force"))
+    result = ok(workspace.cli("lock", "--force"))
     no_traceback(result.stdout, result.stderr)
     assert (workspace.root / "lock/demo/cpu/graph.json").read_bytes() == lock
     # Asked again, and remembered properly this time.

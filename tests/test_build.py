@@ -107,7 +107,7 @@ def test_a_lock_change_rebuilds_only_the_package_and_what_was_built_with_it(
             backend_imports=("chain_base",),
         )
     )
-    ok(workspace.affineur("lock", "--upgrade", "chain-helper"))
+    ok(workspace.cli("lock", "--upgrade", "chain-helper"))
     ok(workspace.doit())
     # chain-helper builds chain-backend, which builds app; libraries are untouched.
     assert workspace.executed() == [

@@ -207,14 +207,14 @@ def test_each_published_wheel_has_signed_provenance_that_verifies(built: Built) 
     assert run["builder"]["version"]["python"].split()[0] in ("CPython", "PyPy")
     assert run["metadata"]["startedOn"] <= run["metadata"]["finishedOn"]
 
-    result = ok(built.ws.affineur("verify", "--provenance", "--public-key", str(built.public_key)))
+    result = ok(built.ws.cli("verify", "--provenance", "--public-key", str(built.public_key)))
     assert f"ok             demo/cpu  {wheel.name} (sha256 matches, signed by" in result.stdout
     assert "3 of 3 provenance statements hold" in result.stdout
 
     # Exports name each wheel's statement; pylock points at it beside the wheel.
-    constraints = ok(built.ws.affineur("export")).stdout
+    constraints = ok(built.ws.cli("export")).stdout
     assert f"  # provenance: {wheel.name}.provenance.json" in constraints
-    pylock = tomllib.loads(ok(built.ws.affineur("export", "--format", "pylock")).stdout)
+    pylock = tomllib.loads(ok(built.ws.cli("export", "--format", "pylock")).stdout)
     package = next(p for p in pylock["packages"] if p["name"] == "lib-c")
     location = package["tool"]["affineur"]["provenance"]["path"]
     assert (built.ws.root / location).resolve() == path.resolve()
@@ -231,7 +231,7 @@ def test_a_changed_wheel_or_a_wrong_key_fails_the_provenance_check(
     other = tmp_path / "other"
     other.mkdir()
     _, wrong = _write_key(other)
-    result = ws.affineur("verify", "--provenance", "--public-key", str(wrong))
+    result = ws.cli("verify", "--provenance", "--public-key", str(wrong))
     assert result.returncode == 1
     assert "no valid signature" in result.stdout
 
@@ -240,20 +240,20 @@ def test_a_changed_wheel_or_a_wrong_key_fails_the_provenance_check(
     data[-30] ^= 0xFF
     wheel.unlink()  # published files are links into the cache: never write through them
     wheel.write_bytes(bytes(data))
-    result = ws.affineur("verify", "--provenance", "--public-key", str(built.public_key))
+    result = ws.cli("verify", "--provenance", "--public-key", str(built.public_key))
     assert result.returncode == 1
     assert f"FAILED         demo/cpu  {wheel.name}" in result.stdout
     assert "the published file has" in result.stdout
 
     statement = wheel.with_name(f"{wheel.name}.provenance.json")
     statement.unlink()
-    result = ws.affineur("verify", "--provenance", "lib-c")
+    result = ws.cli("verify", "--provenance", "lib-c")
     assert result.returncode == 1
     assert f"no {statement.name} beside it" in result.stdout
 
     garbage = tmp_path / "garbage.pub"
     garbage.write_text("not a key\n")
-    result = ws.affineur("verify", "--provenance", "--public-key", str(garbage))
+    result = ws.cli("verify", "--provenance", "--public-key", str(garbage))
     assert result.returncode == 2
     assert result.stderr.startswith("error: ")
     assert "Traceback" not in result.stderr
@@ -262,7 +262,7 @@ def test_a_changed_wheel_or_a_wrong_key_fails_the_provenance_check(
 @pytest.mark.slow
 def test_verify_rebuilds_differently_and_reports_each_difference(built: Built) -> None:
     assert "verify" not in built.first_run.stdout  # not a default task
-    result = built.ws.affineur("verify")
+    result = built.ws.cli("verify")
     assert result.returncode == 1, result.stderr
     out = result.stdout
     assert "reproducible      cpu:lib-c-1.0  lib_c-1.0-py3-none-any.whl" in out
@@ -277,7 +277,7 @@ def test_verify_rebuilds_differently_and_reports_each_difference(built: Built) -
     # The rebuilds leave nothing behind.
     assert not any((built.ws.root / "build/verify").iterdir())
 
-    result = ok(built.ws.affineur("verify", "lib-c", "fakebuild-core", "--variant", "cpu"))
+    result = ok(built.ws.cli("verify", "lib-c", "fakebuild-core", "--variant", "cpu"))
     assert "2 of 2 reproducible (100.0%)" in result.stdout
 
 
@@ -292,16 +292,16 @@ def test_verify_doit_tasks_fail_only_for_what_does_not_reproduce(built: Built) -
 
 
 def test_verify_refuses_unknown_names_and_variants(built: Built) -> None:
-    result = built.ws.affineur("verify", "lib-cc")
+    result = built.ws.cli("verify", "lib-cc")
     assert result.returncode == 2
     first = result.stderr.splitlines()[0]
     assert first.startswith(
         "error: unknown package 'lib-cc' in the lock of demo/cpu; choose from: lib-c"
     )
-    result = built.ws.affineur("verify", "--variant", "gpu")
+    result = built.ws.cli("verify", "--variant", "gpu")
     assert result.returncode == 2
     assert result.stderr.startswith("error: unknown variant 'gpu'; choose from: cpu")
-    result = built.ws.affineur("verify", "--provenance", "leaky-typo")
+    result = built.ws.cli("verify", "--provenance", "leaky-typo")
     assert result.returncode == 2
     assert "unknown package 'leaky-typo' among the published wheels" in result.stderr
 

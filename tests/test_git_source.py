@@ -139,13 +139,13 @@ def test_git_source_with_submodule_and_build_dir_end_to_end(
     statement = json.loads(wheel.with_name(wheel.name + ".provenance.json").read_text())
     resolved = statement["predicate"]["buildDefinition"]["resolvedDependencies"]
     assert {"gitCommit": commit} in [r["digest"] for r in resolved]
-    assert "ok" in ok(ws.affineur("check")).stdout
+    assert "ok" in ok(ws.cli("check")).stdout
 
     # A changed archive is caught by check, before any build trusts it.
     archive.chmod(0o644)
     with archive.open("ab") as f:
         f.write(b"\0" * 512)
-    checked = ws.affineur("check")
+    checked = ws.cli("check")
     assert checked.returncode != 0
     assert "not the sha256 of the downloaded file" in checked.stdout + checked.stderr
 

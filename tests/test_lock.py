@@ -85,7 +85,7 @@ def test_yanked_requires_python_and_prereleases(workspace: Workspace) -> None:
 
 def test_metadata_from_each_source(workspace: Workspace) -> None:
     workspace.collection(["meta-static", "meta-dynamic-wheel", "meta-dynamic-hook"])
-    result = ok(workspace.affineur("-v", "lock"))
+    result = ok(workspace.cli("-v", "lock"))
     for name in ("meta-static", "meta-dynamic-wheel", "meta-dynamic-hook"):
         assert edges_of(workspace, f"{name}==1.0", "install") == {"meta-dep==1.0": "meta-dep>=1"}
     assert (
@@ -112,7 +112,7 @@ def test_conflict_names_both_sides(workspace: Workspace) -> None:
 
 def test_cycle_is_reported_with_path_and_fix(workspace: Workspace) -> None:
     workspace.collection(["cycle-a"])
-    result = workspace.affineur("lock")
+    result = workspace.cli("lock")
     assert result.returncode == 2
     assert "build-time cycle: cycle-a==1.0 -> cycle-b==1.0 -> cycle-a==1.0" in result.stderr
     assert "prebuilt: true" in result.stderr
@@ -121,7 +121,7 @@ def test_cycle_is_reported_with_path_and_fix(workspace: Workspace) -> None:
 
 def test_unknown_package_is_a_clear_error(workspace: Workspace) -> None:
     workspace.collection(["no-such-package"])
-    result = workspace.affineur("lock")
+    result = workspace.cli("lock")
     assert result.returncode == 2
     assert "no-such-package" in result.stderr and "no such project" in result.stderr
     assert "Traceback" not in result.stderr
@@ -136,7 +136,7 @@ def test_relock_with_unchanged_inputs_uses_no_network_and_keeps_bytes(workspace:
     assert workspace.index.requests == []
     assert (workspace.root / "lock/demo/cpu/graph.json").read_bytes() == before
     # A forced re-lock goes to the index but, with nothing new there, writes the same bytes.
-    ok(workspace.affineur("lock", "--force"))
+    ok(workspace.cli("lock", "--force"))
     assert (workspace.root / "lock/demo/cpu/graph.json").read_bytes() == before
 
 
@@ -163,7 +163,7 @@ def test_relock_after_an_input_change_reads_nothing_again_from_the_sdists(
     # What the shortcut gives is what the archives give: a lock without it is the same.
     graph = (workspace.root / "lock/demo/cpu/graph.json").read_bytes()
     shutil.rmtree(workspace.root / "build" / "discovery")
-    ok(workspace.affineur("lock", "--force"))
+    ok(workspace.cli("lock", "--force"))
     assert (workspace.root / "lock/demo/cpu/graph.json").read_bytes() == graph
 
 
@@ -176,9 +176,9 @@ def test_upgrade_one_package_keeps_the_rest(workspace: Workspace) -> None:
     workspace.collection(["lib-a", "meta-static", "lib-fast"])
     ok(workspace.doit("lock"))
     assert {"lib-a==1.0", "meta-dep==1.0"} <= set(workspace.nodes())
-    ok(workspace.affineur("lock", "--upgrade", "lib-a"))
+    ok(workspace.cli("lock", "--upgrade", "lib-a"))
     assert "lib-a==1.5" in workspace.nodes() and "meta-dep==1.0" in workspace.nodes()
-    ok(workspace.affineur("lock", "--upgrade-all"))
+    ok(workspace.cli("lock", "--upgrade-all"))
     assert "meta-dep==1.5" in workspace.nodes()
 
 
@@ -212,7 +212,7 @@ def test_source_discovery_builds_its_own_tools_and_stage_two_reuses_them(
     workspace = cold_workspace
     workspace.variant("cpu", "discovery: source\n")
     workspace.collection(["app"])
-    locked = ok(workspace.affineur("lock"))
+    locked = ok(workspace.cli("lock"))
     assert workspace.graph()["discovery"] == "source"
     # No upstream wheel was fetched: the chain was built here, bottom up.
     assert not (workspace.root / "build/upstream-wheels").exists()
@@ -227,7 +227,7 @@ def test_source_discovery_reports_a_cycle_as_a_path(cold_workspace: Workspace) -
     workspace = cold_workspace
     workspace.variant("cpu", "discovery: source\n")
     workspace.collection(["cycle-a"])
-    result = workspace.affineur("lock")
+    result = workspace.cli("lock")
     assert result.returncode == 2
     assert "build-time cycle: cycle-b==1.0 -> cycle-a==1.0 -> cycle-b==1.0" in result.stderr
     assert "Traceback" not in result.stderr

@@ -51,7 +51,7 @@ def test_env_is_expanded_for_discovery_hooks_too(workspace: Workspace) -> None:
     # reference stops the lock rather than reaching a backend as literal text.
     workspace.write("overrides/dyn-requires.yaml", "env: {X: '${NO_SUCH_VARIABLE}'}\n")
     workspace.collection(["dyn-requires"])
-    result = workspace.affineur("lock")
+    result = workspace.cli("lock")
     assert result.returncode == 2
     assert "env.X: dyn-requires==1.0: unknown variable ${NO_SUCH_VARIABLE}" in result.stderr
     assert "Traceback" not in result.stderr
@@ -210,7 +210,7 @@ def test_variant_extends_and_settings_command(workspace: Workspace) -> None:
     workspace.collection(["env-reader"], variants=("cpu", "cuda"))
     shown = json.loads(
         ok(
-            workspace.affineur(
+            workspace.cli(
                 "settings",
                 "env-reader",
                 "--variant",

@@ -66,7 +66,7 @@ def test_a_comment_edit_keeps_check_green_and_doit_a_networkless_noop(
         'constraints = []\nvariants = [ "cpu" ]\ndescription = "the demo, reworded"\n',
     )
     workspace.write("overrides/lib-a.yaml", "# why: the test suite reads A\nenv:\n  A: '1'\n")
-    ok(workspace.affineur("check"))
+    ok(workspace.cli("check"))
     assert workspace.index is not None
     workspace.index.clear_requests()
     ok(workspace.doit())
@@ -212,7 +212,7 @@ def test_the_lock_records_a_host_tool_a_hook_relied_on_and_check_warns_where_it_
     # Re-locked where patchelf is missing: the hook is asked again (its cached answer
     # was for another host), the lock holds the wheel and says the host had none.
     without = {"PATH": host_path} if here is None else with_new
-    ok(ws.affineur("lock", "--force", env=without))
+    ok(ws.cli("lock", "--force", env=without))
     node = ws.nodes()["tool-on-path==1.0"]
     if here is None:
         assert node["host_tools"] == {"patchelf": None}
@@ -249,7 +249,7 @@ def test_a_forced_relock_on_another_kernel_gives_the_same_bytes_and_rebuilds_not
     elsewhere = {"PYTHONPATH": os.pathsep.join([str(shim), workspace.environ()["PYTHONPATH"]])}
     seen = workspace.run("-c", "import platform; print(platform.release())", env=elsewhere)
     assert ok(seen).stdout.strip() == "6.18.44-fc" != os.uname().release
-    relocked = ok(workspace.affineur("lock", "--force", env=elsewhere))
+    relocked = ok(workspace.cli("lock", "--force", env=elsewhere))
     assert "lock demo for cpu: resolving app, lib-c" in relocked.stderr  # really re-locked
     assert {p.name: p.read_bytes() for p in sorted(lock.iterdir())} == before
     ok(workspace.doit(env=elsewhere))
