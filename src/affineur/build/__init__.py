@@ -39,6 +39,13 @@ if TYPE_CHECKING:
     )
     from affineur.build._publish import PUBLISHED_MODE, publish_index
     from affineur.build._remote import RemoteCache, RemoteEntryRejected
+    from affineur.build._reproduce import (
+        MemberDiff,
+        VariedRunner,
+        compare_wheels,
+        diffoscope_report,
+        varied_environment,
+    )
     from affineur.build._sbom import SBOM_MEMBER, BuiltFrom, EnvWheel, sbom_document, sbom_key_input
     from affineur.build._sweep import sweep_dead_folders, sweep_stale_publishes
     from affineur.build._verify import target_tags, verify_wheel, wheel_problems
@@ -82,6 +89,13 @@ __getattr__, __dir__ = lazy_exports(
         ),
         "_publish": ("PUBLISHED_MODE", "publish_index"),
         "_remote": ("RemoteCache", "RemoteEntryRejected"),
+        "_reproduce": (
+            "MemberDiff",
+            "VariedRunner",
+            "compare_wheels",
+            "diffoscope_report",
+            "varied_environment",
+        ),
         "_sbom": ("SBOM_MEMBER", "BuiltFrom", "EnvWheel", "sbom_document", "sbom_key_input"),
         "_sweep": ("sweep_dead_folders", "sweep_stale_publishes"),
         "_verify": ("target_tags", "verify_wheel", "wheel_problems"),
@@ -108,16 +122,20 @@ __all__ = [
     "EnvWheel",
     "ExportedWheel",
     "HostTools",
+    "MemberDiff",
     "RemoteCache",
     "RemoteEntryRejected",
     "SignedBy",
+    "VariedRunner",
     "add_build_record",
     "build_keys",
     "cancel_run",
     "check_published",
     "collect_wheels",
+    "compare_wheels",
     "compute_key",
     "constraints_text",
+    "diffoscope_report",
     "finish_wheel",
     "host_tools",
     "job_graph",
@@ -140,6 +158,7 @@ __all__ = [
     "target_markers",
     "target_requires_python",
     "target_tags",
+    "varied_environment",
     "verify_wheel",
     "wheel_problems",
 ]

@@ -96,8 +96,7 @@ def _check_provenance(args: argparse.Namespace, root: Path) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from affineur.progress import StreamReporter
-    from affineur.run import open_checkout
-    from affineur.run._verify import select_for_verify, verify_packages
+    from affineur.run import open_checkout, select_for_verify, verify_packages
 
     root, known = open_names(getattr(args, "root", None))
     if args.provenance:

@@ -39,8 +39,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
-    from affineur.run import hold_checkout, open_checkout
-    from affineur.run._gc import find_garbage, human_size, remove
+    from affineur.run import find_garbage, hold_checkout, human_size, open_checkout, remove_garbage
 
     root, _names = context(args)
     checkout = open_checkout(root)
@@ -60,7 +59,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
                 "(affineur gc --yes removes them)"
             )
             return 0
-        freed = remove(garbage)
+        freed = remove_garbage(garbage)
     print(f"removed {len(garbage)} item(s), {human_size(freed)}")
     sys.stdout.flush()
     return 0

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     )
     from affineur.run._doit_reporter import progress_reporter
     from affineur.run._doit_state import DurableDB
+    from affineur.run._gc import Garbage, find_garbage, human_size, remove_garbage
     from affineur.run._mutex import TIMEOUT_ENV, hold_checkout, mutex_path
     from affineur.run._open import IndexClients, open_checkout
     from affineur.run._reports import (
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
     )
     from affineur.run._substitution import keep_going_requested
     from affineur.run._tasks import DoitTasks, doit_tasks
+    from affineur.run._verify import Verdict, VerifyReport, select_for_verify, verify_packages
 
 # Each name loads its module on first use (see affineur._lazy): doit loads this
 # package for its plugins before every run, and a run answered from the no-op
@@ -72,6 +74,7 @@ __getattr__, __dir__ = lazy_exports(
         ),
         "_doit_reporter": ("progress_reporter",),
         "_doit_state": ("DurableDB",),
+        "_gc": ("Garbage", "find_garbage", "human_size", "remove_garbage"),
         "_mutex": ("TIMEOUT_ENV", "hold_checkout", "mutex_path"),
         "_open": ("IndexClients", "open_checkout"),
         "_reports": (
@@ -93,6 +96,7 @@ __getattr__, __dir__ = lazy_exports(
         "_scheduler": ("Demand", "ResourcePool", "WaitQueue", "check_capacities", "demand_of"),
         "_substitution": ("keep_going_requested",),
         "_tasks": ("DoitTasks", "doit_tasks"),
+        "_verify": ("Verdict", "VerifyReport", "select_for_verify", "verify_packages"),
     },
 )
 
@@ -109,6 +113,7 @@ __all__ = [
     "DurableDB",
     "Failure",
     "ForgetBuilds",
+    "Garbage",
     "IndexClients",
     "LockedVariant",
     "PackageResult",
@@ -118,6 +123,8 @@ __all__ = [
     "RunRecorder",
     "RunSummary",
     "Substitute",
+    "Verdict",
+    "VerifyReport",
     "WaitQueue",
     "check_capacities",
     "counts",
@@ -127,12 +134,17 @@ __all__ = [
     "doit_config",
     "doit_tasks",
     "duration",
+    "find_garbage",
     "hold_checkout",
+    "human_size",
     "keep_going_requested",
     "mutex_path",
     "open_checkout",
     "progress_reporter",
+    "remove_garbage",
     "report_json",
+    "select_for_verify",
     "summary_json",
     "summary_markdown",
+    "verify_packages",
 ]

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from affineur.run._checkout import Checkout
 
-__all__ = ["Garbage", "find_garbage", "human_size", "remove"]
+__all__ = ["Garbage", "find_garbage", "human_size", "remove_garbage"]
 
 # Transient folders of the build cache: a build being staged, an entry being
 # replaced by a forced rebuild, cleaned or withdrawn.
@@ -134,7 +134,7 @@ def _entry_name(entry: Path) -> str:
         return entry.name[:12]
 
 
-def remove(items: Iterable[Garbage]) -> int:
+def remove_garbage(items: Iterable[Garbage]) -> int:
     """Delete ``items``; the bytes freed."""
     freed = 0
     for item in items:

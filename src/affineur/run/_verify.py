@@ -23,8 +23,10 @@ from typing import Any
 from packaging.utils import canonicalize_name
 
 from affineur import graph as g
-from affineur.build import BuildCache, Builder, BuildKey
-from affineur.build._reproduce import (
+from affineur.build import (
+    BuildCache,
+    Builder,
+    BuildKey,
     MemberDiff,
     VariedRunner,
     compare_wheels,
