@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ast
 import importlib
-import re
+import json
 from pathlib import Path
 
 import pytest
@@ -68,6 +68,32 @@ def test_a_public_package_names_each_module_once_and_every_name_resolves(package
         _ = module.nothing_here
 
 
+# doit as its console script runs it, writing at exit every module the run loaded.
+# ``-X importtime`` would not do: it leaves out what importlib.import_module loads,
+# which is how the public packages load their modules on first use.
+_DOIT_LISTING_MODULES = """
+import atexit, json, runpy, sys
+listing = sys.argv.pop(1)
+atexit.register(lambda: open(listing, "w").write(json.dumps(sorted(sys.modules))))
+sys.argv[0] = "doit"
+runpy.run_module("doit", run_name="__main__", alter_sys=True)
+"""
+
+
+def _doit_loads(root: Path, listing: Path) -> tuple[noop.Run, set[str]]:
+    result = noop.run(root, "-c", _DOIT_LISTING_MODULES, str(listing)).check()
+    return result, set(json.loads(listing.read_text()))
+
+
+def test_the_module_listing_sees_what_a_lazy_name_loads(tmp_path: Path) -> None:
+    script = tmp_path / "lazy.py"
+    script.write_text("import affineur.build\naffineur.build.Builder\n")
+    listing = tmp_path / "modules.json"
+    code = _DOIT_LISTING_MODULES.replace('"doit"', f'"{script.stem}"')
+    noop.run(tmp_path, "-c", code, str(listing)).check()
+    assert "affineur.build._builder" in json.loads(listing.read_text())
+
+
 def test_a_no_op_run_loads_neither_the_builder_nor_the_locker(tmp_path: Path) -> None:
     root = tmp_path / "checkout"
     noop.write_checkout(root, noop.Shape.for_size(16, overridden=2))
@@ -77,16 +103,14 @@ def test_a_no_op_run_loads_neither_the_builder_nor_the_locker(tmp_path: Path) ->
     # The long way first: without the no-op stamp, the tasks load and are checked.
     (root / ".affineur" / "noop.json").unlink(missing_ok=True)
     before = noop.Snapshot.take(root)
-    result = noop.run(root, "-X", "importtime", "-m", "doit").check()
+    result, loaded = _doit_loads(root, tmp_path / "long.json")
     assert noop.executed_tasks(root, result, before) == []
-    loaded = set(re.findall(r"^import time:.*\| +([\w.]+)$", result.stderr, re.M))
-    assert "affineur.run._checkout" in loaded  # the report is read right
+    assert "affineur.run._checkout" in loaded  # the listing is read right
     heavy = sorted(m for m in loaded if any(m == h or m.startswith(h + ".") for h in HEAVY))
     assert heavy == []
 
     # Then the stamp that run wrote answers: not even the config or the locks are read.
-    result = noop.run(root, "-X", "importtime", "-m", "doit").check()
-    loaded = set(re.findall(r"^import time:.*\| +([\w.]+)$", result.stderr, re.M))
+    _, loaded = _doit_loads(root, tmp_path / "stamp.json")
     assert "affineur.run._noop" in loaded
     light = ("affineur.run._checkout", "affineur.graph", "affineur.config._project", "yaml")
     assert sorted(loaded & {*HEAVY, *light}) == []
