@@ -18,7 +18,7 @@ import pytest
 
 from affineur.build import sweep_dead_folders, sweep_stale_publishes
 from affineur.pep517 import run_hook_process
-from affineur.run._doit import _builds_end_with_the_run
+from affineur.run._stopping import builds_end_with_the_run
 
 
 def _dead_pid() -> int:
@@ -67,7 +67,7 @@ def test_a_stop_signal_kills_the_running_hooks_before_the_run_unwinds(
             errors.append(exc)
 
     started = time.monotonic()
-    with pytest.raises(raised), _builds_end_with_the_run():
+    with pytest.raises(raised), builds_end_with_the_run():
         worker = threading.Thread(target=hook)
         worker.start()
         while not pidfile.exists() or not pidfile.read_text():

@@ -15,13 +15,13 @@ from affineur._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from affineur.run._checkout import Checkout, LockedVariant
+    from affineur.run._context import RunContext
     from affineur.run._doit import (
         DOIT_VERSIONS,
         ActionFailed,
         CleanOutputs,
         ForgetBuilds,
         ResourceRun,
-        RunContext,
         doit_config,
     )
     from affineur.run._doit_reporter import progress_reporter
@@ -63,13 +63,13 @@ __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         "_checkout": ("Checkout", "LockedVariant"),
+        "_context": ("RunContext",),
         "_doit": (
             "DOIT_VERSIONS",
             "ActionFailed",
             "CleanOutputs",
             "ForgetBuilds",
             "ResourceRun",
-            "RunContext",
             "doit_config",
         ),
         "_doit_reporter": ("progress_reporter",),

@@ -34,11 +34,9 @@ directory whose configuration does not register the plugins (for example
 ``doit -f ../dodo.py``), it stops with a clear error rather than running builds
 without their resource limits.
 
-One doit invocation shares a :class:`RunContext` between the run command (made
-by doit before the dodo loads), the dodo's checkout and the reporter (made by
-doit after): whether a run is going on, the checkout mutex it holds until the
-run ends, the record of build outcomes, and whether the run failed although
-every task passed.
+The run command makes the :class:`~affineur.run._context.RunContext` that the
+dodo's checkout and the reporter of the same invocation share, and answers a
+plain run from the no-op stamp (:mod:`affineur.run._noop`) when it holds.
 """
 
 from __future__ import annotations
@@ -46,12 +44,10 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
-import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -66,9 +62,10 @@ from doit.runner import MThreadRunner
 from doit.tools import config_changed
 
 from affineur.errors import AffineurError, error_text
+from affineur.run._context import RunContext, current_run, entered
 from affineur.run._mutex import hold_checkout
 from affineur.run._noop import Stat, environment_key, input_stats, noop_summary, remove_stamp
-from affineur.run._reports import RunRecorder, RunSummary, counts_line
+from affineur.run._reports import counts_line
 from affineur.run._scheduler import (
     Demand,
     ResourcePool,
@@ -77,6 +74,7 @@ from affineur.run._scheduler import (
     checked_capacities,
     demand_of,
 )
+from affineur.run._stopping import builds_end_with_the_run
 
 __all__ = [
     "BACKEND_NAME",
@@ -89,11 +87,9 @@ __all__ = [
     "ForgetBuilds",
     "ResourceRun",
     "ResourceRunner",
-    "RunContext",
     "UnmetDependency",
     "action",
     "config_changed",
-    "current_run",
     "doit_config",
     "keep_going_from_doit",
     "load_error",
@@ -106,52 +102,6 @@ BACKEND_NAME = "affineur"
 """The name the checkout's doit configuration registers :class:`DurableDB` under."""
 
 STATE_DIR = Path(".affineur") / "doit-state"
-
-
-# --- one invocation's shared state ------------------------------------------------------
-
-
-@dataclass
-class RunContext:
-    """What the run command, the dodo's checkout and the reporter of one doit call share."""
-
-    running: bool = False
-    """True while :class:`ResourceRun` loads and runs tasks (not for list, info, forget...).
-
-    Task creators do work only a run should do while loading (re-locking stale
-    locks) only then, so that ``doit list`` stays read-only and quick."""
-    keep_going: bool = False
-    """Keep going after failures, with upstream wheels standing in for failed builds."""
-    recorder: RunRecorder = field(default_factory=RunRecorder)
-    """Build outcomes doit cannot see (reused, substituted), by build key: the
-    checkout reports its :class:`~affineur.progress.BuildFinished` events to it."""
-    failed: bool = False
-    """Set by the reporter: a run whose only failures were substituted still failed."""
-    executor: str | None = None
-    """``doit --executor``: where build actions run (see affineur.run._dask)."""
-    held: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
-    """What the run holds until it ends (the checkout mutex)."""
-    workers: int = 1
-    """Tasks run at once (``-n``): the progress display divides the remaining work by it."""
-    selected: tuple[str, ...] = ()
-    """What the command line names (tasks, patterns, ``name=value`` variables)."""
-
-    request_rebuild: Callable[[Iterable[str]], None] | None = None
-    """Set by the dodo's tasks: build these keys again rather than reuse them."""
-    root: Path | None = None
-    """Set by the dodo's tasks: the checkout's folder."""
-    write_stamp: Callable[[str, RunSummary, Mapping[str, Stat]], Path | None] | None = None
-    """Set by the dodo's tasks: record that nothing is left to do (see affineur.run._noop)."""
-    summary: RunSummary | None = None
-    """Set by the reporter when the run completes: what every package's task did."""
-
-
-_CURRENT: list[RunContext] = []
-
-
-def current_run() -> RunContext:
-    """The context of the running ``doit run``; outside one, a fresh one that is not running."""
-    return _CURRENT[-1] if _CURRENT else RunContext()
 
 
 def keep_going_from_doit() -> bool:
@@ -326,42 +276,6 @@ opt_executor = {
 }
 
 
-_STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
-
-
-@contextlib.contextmanager
-def _builds_end_with_the_run() -> Iterator[None]:
-    """On SIGTERM, SIGHUP or SIGINT, kill every running build first, then stop the run.
-
-    doit's worker threads wait for their build processes, so without this a
-    stopped run would hang until every build finished on its own. The run then
-    unwinds (SIGINT as KeyboardInterrupt, the others as an exit with 128 + the
-    signal), so the report of what did and did not run is still written. A run
-    killed outright (SIGKILL) takes its builds along by the sandbox's
-    parent-death signal instead.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum: int, frame: Any) -> None:
-        # A run that started no hook never loaded pep517, and a signal handler is no
-        # place to start importing it.
-        pep517 = sys.modules.get("affineur.pep517")
-        if pep517 is not None:
-            pep517.kill_running_hooks()
-        if signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        raise SystemExit(128 + signum)
-
-    previous = {signum: signal.signal(signum, stop) for signum in _STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
 class ResourceRun(Run):  # type: ignore[misc]
     """doit's ``run`` command, scheduling parallel runs by resources and locking the checkout."""
 
@@ -379,20 +293,16 @@ class ResourceRun(Run):  # type: ignore[misc]
         context = RunContext(
             running=True, executor=params.get("executor") or None, selected=tuple(args)
         )
-        _CURRENT.append(context)
-        try:
-            with context.held, _builds_end_with_the_run():
-                result = super().execute(params, args)
-                if key is not None and result == 0 and not context.failed:
-                    _stamp(context, where, key, before)
-        finally:
-            _CURRENT.remove(context)
+        with entered(context), context.held, builds_end_with_the_run():
+            result = super().execute(params, args)
+            if key is not None and result == 0 and not context.failed:
+                _stamp(context, where, key, before)
         # doit's code 1 means "a task failed"; keep doit's own non-zero codes.
         return 1 if result == 0 and context.failed else result
 
     def _noop(self, where: Path, key: str, started: float) -> bool:
         """Answer a plain run from the no-op stamp, when it holds (see affineur.run._noop)."""
-        from affineur.run._doit_reporter import write_reports
+        from affineur.run._report_files import write_reports
 
         try:
             # A run in progress removed the stamp: no use waiting for it here.
@@ -501,12 +411,8 @@ class ForgetBuilds(Forget):  # type: ignore[misc]
 
     def execute(self, params: Any, args: Any) -> Any:
         remove_stamp(Path.cwd())
-        context = RunContext()
-        _CURRENT.append(context)
-        try:
+        with entered(RunContext()):
             return super().execute(params, args)
-        finally:
-            _CURRENT.remove(context)
 
     def _execute(self, forget_sub: Any, forget_disable_default: Any, forget_all: Any) -> Any:
         # doit passes options by the names of this signature: keep it the same as Forget's.

@@ -34,8 +34,6 @@ the run context and the report folder into a subclass for ``DOIT_CONFIG["reporte
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import threading
 import time
@@ -45,10 +43,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
-from affineur.atomic import write_atomic
-from affineur.config import validate
 from affineur.errors import AffineurError
-from affineur.run._doit import ActionFailed, BaseFail, RunContext, UnmetDependency
+from affineur.run._context import RunContext
+from affineur.run._doit import ActionFailed, BaseFail, UnmetDependency
+from affineur.run._report_files import write_reports
 from affineur.run._reports import (
     Failure,
     Outcome,
@@ -56,20 +54,12 @@ from affineur.run._reports import (
     RunSummary,
     counts_line,
     duration,
-    report_json,
-    summary_json,
-    summary_markdown,
 )
 
 if TYPE_CHECKING:
     from affineur.run._live import Durations, LiveView
 
-__all__ = [
-    "ProgressReporter",
-    "progress_reporter",
-    "write_load_failure",
-    "write_reports",
-]
+__all__ = ["ProgressReporter", "progress_reporter"]
 
 # The stage a failure gets when its error names none, by task group.
 _DEFAULT_STAGE = {"lock": "resolve", "download": "download", "build": "build"}
@@ -93,47 +83,6 @@ def heartbeat_interval(environ: Mapping[str, str]) -> float:
             stage="config",
         ) from None
     return max(value, 0.0)
-
-
-def write_reports(summary: RunSummary, folder: Path) -> list[Path]:
-    """Write report.json (validated), summary.json and summary.md; return their paths."""
-    report, data = report_json(summary), summary_json(summary)
-    if report["failures"] or report["skipped"] or report["failed_tasks"]:
-        # A run without failures writes a report of constants and a date, whose shape
-        # the tests check; validating it would load jsonschema, the largest import a
-        # no-op run would otherwise pay for.
-        validate(report, "report", file=str(folder / "report.json"))
-    # The summary is checked against its schema by the tests, not on every run:
-    # on a large tree checking it would cost more than the rest of a no-op run.
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, text in (
-        ("report.json", json.dumps(report, indent=2) + "\n"),
-        ("summary.json", json.dumps(data, indent=2) + "\n"),
-        ("summary.md", summary_markdown(summary)),
-    ):
-        path = folder / name
-        write_atomic(path, text)
-        written.append(path)
-    return written
-
-
-def write_load_failure(exc: AffineurError, folder: Path, *, keep_going: bool = False) -> None:
-    """Report an error raised while the dodo loads (re-locking: resolve, discovery, ...).
-
-    No task runs then, so the reporter never starts; the report still has to say why.
-    """
-    failure = Failure.from_error(exc, default_stage="resolve")
-    summary = RunSummary(
-        packages=(),
-        failures=(failure,),
-        started=datetime.now(UTC).isoformat(timespec="seconds"),
-        test_mode=keep_going,
-    )
-    # The load error itself is what the user must see; a report that cannot be
-    # written must not hide it.
-    with contextlib.suppress(AffineurError, OSError):
-        write_reports(summary, folder)
 
 
 def _title(name: str) -> str:

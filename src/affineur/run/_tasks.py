@@ -33,19 +33,19 @@ from affineur.build import BuildKey
 from affineur.errors import AffineurError
 from affineur.progress import FanOut, StreamReporter
 from affineur.run._checkout import Checkout, LockedVariant
+from affineur.run._context import RunContext, current_run
 from affineur.run._dask import Executors
 from affineur.run._doit import (
-    RunContext,
     action,
     config_changed,
-    current_run,
     doit_config,
     keep_going_from_doit,
     load_error,
 )
-from affineur.run._doit_reporter import progress_reporter, write_load_failure
+from affineur.run._doit_reporter import progress_reporter
 from affineur.run._noop import write_stamp
 from affineur.run._open import open_checkout
+from affineur.run._report_files import write_load_failure
 from affineur.run._substitution import trusted
 
 __all__ = ["DoitTasks", "TaskDict", "build_task_names", "doit_tasks"]
