@@ -142,13 +142,15 @@ def _distribution_folders() -> list[str]:
 
 
 def input_stats(root: Path) -> dict[str, Stat]:
-    """The stat of every file and folder a no-op reads that a person (or a re-lock) changes.
+    """The stat of every file and folder a no-op reads that the run itself does not make:
+    the config, the locks, affineur, the installed distributions, the host tools.
 
     Taken before the dodo loads and again when the run ends: a stamp is written
-    only when both agree, so it never vouches for a file the run did not read.
+    only when both agree, so it never vouches for a file the run did not read
+    (edited, installed or upgraded while it ran, or re-locked by it).
     """
     root = Path(root)
-    paths = [root, *root.glob("*.py"), *(root / n for n in _ROOT_FILES)]
+    paths: list[Path | str] = [root, *root.glob("*.py"), *(root / n for n in _ROOT_FILES)]
     for tree in _TREES:
         paths += _walk(root / tree)
     from affineur.config import config_files
@@ -156,6 +158,8 @@ def input_stats(root: Path) -> dict[str, Stat]:
     paths += config_files(os.environ)
     package = Path(affineur.__file__).parent
     paths += (p for p in _walk(package) if p.is_dir() or p.suffix in (".py", ".json"))
+    paths += _distribution_folders()
+    paths += (tool[0] for tool in _tools(root).values() if tool is not None)
     return {str(p): _stat(p) for p in paths}
 
 
@@ -244,8 +248,6 @@ def write_stamp(
         outputs.append(checkout.signing_key)
     for path in outputs:
         files[str(path)] = _stat(path)
-    for folder in _distribution_folders():
-        files[folder] = _stat(folder)
     # Paths in the checkout are kept relative to it: a smaller stamp reads faster.
     here = f"{checkout.root}{os.sep}"
     files = {p.removeprefix(here): stat for p, stat in files.items()}
