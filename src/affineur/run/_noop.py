@@ -115,16 +115,21 @@ def remove_stamp(root: Path) -> None:
 # --- writing --------------------------------------------------------------------------------
 
 
-def _walk(top: Path) -> Iterator[Path]:
-    """``top`` and everything under it (no symlinks followed into folders)."""
-    yield top
-    if not top.is_dir():
-        return
+def _walk(top: Path | str, suffixes: tuple[str, ...] = ()) -> Iterator[str]:
+    """``top`` and the folders and files under it (only files ending in one of
+    ``suffixes``, when given); no symlinks followed into folders.
+
+    Strings, not Paths: every run the long way walks these twice.
+    """
+    yield str(top)
     for dirpath, dirnames, filenames in os.walk(top):
         dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
-        base = Path(dirpath)
-        yield from (base / d for d in dirnames)
-        yield from (base / f for f in sorted(filenames))
+        yield from (os.path.join(dirpath, d) for d in dirnames)  # noqa: PTH118
+        yield from (
+            os.path.join(dirpath, f)  # noqa: PTH118
+            for f in sorted(filenames)
+            if not suffixes or f.endswith(suffixes)
+        )
 
 
 def _distribution_folders() -> list[str]:
@@ -157,7 +162,7 @@ def input_stats(root: Path) -> dict[str, Stat]:
 
     paths += config_files(os.environ)
     package = Path(affineur.__file__).parent
-    paths += (p for p in _walk(package) if p.is_dir() or p.suffix in (".py", ".json"))
+    paths += _walk(package, (".py", ".json"))
     paths += _distribution_folders()
     paths += (tool[0] for tool in _tools(root).values() if tool is not None)
     return {str(p): _stat(p) for p in paths}
