@@ -154,6 +154,10 @@ def instrument(phases: Phases) -> None:
 
     from affineur.pep517 import _hooks
 
+    try:
+        from affineur.pep517._session import HookServer
+    except ImportError:  # before the session had a module of its own
+        HookServer = getattr(_hooks, "_HookServer", None)  # type: ignore[misc]
     phases.wrap(_builder, "safe_extract", "unpack the sdist")
     phases.wrap(_builder, "unpack_sdist", "unpack the sdist")
     phases.wrap(store, "environment", "get the environment (stored or made)")
@@ -163,7 +167,7 @@ def instrument(phases: Phases) -> None:
         pep517.HookCaller, "get_requires_for_build_wheel", "hook get_requires_for_build_wheel"
     )
     phases.wrap(pep517.HookCaller, "build_wheel", "hook build_wheel")
-    phases.wrap(getattr(_hooks, "_HookServer", None), "close", "end the hook process")
+    phases.wrap(HookServer, "close", "end the hook process")
     phases.wrap(_builder, "add_build_record", "stamp the build record")
     # What every build pays after its hooks: checks, evidence, the wheel's rewrite, the cache.
     phases.wrap(_builder, "verify_wheel", "check the wheel against the lock")

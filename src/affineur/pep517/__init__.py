@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 from affineur._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from affineur.pep517._environment import BuildEnvironment, EnvironmentStore
-    from affineur.pep517._hooks import HookCaller, Runner, kill_running_hooks, run_hook_process
+    from affineur.pep517._environment import EnvironmentStore
+    from affineur.pep517._hooks import HookCaller
     from affineur.pep517._interpreter import (
         Interpreter,
         find_interpreter,
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         isolate_command,
         network_isolation_available,
     )
+    from affineur.pep517._processes import Runner, kill_running_hooks, run_hook_process
     from affineur.pep517._pyproject import (
         LEGACY_BUILD_SYSTEM,
         BuildSystem,
@@ -68,13 +69,15 @@ if TYPE_CHECKING:
         unpack_limits,
         unpack_sdist,
     )
+    from affineur.pep517._venv import BuildEnvironment
 
 # Each name loads its module on first use (see affineur._lazy).
 __getattr__, __dir__ = lazy_exports(
     __name__,
     {
-        "_environment": ("BuildEnvironment", "EnvironmentStore"),
-        "_hooks": ("HookCaller", "Runner", "kill_running_hooks", "run_hook_process"),
+        "_environment": ("EnvironmentStore",),
+        "_hooks": ("HookCaller",),
+        "_processes": ("Runner", "kill_running_hooks", "run_hook_process"),
         "_interpreter": (
             "Interpreter",
             "find_interpreter",
@@ -134,6 +137,7 @@ __getattr__, __dir__ = lazy_exports(
             "unpack_limits",
             "unpack_sdist",
         ),
+        "_venv": ("BuildEnvironment",),
     },
 )
 
