@@ -355,3 +355,21 @@ def test_sha256_file_streams_big_files(tmp_path: Path) -> None:
     path = tmp_path / "big"
     path.write_bytes(data)
     assert sha256_file(path) == sha(data)
+
+
+@pytest.mark.parametrize("name", ["demo-1.0.tar.gz", "demo-1.0.tar.bz2", "demo-1.0.zip"])
+def test_a_scan_of_the_bytes_finds_every_member_name(tmp_path: Path, name: str) -> None:
+    from affineur.pep517._unpack import archive_mentions
+
+    deep = "demo-1.0/" + "/".join(["a-rather-long-folder-name"] * 12) + "/Cargo.lock"
+    with_lock, without = tmp_path / "with", tmp_path / "without"
+    for folder, members in ((with_lock, [deep]), (without, ["demo-1.0/src/lib.rs"])):
+        folder.mkdir()
+        if name.endswith(".zip"):
+            make_zip(folder / name, {m: (b"[[package]]\n", 0o644) for m in members})
+        else:
+            make_tar(folder / name, [tar_entry(m, b"[[package]]\n") for m in members])
+    # A name past tar's 100-byte field goes into an extension header: still found.
+    assert len(deep) > 255
+    assert archive_mentions(with_lock / name, b"Cargo.lock")
+    assert not archive_mentions(without / name, b"Cargo.lock")

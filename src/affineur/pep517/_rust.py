@@ -42,7 +42,7 @@ from affineur import graph as g
 from affineur.atomic import write_atomic
 from affineur.errors import AffineurError
 from affineur.pep517._rustup import rustup_toolchain_bin
-from affineur.pep517._unpack import UnpackLimits, safe_extract
+from affineur.pep517._unpack import UnpackLimits, archive_mentions, safe_extract
 
 __all__ = [
     "CrateStore",
@@ -163,7 +163,11 @@ class CrateStore:
             found = g.crates_from_data(known)
             if found is not None and self.tree(found.sha256).is_dir():
                 return found
-        # Listing the archive is far cheaper than unpacking it, and most sdists hold no Rust.
+        # Most sdists hold no Rust: a scan of the bytes proves it without listing the
+        # members, and listing them is far cheaper than unpacking.
+        if not archive_mentions(sdist, b"Cargo.lock", limits):
+            self._remember(memo, None)
+            return None
         locks = [m for m in _members(sdist) if PurePosixPath(m).name == "Cargo.lock"]
         if not locks:
             self._remember(memo, None)

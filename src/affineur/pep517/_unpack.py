@@ -29,6 +29,7 @@ from affineur.index import SDIST_SUFFIXES
 __all__ = [
     "UnpackLimits",
     "Unpacked",
+    "archive_mentions",
     "read_pkg_info",
     "safe_extract",
     "unpack_limits",
@@ -191,6 +192,45 @@ def _open_tar(archive: Path, limit: int, *, whole: bool = False) -> Iterator[tar
             spool.seek(0)
             bounded = spool
         yield stack.enter_context(tarfile.open(fileobj=bounded, mode="r:"))
+
+
+def archive_mentions(archive: Path, needle: bytes, limits: UnpackLimits | None = None) -> bool:
+    """Whether ``needle`` occurs anywhere in the archive's (decompressed) bytes.
+
+    False proves that no member has that name: a tar stores every name (long ones
+    in extension headers) as plain bytes, a zip lists them uncompressed. Far cheaper
+    than listing the members, which parses every header in Python, to learn that
+    an sdist has no Cargo.lock. True may be a false alarm (a file that mentions the
+    name), and so is an archive too big to scan within ``limits``.
+    """
+    if len(needle) == 0:
+        return True
+    if _archive_kind(archive) == "zip":
+        with contextlib.suppress(OSError, zipfile.BadZipFile), zipfile.ZipFile(archive) as zf:
+            return any(needle.decode("utf-8", "replace") in n for n in zf.namelist())
+        return True
+    limit = (limits or UnpackLimits()).allowed(archive.stat().st_size) + 64 * _MB
+    with archive.open("rb") as probe:
+        magic = probe.read(6)
+    opener: Any = open
+    if magic.startswith(b"\x1f\x8b"):
+        opener = gzip.open
+    elif magic.startswith(b"BZh"):
+        opener = bz2.open
+    elif magic.startswith(b"\xfd7zXZ\x00"):
+        opener = lzma.open
+    seen, tail = 0, b""
+    try:
+        with opener(archive, "rb") as stream:
+            while chunk := stream.read(_CHUNK):
+                seen += len(chunk)
+                window = tail + chunk
+                if needle in window or seen > limit:
+                    return True
+                tail = window[-(len(needle) - 1) :] if len(needle) > 1 else b""
+    except (OSError, EOFError, lzma.LZMAError):
+        return True  # damaged: whoever unpacks it reports that
+    return False
 
 
 @dataclass(frozen=True)
