@@ -69,10 +69,18 @@ from pathlib import Path  # noqa: E402
 
 from tests.workspace import (  # noqa: E402
     Workspace,
+    close_fork_server,
     copy_discovery_caches,
     lock_catalog,
     make_workspace,
 )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fork_server() -> Iterator[None]:
+    """Each worker's fork server (tests/forkserver.py) ends with the session, waited for."""
+    yield
+    close_fork_server()
 
 
 def _shared_dir(factory: pytest.TempPathFactory) -> Path:

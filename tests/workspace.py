@@ -14,6 +14,7 @@ fake index and assembles its graph, without re-running hooks it already ran.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import io
 import json
@@ -31,6 +32,7 @@ import tomlkit
 from packaging.tags import sys_tags
 
 from tests.ecosystem import BuiltRelease, FakeIndex, write_wheel
+from tests.forkserver import ForkServer
 from tests.paths import REPO
 
 
@@ -82,10 +84,14 @@ class Workspace:
 
     def run(self, *argv: str, env: dict[str, str] | None = None,
             timeout: float = 600) -> subprocess.CompletedProcess[str]:  # fmt: skip
+        environ = self.environ(env)
+        server = _fork_server(environ)
+        if server.accepts(argv, environ):
+            return server.run(argv, cwd=self.root, env=environ, timeout=timeout)
         return subprocess.run(
             [sys.executable, *argv],
             cwd=self.root,
-            env=self.environ(env),
+            env=environ,
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -152,6 +158,23 @@ class Workspace:
 
     def nodes(self, collection: str = "demo", variant: str = "cpu") -> dict[str, Any]:
         return {k: v for k, v in self.graph(collection, variant)["nodes"].items() if k}
+
+
+_SERVER: list[ForkServer] = []
+
+
+def _fork_server(environ: dict[str, str]) -> ForkServer:
+    """This process's fork server (tests/forkserver.py), made on first use."""
+    if not _SERVER:
+        _SERVER.append(ForkServer(environ))
+        atexit.register(close_fork_server)
+    return _SERVER[0]
+
+
+def close_fork_server() -> None:
+    """Stop this process's fork server and wait for it (so its CPU time is counted)."""
+    while _SERVER:
+        _SERVER.pop().close()
 
 
 # What a lock leaves under build/ that a later lock of the same sdists reuses: hook
