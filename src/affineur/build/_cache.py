@@ -145,9 +145,15 @@ class BuildCache:
                 return self._verified[entry.key]
         try:
             data = json.loads((entry.path / VERIFIED).read_text())
-            return str(data["wheel"]), [int(v) for v in data["stat"]]
+            found = str(data["wheel"]), [int(v) for v in data["stat"]]
         except (OSError, ValueError, KeyError, TypeError, RecursionError):
             return None
+        # Kept for this process too: a no-op run asks for each entry several times
+        # (its build task, every publish task holding it), and reading the memo
+        # again each time cost more than the rest of those checks.
+        with self._lock:
+            self._verified.setdefault(entry.key, found)
+        return found
 
     def _remember(self, entry: CacheEntry, name: str, stat: list[int]) -> None:
         with self._lock:

@@ -168,15 +168,15 @@ def input_stats(root: Path) -> dict[str, Stat]:
     return {str(p): _stat(p) for p in paths}
 
 
-def _outputs(checkout: Checkout) -> list[Path] | None:
+def _outputs(checkout: Checkout) -> list[Path | str] | None:
     """Files and folders the tasks made, as their up-to-date checks see them.
 
     None when one is missing or no longer what it was (a wheel damaged or removed
     while the run went on): then the next run must look for itself.
     """
-    from affineur.run._substitution import trusted
+    from affineur.run._substitution import is_substitute
 
-    out: list[Path] = []
+    out: list[Path | str] = []
     state = checkout.root / ".affineur" / "doit-state"
     out += [state, state / "state.json", state / "journal"]
     seen: set[str] = set()
@@ -194,10 +194,13 @@ def _outputs(checkout: Checkout) -> list[Path] | None:
                 continue
             seen.add(key)
             entry = checkout.cache.get(key)
-            if entry is None or not trusted(checkout.cache, key):
-                return None
-            # The folder's mtime covers the verification memo, replaced beside them.
-            out += [entry.path, entry.record_path, entry.wheel]
+            if entry is None or is_substitute(entry):
+                return None  # as doit's up-to-date check (trusted) sees it
+            # The record, the wheel and what lies beside it; the folder's mtime covers
+            # the verification memo, replaced by a rename.
+            out.append(entry.path)
+            with os.scandir(entry.path) as found:
+                out += (e.path for e in found if not e.name.startswith("."))
         dist = checkout.dist_dir(lv.collection.name, lv.variant.name)
         index = dist / "simple" / "index.html"
         if not index.is_file():
