@@ -112,8 +112,9 @@ def main() -> None:
         responses.flush()
     # The build waits for this process to end. Exiting normally still runs atexit
     # handlers and closes what is open, but its garbage collections over every
-    # object the backend made cost a third of a small build; the objects left are
-    # freed anyway, by their counts, as the interpreter clears its modules.
+    # object the backend made cost a quarter of a small build's hook process; the
+    # objects left are freed anyway, by their counts, as the interpreter clears
+    # its modules.
     gc.freeze()
 
 
