@@ -2,7 +2,8 @@
 
 Tests write collections, variants and overrides into it, then run the real
 ``dodo.py`` through ``python -m doit`` (and ``affineur`` through ``python -m
-affineur.cli``) in a subprocess, exactly as a user would in a terminal.
+affineur.cli``) in a process of its own, as a user would in a terminal: forked
+from a warm interpreter (tests/forkserver.py) rather than started cold.
 
 Discovery dominates a cold lock (upstream wheels built by pip, then the hooks of
 every sdist), and its results depend only on the sdists and their environments.
