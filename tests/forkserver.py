@@ -32,9 +32,10 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 MODULES = ("doit", "affineur.cli")
 """What the server runs; it imports what they import on every run."""
@@ -51,6 +52,7 @@ class ForkServer:
         self._proc: subprocess.Popen[str] | None = None
         self._output = Path(tempfile.mkdtemp(prefix="affineur-forkserver-"))
         self._lock = threading.Lock()
+        self._pending = b""
 
     def accepts(self, argv: tuple[str, ...], env: Mapping[str, str]) -> bool:
         if len(argv) < 2 or argv[0] != "-m" or argv[1] not in MODULES:
@@ -84,12 +86,12 @@ class ForkServer:
         }
         proc.stdin.write(json.dumps(request) + "\n")
         proc.stdin.flush()
-        pid = int(_answer(proc.stdout, 60)["pid"])
+        pid = int(self._answer(60)["pid"])
         try:
-            status = int(_answer(proc.stdout, timeout)["status"])
+            status = int(self._answer(timeout)["status"])
         except TimeoutError:
             os.kill(pid, signal.SIGKILL)
-            _answer(proc.stdout, 60)
+            self._answer(60)
             raise subprocess.TimeoutExpired([sys.executable, *argv], timeout) from None
         done = subprocess.CompletedProcess(
             [sys.executable, *argv],
@@ -111,6 +113,7 @@ class ForkServer:
             with self._proc:
                 pass
             self._proc = None
+            self._pending = b""
 
     def _server(self) -> subprocess.Popen[str]:
         if self._proc is not None and self._proc.poll() is not None:
@@ -125,16 +128,23 @@ class ForkServer:
             )
         return self._proc
 
-
-def _answer(stream: IO[str], timeout: float) -> dict[str, Any]:
-    ready, _, _ = select.select([stream], [], [], timeout)
-    if not ready:
-        raise TimeoutError
-    line = stream.readline()
-    if not line:
-        raise RuntimeError("the fork server ended")
-    answer: dict[str, Any] = json.loads(line)
-    return answer
+    def _answer(self, timeout: float) -> dict[str, Any]:
+        """The server's next line. Read from the pipe itself, never through a buffer, so
+        that select() waits only when no whole line has arrived yet."""
+        assert self._proc is not None and self._proc.stdout is not None
+        fd = self._proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._pending:
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                raise TimeoutError
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                raise RuntimeError("the fork server ended")
+            self._pending += chunk
+        line, _, self._pending = self._pending.partition(b"\n")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
 
 
 # --- the server ---------------------------------------------------------------------------
