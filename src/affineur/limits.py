@@ -18,6 +18,7 @@ __all__ = ["MAX_DEPTH", "TOO_DEEP", "too_deep"]
 
 MAX_DEPTH = 64
 TOO_DEEP = f"nested more than {MAX_DEPTH} levels deep; refused"
+_CONTAINERS = (dict, list, tuple)
 
 
 def _json_children(value: Any) -> Iterable[Any]:
@@ -36,10 +37,40 @@ def too_deep(
     """Whether ``value`` (parsed JSON or TOML, or any tree ``children`` walks) nests
     deeper than ``limit``. Linear in the size of the tree as walked: a caller with
     shared subtrees (YAML aliases) bounds their expansion first."""
+    if children is _json_children:
+        return _json_too_deep(value, limit)
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
         if depth > limit:
             return True
         stack.extend((child, depth + 1) for child in children(item))
+    return False
+
+
+def _json_too_deep(value: Any, limit: int) -> bool:
+    """:func:`too_deep` for parsed JSON or TOML, answering the same.
+
+    An index page holds thousands of strings and numbers: stacking each leaf only
+    to find it has no children was most of the walk. Only containers are stacked;
+    a leaf's depth is its container's plus one, so a non-empty container at the
+    limit is already too deep.
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            items: Iterable[Any] = item.values()
+        elif isinstance(item, list | tuple):
+            items = item
+        else:
+            continue
+        if item and depth >= limit:
+            return True
+        depth += 1
+        for child in items:
+            if isinstance(child, _CONTAINERS):
+                stack.append((child, depth))
     return False

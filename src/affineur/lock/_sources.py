@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -145,6 +146,12 @@ class NetworkIndex:
         self.crates_registry = crates_registry
         self.pkg_info = pkg_info
         """Where each sdist's PKG-INFO is kept by the sdist's sha256, if anywhere."""
+        # The locker looks ahead in threads, and the resolver asks for an sdist
+        # each time it weighs it: one read per sdist hash, and askers at the same
+        # time wait for it instead of decompressing the archive again.
+        self._pkg_infos: dict[str, bytes | None] = {}
+        self._pkg_info_locks: dict[str, threading.Lock] = {}
+        self._pkg_info_guard = threading.Lock()
 
     def files(self, name: NormalizedName) -> Sequence[DistFile]:
         return self.client.project_files(name)
@@ -246,6 +253,14 @@ class NetworkIndex:
         return LocalSdist(g.FileRef(filename, sha256), path, self._pkg_info(path, sha256), crates)
 
     def _pkg_info(self, sdist: Path, sha256: str) -> bytes | None:
+        with self._pkg_info_guard:
+            lock = self._pkg_info_locks.setdefault(sha256, threading.Lock())
+        with lock:
+            if sha256 not in self._pkg_infos:
+                self._pkg_infos[sha256] = self._read_pkg_info(sdist, sha256)
+            return self._pkg_infos[sha256]
+
+    def _read_pkg_info(self, sdist: Path, sha256: str) -> bytes | None:
         """The sdist's PKG-INFO, read from the archive once per sdist hash.
 
         Finding it can mean decompressing the whole archive (many sdists store it
