@@ -204,6 +204,23 @@ def test_symlink_chain_that_resolves_outside_is_refused(tmp_path: Path) -> None:
     assert list((tmp_path / "out").iterdir()) == []
 
 
+def test_symlink_chain_deep_in_the_tree_is_found(tmp_path: Path) -> None:
+    # The same chain, reached from a link two folders down: the check walks them all.
+    entries = [
+        tar_entry("demo-1.0/", kind=tarfile.DIRTYPE, mode=0o755),
+        tar_entry("demo-1.0/d/", kind=tarfile.DIRTYPE, mode=0o755),
+        tar_entry("demo-1.0/a/b/ok.py", data=b"x = 1\n"),
+        tar_entry("demo-1.0/s1", kind=tarfile.SYMTYPE, link="d"),
+        tar_entry("demo-1.0/d/s2", kind=tarfile.SYMTYPE, link=".."),
+        tar_entry("demo-1.0/a/b/x", kind=tarfile.SYMTYPE, link="../../s1/s2/.."),
+    ]
+    archive = make_tar(tmp_path / "demo-1.0.tar.gz", entries)
+    with pytest.raises(AffineurError) as err:
+        safe_extract(archive, tmp_path / "out")
+    assert err.value.stage == "unpack" and "demo-1.0/a/b/x" in err.value.message
+    assert list((tmp_path / "out").iterdir()) == []
+
+
 def test_zip_with_dotdot_or_absolute_member_is_refused(tmp_path: Path) -> None:
     for i, bad in enumerate(["demo-1.0/../../evil", "/abs/evil", "demo-1.0\\..\\..\\evil"]):
         archive = make_zip(
