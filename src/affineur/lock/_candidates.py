@@ -104,10 +104,19 @@ class IndexCandidates:
         self.reporter = reporter
         self.previous = previous
         self.packages: dict[tuple[NormalizedName, Version], Package] = {}
+        # The resolver asks for a name's versions at every round and backtrack;
+        # the answer only depends on the index's files and the settings, fixed
+        # for the length of a lock.
+        self._versions: dict[NormalizedName, tuple[VersionInfo, ...]] = {}
 
     # --- CandidateSource ----------------------------------------------------
 
     def versions(self, name: NormalizedName) -> list[VersionInfo]:
+        if name not in self._versions:
+            self._versions[name] = tuple(self._find_versions(name))
+        return list(self._versions[name])
+
+    def _find_versions(self, name: NormalizedName) -> list[VersionInfo]:
         settings = self.settings_for(name, None)
         if settings.git and not settings.prebuilt:
             return [VersionInfo(v) for v in git_versions(name, settings.git, self.pins.get(name))]
