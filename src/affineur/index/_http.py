@@ -9,6 +9,7 @@ not before.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
@@ -80,15 +81,24 @@ class Http:
         timeout: float,
         sleep: Callable[[float], None],
     ) -> None:
-        if session is None:
-            import requests
-
-            session = requests.Session()
-        self.session = session
+        # Made on the first request: a build whose sources are all at hand never
+        # asks the index, and importing requests is most of what a client costs.
+        self._session = session
+        self._making = threading.Lock()
         self.retries = retries
         self.backoff = backoff
         self.timeout = timeout
         self.sleep = sleep
+
+    @property
+    def session(self) -> requests.Session:
+        """The ``requests`` session every GET goes through, one per client."""
+        with self._making:
+            if self._session is None:
+                import requests
+
+                self._session = requests.Session()
+            return self._session
 
     def retrying(self, url: str, stage: Stage, attempt: Callable[[], _T]) -> _T:
         """``attempt()``, repeated with exponential backoff while it fails transiently."""
