@@ -92,6 +92,33 @@ def test_second_run_does_nothing_and_uses_no_network(workspace: Workspace) -> No
     assert workspace.index.requests == []
 
 
+def test_a_published_index_missing_a_wheel_or_a_page_is_published_again(
+    workspace: Workspace,
+) -> None:
+    workspace.collection(["lib-c"])
+    ok(workspace.doit())
+    dist = workspace.root / "dist/demo/cpu"
+    wheel = dist_wheel(workspace, "lib_c")
+    whole = wheel.read_bytes()
+    page = dist / "simple/lib-c/index.html"
+
+    def damaged_then_mended(damage: str) -> None:
+        ok(workspace.doit())
+        assert workspace.executed() == [], damage  # nothing built again: only published
+        assert dist_wheel(workspace, "lib_c").read_bytes() == whole, damage
+        assert page.is_file(), damage
+
+    wheel.unlink()
+    damaged_then_mended("a wheel removed")
+    dist_wheel(workspace, "lib_c").chmod(0o644)
+    dist_wheel(workspace, "lib_c").write_bytes(whole[:100])
+    damaged_then_mended("a wheel cut short")
+    page.unlink()
+    damaged_then_mended("a project page removed")
+    ok(workspace.doit())
+    assert set(workspace.outcomes().values()) == {"uptodate"}
+
+
 @pytest.mark.slow
 def test_a_lock_change_rebuilds_only_the_package_and_what_was_built_with_it(
     workspace: Workspace,

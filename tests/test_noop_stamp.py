@@ -119,6 +119,7 @@ def test_each_input_of_the_up_to_date_answer_defeats_the_stamp(
     wheel = next((ws.root / "dist/demo/cpu/files").glob("lib_a-*.whl"))
     wheel.unlink()
     long_way_then_stamp("a wheel removed from dist")
+    assert wheel.is_file(), "the long way publishes the index again"
 
     long_way_then_stamp("an environment variable set", AFFINEUR_HEARTBEAT="30")
 

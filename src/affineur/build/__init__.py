@@ -37,7 +37,7 @@ if TYPE_CHECKING:
         sign_statement,
         signing_key_id,
     )
-    from affineur.build._publish import PUBLISHED_MODE, publish_index
+    from affineur.build._publish import PUBLISHED_MODE, index_holds, publish_index
     from affineur.build._remote import RemoteCache, RemoteEntryRejected
     from affineur.build._reproduce import (
         MemberDiff,
@@ -87,7 +87,7 @@ __getattr__, __dir__ = lazy_exports(
             "sign_statement",
             "signing_key_id",
         ),
-        "_publish": ("PUBLISHED_MODE", "publish_index"),
+        "_publish": ("PUBLISHED_MODE", "index_holds", "publish_index"),
         "_remote": ("RemoteCache", "RemoteEntryRejected"),
         "_reproduce": (
             "MemberDiff",
@@ -138,6 +138,7 @@ __all__ = [
     "diffoscope_report",
     "finish_wheel",
     "host_tools",
+    "index_holds",
     "job_graph",
     "job_main",
     "load_public_keys",

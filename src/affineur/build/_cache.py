@@ -108,6 +108,24 @@ class BuildCache:
         self.discard(key, problem)
         return None
 
+    def verified_wheel(self, key: BuildKey) -> tuple[str, int] | None:
+        """File name and size of ``key``'s verified wheel (None: the entry is missing or damaged).
+
+        Taken from the verification memo that :meth:`get` leaves, so asking costs
+        no read of the record.
+        """
+        entry = self.get(key)
+        if entry is None:
+            return None
+        remembered = self._remembered(entry)
+        if remembered is not None:
+            return remembered[0], remembered[1][1]
+        wheel = entry.wheel
+        try:
+            return wheel.name, wheel.stat().st_size
+        except OSError:
+            return None
+
     def problem(self, entry: CacheEntry) -> str | None:
         """Why ``entry`` cannot be used (None when its wheel is the one its record vouches for)."""
         remembered = self._remembered(entry)

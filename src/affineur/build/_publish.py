@@ -39,7 +39,7 @@ from affineur.build._provenance import (
 from affineur.errors import AffineurError
 from affineur.index import read_metadata, sha256_file
 
-__all__ = ["PUBLISHED_MODE", "publish_index"]
+__all__ = ["PUBLISHED_MODE", "index_holds", "publish_index"]
 
 PUBLISHED_MODE = 0o644
 
@@ -55,6 +55,28 @@ def _copy(src: Path, dst: Path) -> None:
         except OSError:
             pass
         shutil.copyfileobj(source, target, 1 << 20)
+
+
+def index_holds(dest: Path, wheels: Iterable[tuple[str, int]]) -> bool:
+    """Whether the index in ``dest`` still holds each wheel (file name, size) and its project page.
+
+    The publish task's target is the root page alone: without this check, a wheel
+    or a project page removed from a published index (or a wheel cut short) stayed
+    missing until the lock changed. Names and sizes only, read from two folder
+    listings and one stat per page: it runs on every no-op the long way.
+    """
+    try:
+        with os.scandir(dest / "files") as found:
+            sizes = {e.name: e.stat().st_size for e in found if e.name.endswith(".whl")}
+    except OSError:
+        return False
+    projects = set()
+    for name, size in wheels:
+        if sizes.get(name) != size:
+            return False
+        projects.add(canonicalize_name(name.split("-", 1)[0]))
+    simple = dest / "simple"
+    return all((simple / project / "index.html").is_file() for project in projects)
 
 
 def _page(title: str, links: list[str]) -> str:

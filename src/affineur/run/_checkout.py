@@ -511,6 +511,18 @@ class Checkout:
 
         return signing_key_id(self.signing_key) if self.signing_key is not None else ""
 
+    def published_whole(self, lv: LockedVariant) -> bool:
+        """For the publish task's ``uptodate``: the variant's index still holds every wheel."""
+        from affineur.build import index_holds
+
+        wheels = []
+        for key in sorted(set(lv.keys.values())):
+            wheel = self.cache.verified_wheel(key)
+            if wheel is None:
+                return False
+            wheels.append(wheel)
+        return index_holds(self.dist_dir(lv.collection.name, lv.variant.name), wheels)
+
     def publish(self, lv: LockedVariant) -> Path:
         """Write the variant's PEP 503 index from the cache; refuse one holding substitutes."""
         from affineur.build import publish_index

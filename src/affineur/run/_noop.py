@@ -20,8 +20,8 @@ What the stamp covers, and why that is everything a no-op's answer reads:
   and the other ``*.py`` files beside it, ``pyproject.toml``, ``doit.cfg``;
 - what the tasks' up-to-date checks read: each sdist (doit's file dependency),
   each cache entry (its folder, record and wheel: ``BuildCache.get`` verifies
-  the wheel by the same stat), each published index (its ``index.html``, and
-  the folders that list its wheels and project pages), doit's state
+  the wheel by the same stat), each published index (its folders, pages
+  and wheels), doit's state
   (``state.json``, ``journal``: ``doit forget`` and ``doit clean`` change them),
   the signing key;
 - what the build keys and the lock's staleness read outside the checkout: the
@@ -205,9 +205,12 @@ def _outputs(checkout: Checkout) -> list[Path | str] | None:
         index = dist / "simple" / "index.html"
         if not index.is_file():
             return None
-        # What publish's up-to-date check reads is the index page; the folders show a
-        # wheel or a project page removed (the long way does not look inside files).
+        # What publish's up-to-date check reads: the index page, each wheel's name and
+        # size and each project page (Checkout.published_whole); the folders show one
+        # removed or added.
         out += [dist, dist / "files", dist / "simple", index]
+        out += sorted((dist / "files").glob("*.whl"))
+        out += sorted((dist / "simple").glob("*/index.html"))
     return out
 
 

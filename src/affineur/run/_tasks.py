@@ -271,6 +271,7 @@ class DoitTasks:
                             " ".join([*sorted(lv.keys.values()), checkout.signing_key_id()])
                         ),
                         *[(trusted, [checkout.cache, k]) for k in sorted(set(lv.keys.values()))],
+                        (checkout.published_whole, [lv]),
                     ],
                 }
 
