@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from packaging.utils import canonicalize_name
+from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from affineur.build._cache import CacheEntry
 from affineur.build._provenance import (
@@ -74,7 +74,7 @@ def index_holds(dest: Path, wheels: Iterable[tuple[str, int]]) -> bool:
     for name, size in wheels:
         if sizes.get(name) != size:
             return False
-        projects.add(canonicalize_name(name.split("-", 1)[0]))
+        projects.add(parse_wheel_filename(name)[0])
     simple = dest / "simple"
     return all((simple / project / "index.html").is_file() for project in projects)
 
